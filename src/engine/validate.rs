@@ -1,0 +1,189 @@
+//! Request validation: everything a client can get wrong is caught here, with
+//! the field named, before any work is done.
+
+use std::collections::BTreeMap;
+
+use crate::catalog::Catalog;
+use crate::dispatch::ChatMessage;
+use crate::error::Error;
+
+const ROLES: [&str; 5] = ["system", "user", "assistant", "tool", "developer"];
+const MAX_TENANT_BYTES: usize = 256;
+const MAX_SOURCE_BYTES: usize = 128;
+const MAX_METADATA_ENTRIES: usize = 64;
+const MAX_METADATA_BYTES: usize = 4096;
+
+/// Validates messages: non-empty, known roles, some text, within the limit.
+pub fn messages(msgs: &[ChatMessage], max_bytes: usize) -> Result<(), Error> {
+    if msgs.is_empty() {
+        return Err(Error::invalid("messages", "must not be empty"));
+    }
+    let mut total = 0usize;
+    for (i, m) in msgs.iter().enumerate() {
+        if !ROLES.contains(&m.role.as_str()) {
+            return Err(Error::invalid(
+                format!("messages[{i}].role"),
+                format!("{:?} is not one of {}", m.role, ROLES.join(", ")),
+            ));
+        }
+        total = total.saturating_add(m.content.len());
+    }
+    if total > max_bytes {
+        return Err(Error::invalid(
+            "messages",
+            format!("{total} bytes of content exceed the limit of {max_bytes}"),
+        ));
+    }
+    if msgs.iter().all(|m| m.content.trim().is_empty()) {
+        return Err(Error::invalid(
+            "messages",
+            "every message's content is empty",
+        ));
+    }
+    Ok(())
+}
+
+pub fn tenant(t: &str) -> Result<(), Error> {
+    if t.len() > MAX_TENANT_BYTES {
+        return Err(Error::invalid(
+            "tenant",
+            format!("longer than {MAX_TENANT_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves an allow-list of names to catalog indices.
+pub fn candidates(names: &[String], catalog: &Catalog) -> Result<Option<Vec<usize>>, Error> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    names
+        .iter()
+        .map(|n| {
+            catalog.model_index(n).ok_or_else(|| {
+                Error::not_found("candidates", format!("no model named {n:?} in the catalog"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+pub fn model(name: &str, catalog: &Catalog) -> Result<usize, Error> {
+    catalog
+        .model_index(name)
+        .ok_or_else(|| Error::not_found("model", format!("no model named {name:?} in the catalog")))
+}
+
+/// A finite, non-negative number.
+pub fn non_negative(field: &str, v: Option<f64>) -> Result<Option<f64>, Error> {
+    match v {
+        Some(x) if !x.is_finite() || x < 0.0 => Err(Error::invalid(
+            field,
+            format!("{x} is not a finite number >= 0"),
+        )),
+        other => Ok(other),
+    }
+}
+
+pub fn positive_u32(field: &str, v: Option<u32>) -> Result<Option<u32>, Error> {
+    match v {
+        Some(0) => Err(Error::invalid(field, "must be greater than 0")),
+        other => Ok(other),
+    }
+}
+
+pub fn temperature(v: Option<f64>) -> Result<Option<f64>, Error> {
+    match v {
+        Some(t) if !(0.0..=2.0).contains(&t) => Err(Error::invalid(
+            "temperature",
+            format!("{t} is not in [0, 2]"),
+        )),
+        other => Ok(other),
+    }
+}
+
+pub fn metadata(m: &BTreeMap<String, String>) -> Result<(), Error> {
+    let bytes: usize = m.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if m.len() > MAX_METADATA_ENTRIES || bytes > MAX_METADATA_BYTES {
+        return Err(Error::invalid(
+            "metadata",
+            format!("at most {MAX_METADATA_ENTRIES} entries and {MAX_METADATA_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// A decision id must be a UUID; returns it in canonical form.
+pub fn decision_id(id: &str) -> Result<String, Error> {
+    uuid::Uuid::parse_str(id)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| {
+            Error::invalid(
+                "decision_id",
+                format!("{id:?} is not a decision id (a UUID)"),
+            )
+        })
+}
+
+pub fn reward(r: f64) -> Result<f64, Error> {
+    if !(0.0..=1.0).contains(&r) {
+        return Err(Error::invalid("reward", format!("{r} is not in [0, 1]")));
+    }
+    Ok(r)
+}
+
+/// Empty means "default"; otherwise a short label.
+pub fn source(s: &str) -> Result<String, Error> {
+    match s {
+        "" => Ok("default".into()),
+        s if s.len() > MAX_SOURCE_BYTES => Err(Error::invalid(
+            "source",
+            format!("longer than {MAX_SOURCE_BYTES} bytes"),
+        )),
+        s => Ok(s.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(role: &str, content: &str) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn messages_are_checked_with_field_names() {
+        assert!(messages(&[msg("user", "hi")], 100).is_ok());
+        let e = messages(&[], 100).unwrap_err().to_string();
+        assert!(e.starts_with("messages:"), "{e}");
+        let e = messages(&[msg("user", "hi"), msg("robot", "x")], 100)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("messages[1].role:"), "{e}");
+        let e = messages(&[msg("user", "  ")], 100).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let e = messages(&[msg("user", &"x".repeat(101))], 100)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exceed"), "{e}");
+    }
+
+    #[test]
+    fn rewards_and_ids() {
+        assert!(reward(f64::NAN).is_err());
+        assert!(reward(1.5).is_err());
+        assert!(reward(-0.1).is_err());
+        assert_eq!(reward(0.0).unwrap(), 0.0);
+        assert!(decision_id("nope").is_err());
+        let id = uuid::Uuid::now_v7().to_string();
+        assert_eq!(decision_id(&id.to_uppercase()).unwrap(), id);
+        assert_eq!(source("").unwrap(), "default");
+        assert!(non_negative("cost_weight", Some(f64::INFINITY)).is_err());
+        assert!(temperature(Some(f64::NAN)).is_err());
+    }
+}

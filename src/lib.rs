@@ -1,0 +1,34 @@
+//! Switchyard: a learned LLM router.
+//!
+//! A request flows through the modules in this order:
+//! - [`server`] accepts gRPC calls and converts wire types (thin);
+//! - [`engine`] validates, asks the policy for a model, logs the decision and
+//!   dispatches; it is the core both fronts share;
+//! - [`policy`] applies hard constraints and chooses (pure: no I/O, no clock);
+//! - [`dispatch`] calls the chosen model's provider, one module per wire protocol;
+//! - [`store`] durably logs decisions, attempts and feedback in SQLite.
+//!
+//! [`config`] turns TOML into validated values and [`catalog`] into the runtime
+//! model list; [`mock`] is an OpenAI-compatible provider for tests and demos.
+
+pub mod catalog;
+pub mod config;
+pub mod dispatch;
+pub mod engine;
+pub mod error;
+pub mod mock;
+pub mod modelfetch;
+pub mod policy;
+pub mod server;
+pub mod store;
+pub mod tokens;
+
+/// Types generated from `proto/switchyard/v1/router.proto`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("switchyard.v1");
+
+    /// The encoded descriptors served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/switchyard_descriptor.bin"));
+}

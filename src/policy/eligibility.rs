@@ -1,0 +1,54 @@
+//! Hard constraints, applied before any policy scores a model. A constraint
+//! that fails makes the model ineligible with a reason a person can act on.
+
+use super::Candidate;
+use crate::catalog::Catalog;
+
+/// The request's constraints.
+#[derive(Debug, Clone)]
+pub struct Constraints<'a> {
+    /// Allow-listed model indices; `None` means every model.
+    pub allow: Option<&'a [usize]>,
+    pub prompt_tokens: u32,
+    /// Expected output tokens, for cost and the context window.
+    pub output_tokens: u32,
+    pub max_cost_usd: Option<f64>,
+}
+
+/// One candidate per catalog model, in catalog order, with cost filled in and
+/// quality left for the policy.
+pub fn screen(catalog: &Catalog, c: &Constraints<'_>) -> Vec<Candidate> {
+    catalog
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let cost = m.cost_usd(c.prompt_tokens, c.output_tokens);
+            let needed = u64::from(c.prompt_tokens) + u64::from(c.output_tokens);
+            let reason = if c.allow.is_some_and(|a| !a.contains(&i)) {
+                "not in the request's candidates".to_owned()
+            } else if let Some(r) = catalog.providers[m.provider].disabled_reason() {
+                r
+            } else if needed > u64::from(m.context_window) {
+                format!(
+                    "{} prompt + {} output tokens exceed the context window of {}",
+                    c.prompt_tokens, c.output_tokens, m.context_window
+                )
+            } else if let Some(max) = c.max_cost_usd.filter(|max| cost > *max) {
+                format!("expected cost ${cost:.6} exceeds max_cost_usd ${max:.6}")
+            } else {
+                String::new()
+            };
+            Candidate {
+                model: i,
+                eligible: reason.is_empty(),
+                reason,
+                expected_quality: m.prior_quality,
+                quality_std: 0.0,
+                expected_cost_usd: cost,
+                score: 0.0,
+                probability: 0.0,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,239 @@
+//! The tonic `Router` service: thin. Each method converts wire types, calls
+//! the engine, and converts back; errors map through [`crate::error`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status};
+
+use crate::dispatch::ChatMessage;
+use crate::engine::{CompleteInput, Engine, RouteInput, Rpc, StreamItem};
+use crate::pb;
+use crate::store::AttemptRow;
+
+pub struct RouterService {
+    engine: Arc<Engine>,
+    /// Bounds concurrent RPCs: past it, callers get RESOURCE_EXHAUSTED at
+    /// once instead of queueing without limit.
+    in_flight: Arc<Semaphore>,
+}
+
+impl RouterService {
+    pub fn new(engine: Arc<Engine>, max_in_flight: usize) -> Self {
+        RouterService {
+            engine,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        }
+    }
+
+    fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
+        Arc::clone(&self.in_flight)
+            .try_acquire_owned()
+            .map_err(|_| Status::resource_exhausted("the server is at its in-flight request limit"))
+    }
+}
+
+fn route_input(r: Option<pb::RouteRequest>) -> RouteInput {
+    let r = r.unwrap_or_default();
+    RouteInput {
+        messages: r
+            .messages
+            .into_iter()
+            .map(|m| ChatMessage {
+                role: m.role,
+                content: m.content,
+            })
+            .collect(),
+        tenant: r.tenant,
+        candidates: r.candidates,
+        cost_weight: r.cost_weight,
+        max_cost_usd: r.max_cost_usd,
+        metadata: r.metadata.into_iter().collect(),
+        max_output_tokens: r.max_output_tokens,
+    }
+}
+
+fn complete_input(r: pb::CompleteRequest) -> CompleteInput {
+    CompleteInput {
+        route: route_input(r.route),
+        model: r.model,
+        max_tokens: r.max_tokens,
+        temperature: r.temperature,
+        deadline_ms: r.deadline_ms,
+    }
+}
+
+fn attempt(a: &AttemptRow) -> pb::Attempt {
+    pb::Attempt {
+        model: a.model.clone(),
+        provider: a.provider.clone(),
+        outcome: a.outcome.into(),
+        error: a.error.clone().unwrap_or_default(),
+        latency_ms: a.latency_ms,
+        http_status: a.http_status.map(u32::from).unwrap_or(0),
+    }
+}
+
+fn usage(u: crate::dispatch::Usage, estimated: bool) -> pb::Usage {
+    pb::Usage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
+        estimated,
+    }
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::CompleteChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::router_server::Router for RouterService {
+    async fn route(
+        &self,
+        req: Request<pb::RouteRequest>,
+    ) -> Result<Response<pb::RouteResponse>, Status> {
+        let _permit = self.admit()?;
+        let input = route_input(Some(req.into_inner()));
+        let routed = self.engine.route(&input, None, Rpc::Route).await?;
+        let catalog = &self.engine.catalog;
+        let d = &routed.decision;
+        Ok(Response::new(pb::RouteResponse {
+            decision_id: routed.decision_id.clone(),
+            model: catalog.models[d.model].name.clone(),
+            provider: catalog.provider_of(d.model).name.clone(),
+            propensity: d.propensity,
+            policy_version: d.policy_version.clone(),
+            candidates: d
+                .candidates
+                .iter()
+                .map(|c| pb::Candidate {
+                    model: catalog.models[c.model].name.clone(),
+                    eligible: c.eligible,
+                    reason: c.reason.clone(),
+                    expected_quality: c.expected_quality,
+                    expected_cost_usd: c.expected_cost_usd,
+                    score: c.score,
+                    probability: c.probability,
+                    provider: catalog.provider_of(c.model).name.clone(),
+                })
+                .collect(),
+            cost_weight: routed.cost_weight,
+            prompt_tokens: routed.prompt_tokens,
+            explored: d.explored,
+        }))
+    }
+
+    async fn complete(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteResponse>, Status> {
+        let _permit = self.admit()?;
+        let c = self
+            .engine
+            .complete(&complete_input(req.into_inner()))
+            .await?;
+        Ok(Response::new(pb::CompleteResponse {
+            decision_id: c.decision_id,
+            model: c.model,
+            content: c.content,
+            usage: Some(usage(c.usage, c.usage_estimated)),
+            cost_usd: c.cost_usd,
+            attempts: c.attempts.iter().map(attempt).collect(),
+            finish_reason: c.finish_reason,
+            provider: c.provider,
+        }))
+    }
+
+    type CompleteStreamStream = ChunkStream;
+
+    async fn complete_stream(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<Self::CompleteStreamStream>, Status> {
+        let permit = self.admit()?;
+        let rx = self
+            .engine
+            .complete_stream(&complete_input(req.into_inner()))
+            .await?;
+        let chunks = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
+            // The permit lives as long as the stream does.
+            let _held = &permit;
+            item.map(chunk).map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(chunks)))
+    }
+
+    async fn feedback(
+        &self,
+        req: Request<pb::FeedbackRequest>,
+    ) -> Result<Response<pb::FeedbackResponse>, Status> {
+        let _permit = self.admit()?;
+        let r = req.into_inner();
+        let outcome = self
+            .engine
+            .feedback(&r.decision_id, r.reward, &r.source)
+            .await?;
+        Ok(Response::new(pb::FeedbackResponse {
+            decision_id: crate::engine::validate::decision_id(&r.decision_id)
+                .map_err(Status::from)?,
+            replaced: outcome.replaced,
+        }))
+    }
+
+    async fn list_models(
+        &self,
+        _req: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let catalog = &self.engine.catalog;
+        Ok(Response::new(pb::ListModelsResponse {
+            models: catalog
+                .models
+                .iter()
+                .map(|m| pb::ModelInfo {
+                    name: m.name.clone(),
+                    provider: catalog.providers[m.provider].name.clone(),
+                    upstream: m.upstream.clone(),
+                    input_usd_per_mtok: m.input_usd_per_mtok,
+                    output_usd_per_mtok: m.output_usd_per_mtok,
+                    context_window: m.context_window,
+                    prior_quality: m.prior_quality,
+                    available: catalog.providers[m.provider].enabled(),
+                })
+                .collect(),
+        }))
+    }
+}
+
+fn chunk(item: StreamItem) -> pb::CompleteChunk {
+    match item {
+        StreamItem::Start {
+            decision_id,
+            model,
+            provider,
+        } => pb::CompleteChunk {
+            decision_id,
+            model,
+            provider,
+            ..Default::default()
+        },
+        StreamItem::Delta(delta) => pb::CompleteChunk {
+            delta,
+            ..Default::default()
+        },
+        StreamItem::End {
+            finish_reason,
+            usage: u,
+            usage_estimated,
+            cost_usd,
+            attempts,
+        } => pb::CompleteChunk {
+            usage: Some(usage(u, usage_estimated)),
+            cost_usd,
+            attempts: attempts.iter().map(attempt).collect(),
+            finish_reason,
+            ..Default::default()
+        },
+    }
+}

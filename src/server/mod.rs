@@ -1,0 +1,81 @@
+//! The whole server in one function: open the log, build the engine, serve
+//! gRPC (Router, health, reflection) until `shutdown`, then drain.
+
+mod grpc;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::pb;
+use crate::policy::Policy;
+use crate::policy::prior::PriorPolicy;
+use crate::store::Store;
+
+/// Serves on `listener` until `shutdown` resolves, then stops accepting,
+/// lets in-flight requests finish (up to `server.drain_timeout`), and waits
+/// for the decision log's last commit.
+pub async fn run(
+    config: Config,
+    catalog: Catalog,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let (store, writer) = Store::open(&config.server.database, &config.store).await?;
+    let policy: Arc<dyn Policy> = Arc::new(PriorPolicy);
+    let engine = Arc::new(Engine::new(
+        Arc::clone(&config),
+        Arc::new(catalog),
+        policy,
+        store.clone(),
+    ));
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::router_server::RouterServer<grpc::RouterService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let router = pb::router_server::RouterServer::new(grpc::RouterService::new(
+        Arc::clone(&engine),
+        config.server.max_in_flight,
+    ))
+    .max_decoding_message_size(config.server.max_request_bytes);
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, database = %config.server.database.display(), models = engine.catalog.models.len(), "serving gRPC");
+
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = drain_tx.send(());
+    };
+    let serve = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(router)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    tokio::pin!(serve);
+    let drain_timeout = config.server.drain_timeout;
+    tokio::select! {
+        r = &mut serve => r?,
+        _ = async {
+            let _ = drain_rx.await;
+            tokio::time::sleep(drain_timeout).await;
+        } => tracing::warn!(?drain_timeout, "drain timed out; closing remaining requests"),
+    }
+
+    drop(engine);
+    store.close().await;
+    writer.finished().await;
+    tracing::info!("stopped");
+    Ok(())
+}

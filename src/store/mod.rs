@@ -1,0 +1,183 @@
+//! The decision log in SQLite: the only module that knows the schema.
+//!
+//! Writes go through one writer task ([`writer`]) that group-commits whatever
+//! is queued and replies to each caller only after its commit, so anything
+//! acknowledged to a client is on disk: with `synchronous = FULL` it survives
+//! power loss, with `NORMAL` a process crash (`kill -9`). Reads use a small
+//! pool of separate connections; WAL lets them run beside the writer.
+
+mod rows;
+mod writer;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+pub use rows::{AttemptRow, DecisionRow, FeedbackRow};
+use writer::{Job, Write};
+
+use crate::config::{StoreConfig, Synchronous};
+
+/// Writers wait at most this long for a lock held by another process
+/// (e.g. an operator's `sqlite3` shell or a training job reading the log).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Queued writes before callers wait: bounds memory under a write storm.
+const WRITE_QUEUE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("decision {0} not found")]
+    DecisionNotFound(String),
+    #[error("commit failed, nothing in it was written: {0}")]
+    CommitFailed(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// Result of recording a feedback value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedbackOutcome {
+    /// An earlier value for the same (decision, source) was replaced.
+    pub replaced: bool,
+}
+
+/// A decision as read back from the log.
+#[derive(Debug, Clone)]
+pub struct StoredDecision {
+    pub id: String,
+    pub tenant: String,
+    pub model: String,
+    pub served_model: Option<String>,
+    pub propensity: f64,
+    pub policy_version: String,
+    pub attempts: i64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, applies `migrations/`, and
+    /// starts the writer task.
+    pub async fn open(
+        path: &Path,
+        cfg: &StoreConfig,
+    ) -> Result<(Store, writer::Handle), StoreError> {
+        let opts = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match cfg.synchronous {
+                Synchronous::Full => SqliteSynchronous::Full,
+                Synchronous::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        let conn = sqlx::ConnectOptions::connect(&opts).await?;
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let handle = writer::spawn(conn, rx, cfg.max_batch, cfg.max_batch_wait);
+        Ok((Store { pool, jobs: tx }, handle))
+    }
+
+    async fn submit(&self, write: Write) -> Result<writer::Done, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job { write, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Durably records a decision; returns after its commit.
+    pub async fn record_decision(&self, row: DecisionRow) -> Result<(), StoreError> {
+        self.submit(Write::Decision(Box::new(row)))
+            .await
+            .map(|_| ())
+    }
+
+    /// Durably records a request's provider attempts and which model served.
+    pub async fn record_attempts(
+        &self,
+        decision_id: String,
+        attempts: Vec<AttemptRow>,
+        served_model: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.submit(Write::Attempts {
+            decision_id,
+            attempts,
+            served_model,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Durably records feedback; (decision, source) replaces an earlier value.
+    pub async fn record_feedback(&self, row: FeedbackRow) -> Result<FeedbackOutcome, StoreError> {
+        match self.submit(Write::Feedback(row)).await? {
+            writer::Done::Feedback(o) => Ok(o),
+            writer::Done::Unit => unreachable!("feedback write returns a feedback outcome"),
+        }
+    }
+
+    pub async fn decision(&self, id: &str) -> Result<Option<StoredDecision>, StoreError> {
+        let row = sqlx::query(
+            "SELECT d.id, d.tenant, d.model, d.served_model, d.propensity, d.policy_version,
+                    (SELECT COUNT(*) FROM attempts a WHERE a.decision_id = d.id) AS attempts
+             FROM decisions d WHERE d.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| StoredDecision {
+            id: r.get("id"),
+            tenant: r.get("tenant"),
+            model: r.get("model"),
+            served_model: r.get("served_model"),
+            propensity: r.get("propensity"),
+            policy_version: r.get("policy_version"),
+            attempts: r.get("attempts"),
+        }))
+    }
+
+    /// All feedback of a decision as (source, reward), by source.
+    pub async fn feedback(&self, decision_id: &str) -> Result<Vec<(String, f64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source, reward FROM feedback WHERE decision_id = ? ORDER BY source",
+        )
+        .bind(decision_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("source"), r.get("reward")))
+            .collect())
+    }
+
+    /// A cheap write-path check for readiness probes.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the read pool. The writer drains and stops once every `Store`
+    /// clone is dropped; await its handle to know the last commit is done.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,224 @@
+//! The single writer: one connection, group commits, replies after commit.
+//!
+//! SQLite allows one writer at a time, so one task owning the write
+//! connection avoids lock contention entirely. It takes every job already
+//! queued (up to `max_batch`, optionally waiting `max_wait` for more) into one
+//! transaction: under load many rows share one fsync, and with light load a
+//! lone row commits at once. A statement that fails (e.g. feedback for an
+//! unknown decision) fails only its own job; SQLite rolls back just that
+//! statement, and the rest of the batch commits.
+
+use std::time::Duration;
+
+use sqlx::{Connection, Row, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::rows::{AttemptRow, DecisionRow, FeedbackRow};
+use super::{FeedbackOutcome, StoreError};
+
+pub(super) enum Write {
+    Decision(Box<DecisionRow>),
+    Attempts {
+        decision_id: String,
+        attempts: Vec<AttemptRow>,
+        served_model: Option<String>,
+    },
+    Feedback(FeedbackRow),
+}
+
+pub(super) enum Done {
+    Unit,
+    Feedback(FeedbackOutcome),
+}
+
+pub(super) struct Job {
+    pub write: Write,
+    pub reply: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+/// Resolves when the writer has committed everything queued and stopped
+/// (after every `Store` clone is dropped).
+pub struct Handle(JoinHandle<()>);
+
+impl Handle {
+    pub async fn finished(self) {
+        let _ = self.0.await;
+    }
+}
+
+pub(super) fn spawn(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    max_wait: Duration,
+) -> Handle {
+    Handle(tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(max_batch);
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            fill(&mut rx, &mut batch, max_batch, max_wait).await;
+            commit(&mut conn, &mut batch).await;
+        }
+        let _ = conn.close().await;
+    }))
+}
+
+async fn fill(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usize, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return,
+            Err(mpsc::error::TryRecvError::Empty) if wait.is_zero() => return,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(job)) => batch.push(job),
+                    _ => return,
+                }
+            }
+        }
+    }
+}
+
+async fn commit(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
+    let mut results = Vec::with_capacity(batch.len());
+    let outcome: Result<(), sqlx::Error> = async {
+        let mut tx = conn.begin().await?;
+        for job in batch.iter() {
+            results.push(apply(&mut tx, &job.write).await);
+        }
+        tx.commit().await
+    }
+    .await;
+    let mut results = results.into_iter();
+    for job in batch.drain(..) {
+        let reply = match &outcome {
+            Ok(()) => results.next().unwrap_or(Err(StoreError::Closed)),
+            // The transaction failed as a whole: nothing in it is durable.
+            Err(e) => Err(StoreError::CommitFailed(e.to_string())),
+        };
+        let _ = job.reply.send(reply);
+    }
+    if let Err(e) = outcome {
+        tracing::error!(error = %e, "group commit failed");
+    }
+}
+
+async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Done, StoreError> {
+    match write {
+        Write::Decision(d) => insert_decision(conn, d).await.map(|_| Done::Unit),
+        Write::Attempts {
+            decision_id,
+            attempts,
+            served_model,
+        } => {
+            for (seq, a) in attempts.iter().enumerate() {
+                insert_attempt(conn, decision_id, seq, a).await?;
+            }
+            sqlx::query("UPDATE decisions SET served_model = ? WHERE id = ?")
+                .bind(served_model)
+                .bind(decision_id)
+                .execute(&mut *conn)
+                .await?;
+            Ok(Done::Unit)
+        }
+        Write::Feedback(f) => upsert_feedback(conn, f).await.map(Done::Feedback),
+    }
+}
+
+async fn insert_decision(conn: &mut SqliteConnection, d: &DecisionRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO decisions (id, created_at_ms, tenant, rpc, model, provider, pinned,
+            propensity, explored, policy_version, cost_weight, max_cost_usd, prompt_tokens,
+            output_tokens, message_count, features, intent, candidates, metadata, prompt)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&d.id)
+    .bind(d.created_at_ms)
+    .bind(&d.tenant)
+    .bind(d.rpc)
+    .bind(&d.model)
+    .bind(&d.provider)
+    .bind(d.pinned)
+    .bind(d.propensity)
+    .bind(d.explored)
+    .bind(&d.policy_version)
+    .bind(d.cost_weight)
+    .bind(d.max_cost_usd)
+    .bind(d.prompt_tokens)
+    .bind(d.output_tokens)
+    .bind(d.message_count)
+    .bind(&d.features)
+    .bind(&d.intent)
+    .bind(&d.candidates)
+    .bind(&d.metadata)
+    .bind(&d.prompt)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_attempt(
+    conn: &mut SqliteConnection,
+    decision_id: &str,
+    seq: usize,
+    a: &AttemptRow,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO attempts (decision_id, seq, model, provider, outcome, error, http_status,
+            started_at_ms, latency_ms, prompt_tokens, completion_tokens, usage_estimated, cost_usd)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(decision_id)
+    .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+    .bind(&a.model)
+    .bind(&a.provider)
+    .bind(a.outcome)
+    .bind(&a.error)
+    .bind(a.http_status)
+    .bind(a.started_at_ms)
+    .bind(a.latency_ms)
+    .bind(a.prompt_tokens)
+    .bind(a.completion_tokens)
+    .bind(a.usage_estimated)
+    .bind(a.cost_usd)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_feedback(
+    conn: &mut SqliteConnection,
+    f: &FeedbackRow,
+) -> Result<FeedbackOutcome, StoreError> {
+    let exists = sqlx::query("SELECT 1 FROM decisions WHERE id = ?")
+        .bind(&f.decision_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
+    if !exists {
+        return Err(StoreError::DecisionNotFound(f.decision_id.clone()));
+    }
+    let replaced = sqlx::query("SELECT reward FROM feedback WHERE decision_id = ? AND source = ?")
+        .bind(&f.decision_id)
+        .bind(&f.source)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.get::<f64, _>(0))
+        .is_some();
+    sqlx::query(
+        "INSERT INTO feedback (decision_id, source, reward, created_at_ms, updated_at_ms)
+         VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (decision_id, source)
+         DO UPDATE SET reward = excluded.reward, updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(&f.decision_id)
+    .bind(&f.source)
+    .bind(f.reward)
+    .bind(f.at_ms)
+    .bind(f.at_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(FeedbackOutcome { replaced })
+}

@@ -1,0 +1,285 @@
+//! Test harness: a real mock provider and the real server on ephemeral
+//! loopback ports, a temp SQLite file, and a generated gRPC client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use switchyard::catalog::Catalog;
+use switchyard::config::Config;
+use switchyard::pb;
+use switchyard::pb::router_client::RouterClient;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub struct Mock {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Mock {
+    pub async fn start() -> Mock {
+        Self::start_with(switchyard::mock::MockOptions::default()).await
+    }
+
+    pub async fn start_with(opts: switchyard::mock::MockOptions) -> Mock {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(switchyard::mock::serve(listener, opts, async {
+            let _ = rx.await;
+        }));
+        Mock {
+            addr,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Requests the mock saw, per upstream model id.
+    pub async fn requests(&self, model: &str) -> u64 {
+        let v: serde_json::Value = reqwest::get(format!("http://{}/mock/stats", self.addr))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["requests"][model].as_u64().unwrap_or(0)
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// A catalog over the mock: `cheap`, `mid`, `strong`, and scripted failures.
+pub fn mock_config_toml(base_url: &str, database: &std::path::Path) -> String {
+    format!(
+        r#"
+[server]
+grpc_listen = "127.0.0.1:0"
+database = "{db}"
+max_prompt_bytes = 65536
+drain_timeout_ms = 3000
+
+[classifier]
+auto_fetch = false
+
+[routing]
+cost_weight = 10.0
+default_output_tokens = 256
+
+[dispatch]
+attempt_timeout_ms = 2000
+deadline_ms = 5000
+
+[[providers]]
+name = "mock"
+kind = "openai"
+base_url = "{base_url}"
+
+[[providers]]
+name = "keyed"
+kind = "openai"
+base_url = "{base_url}"
+api_key_env = "SWITCHYARD_TEST_KEY_THAT_IS_NEVER_SET"
+
+[[models]]
+name = "cheap"
+provider = "mock"
+upstream = "cheap-1"
+input_usd_per_mtok = 0.1
+output_usd_per_mtok = 0.4
+context_window = 16000
+prior_quality = 0.6
+
+[[models]]
+name = "mid"
+provider = "mock"
+upstream = "mid-1"
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 4.0
+context_window = 128000
+prior_quality = 0.75
+
+[[models]]
+name = "strong"
+provider = "mock"
+upstream = "strong-1"
+input_usd_per_mtok = 10.0
+output_usd_per_mtok = 40.0
+context_window = 200000
+prior_quality = 0.9
+
+[[models]]
+name = "broken"
+provider = "mock"
+upstream = "broken+fail503"
+input_usd_per_mtok = 0.0
+output_usd_per_mtok = 0.0
+context_window = 8000
+prior_quality = 0.1
+
+[[models]]
+name = "hang"
+provider = "mock"
+upstream = "hang+hang"
+input_usd_per_mtok = 0.0
+output_usd_per_mtok = 0.0
+context_window = 8000
+prior_quality = 0.1
+
+[[models]]
+name = "cut"
+provider = "mock"
+upstream = "cut+cutstream"
+input_usd_per_mtok = 0.0
+output_usd_per_mtok = 0.0
+context_window = 8000
+prior_quality = 0.1
+
+[[models]]
+name = "nousage"
+provider = "mock"
+upstream = "nousage+nousage"
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 1.0
+context_window = 8000
+prior_quality = 0.1
+
+[[models]]
+name = "slow"
+provider = "mock"
+upstream = "slow+slow400"
+input_usd_per_mtok = 0.0
+output_usd_per_mtok = 0.0
+context_window = 8000
+prior_quality = 0.1
+
+[[models]]
+name = "locked"
+provider = "keyed"
+upstream = "locked-1"
+input_usd_per_mtok = 0.0
+output_usd_per_mtok = 0.0
+context_window = 8000
+prior_quality = 1.0
+"#,
+        db = database.display()
+    )
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub db: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Server {
+    pub async fn start(config: Config) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let db = config.server.database.clone();
+        let catalog = Catalog::from_env(&config);
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(switchyard::server::run(config, catalog, listener, async {
+            let _ = rx.await;
+        }));
+        Server {
+            addr,
+            db,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn client(&self) -> RouterClient<Channel> {
+        for _ in 0..100 {
+            if let Ok(c) = RouterClient::connect(format!("http://{}", self.addr)).await {
+                return c;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("server did not come up on {}", self.addr);
+    }
+
+    /// Graceful stop: drains and waits for the last commit.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// A mock provider plus a server over it, with a fresh database.
+pub struct Env {
+    pub mock: Mock,
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        let mock = Mock::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(Self::config_for(&mock, &dir)).await;
+        Env { mock, server, dir }
+    }
+
+    pub fn config_for(mock: &Mock, dir: &tempfile::TempDir) -> Config {
+        let db = dir.path().join("switchyard.db");
+        Config::from_toml(&mock_config_toml(&mock.base_url(), &db)).unwrap()
+    }
+}
+
+pub fn user(content: &str) -> pb::Message {
+    pb::Message {
+        role: "user".into(),
+        content: content.into(),
+    }
+}
+
+pub fn route_req(content: &str) -> pb::RouteRequest {
+    pb::RouteRequest {
+        messages: vec![user(content)],
+        tenant: "acme".into(),
+        ..Default::default()
+    }
+}
+
+pub fn complete_req(content: &str, model: Option<&str>) -> pb::CompleteRequest {
+    pb::CompleteRequest {
+        route: Some(route_req(content)),
+        model: model.map(str::to_owned),
+        max_tokens: Some(64),
+        ..Default::default()
+    }
+}
+
+impl Env {
+    /// A second handle on the server's real database file (WAL allows it).
+    pub async fn store(&self) -> switchyard::store::Store {
+        let cfg = switchyard::config::Config::embedded().store;
+        switchyard::store::Store::open(&self.server.db, &cfg)
+            .await
+            .unwrap()
+            .0
+    }
+
+    pub async fn server_store_decision(&self, id: &str) -> (String, String, f64) {
+        let d = self.store().await.decision(id).await.unwrap().unwrap();
+        (d.model, d.tenant, d.propensity)
+    }
+}
