@@ -40,9 +40,16 @@ pub async fn run(
     health_reporter
         .set_serving::<pb::router_server::RouterServer<grpc::RouterService>>()
         .await;
+    // Both reflection versions: grpcurl and most clients try v1, older ones
+    // (and Python's grpcio-reflection) only speak v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
     let router = pb::router_server::RouterServer::new(grpc::RouterService::new(
         Arc::clone(&engine),
         config.server.max_in_flight,
@@ -61,6 +68,7 @@ pub async fn run(
     let serve = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(router)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
     tokio::pin!(serve);

@@ -186,3 +186,19 @@ def test_restart_keeps_decisions_and_feedback(pb, deployment):
     deployment.start()
     again = stub(pb, deployment).Feedback(m.FeedbackRequest(decision_id=r.decision_id, reward=0.0, source="a"))
     assert again.replaced
+
+
+def test_reflection_lists_and_describes_the_service(deployment):
+    # What grpcurl relies on: the server describes itself.
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+    from google.protobuf.descriptor_pool import DescriptorPool
+
+    db = ProtoReflectionDescriptorDatabase(deployment.channel)
+    services = set(db.get_services())
+    assert {"switchyard.v1.Router", "grpc.health.v1.Health"} <= services
+    pool = DescriptorPool(db)
+    router = pool.FindServiceByName("switchyard.v1.Router")
+    assert {m.name for m in router.methods} == {
+        "Route", "Complete", "CompleteStream", "Feedback", "ListModels"}
