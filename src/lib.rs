@@ -12,12 +12,14 @@
 //! model list; [`mock`] is an OpenAI-compatible provider for tests and demos.
 
 pub mod catalog;
+pub mod classify;
 pub mod config;
 pub mod dispatch;
 pub mod engine;
 pub mod error;
 pub mod mock;
 pub mod modelfetch;
+pub mod offline;
 pub mod policy;
 pub mod server;
 pub mod store;

@@ -60,6 +60,34 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Train an intent head on JSONL `{"text","label"}` rows.
+    TrainIntents {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+        model_dir: PathBuf,
+        /// Tokens read per text (head and tail of longer ones).
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        #[arg(long, default_value_t = 400)]
+        epochs: usize,
+    },
+    /// Print accuracy, macro-F1 and confusions of a head on JSONL rows.
+    EvalIntents {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        head: PathBuf,
+        #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+        model_dir: PathBuf,
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        /// Predict "oos" when the top probability is below this.
+        #[arg(long)]
+        oos_threshold: Option<f32>,
+    },
     /// Validate a config file and print the catalog it yields.
     CheckConfig {
         #[arg(long)]
@@ -101,7 +129,7 @@ fn main() -> anyhow::Result<()> {
             if let Some(m) = model_dir {
                 config.classifier.model_dir = m;
             }
-            if config.classifier.auto_fetch {
+            if config.classifier.enabled && config.classifier.auto_fetch {
                 switchyard::modelfetch::ensure(&config.classifier.model_dir, false)
                     .context("fetching the classifier model")?;
             }
@@ -146,6 +174,23 @@ fn main() -> anyhow::Result<()> {
             switchyard::modelfetch::ensure(&model_dir, verify)?;
             println!("model ready in {}", model_dir.display());
             Ok(())
+        }
+        Command::TrainIntents {
+            data,
+            out,
+            model_dir,
+            max_tokens,
+            epochs,
+        } => switchyard::offline::intents::train(&model_dir, &data, &out, max_tokens, epochs),
+        Command::EvalIntents {
+            data,
+            head,
+            model_dir,
+            max_tokens,
+            oos_threshold,
+        } => {
+            switchyard::offline::intents::eval(&model_dir, &data, &head, max_tokens, oos_threshold)
+                .map(|_| ())
         }
         Command::CheckConfig { config } => {
             let config = load_config(config.as_ref())?;

@@ -4,6 +4,7 @@
 //! one request.
 
 mod complete;
+pub mod read;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use complete::{CompleteInput, Completed, StreamItem};
+pub use read::{Intent, Reader, Reading};
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -42,6 +44,14 @@ pub struct Routed {
     pub cost_weight: f64,
     pub prompt_tokens: u32,
     pub output_tokens: u32,
+    /// What the classifier read; `None` when it is disabled.
+    pub reading: Option<Reading>,
+}
+
+impl Routed {
+    pub fn intent(&self) -> Option<&Intent> {
+        self.reading.as_ref().and_then(|r| r.intent.as_ref())
+    }
 }
 
 /// Which RPC made a decision (logged, so retraining can tell them apart).
@@ -66,6 +76,7 @@ pub struct Engine {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
     policy: Arc<dyn Policy>,
+    reader: Option<Arc<Reader>>,
     store: Store,
     openai: OpenAiClient,
 }
@@ -75,6 +86,7 @@ impl Engine {
         config: Arc<Config>,
         catalog: Arc<Catalog>,
         policy: Arc<dyn Policy>,
+        reader: Option<Arc<Reader>>,
         store: Store,
     ) -> Self {
         let http = reqwest::Client::builder()
@@ -85,6 +97,7 @@ impl Engine {
             config,
             catalog,
             policy,
+            reader,
             store,
             openai: OpenAiClient::new(http),
         }
@@ -125,6 +138,10 @@ impl Engine {
 
         let prompt_tokens =
             tokens::estimate_prompt_tokens(input.messages.iter().map(|m| m.content.as_str()));
+        let reading = match &self.reader {
+            Some(r) => Some(r.read(&input.messages).await?),
+            None => None,
+        };
         let screened = eligibility::screen(
             &self.catalog,
             &Constraints {
@@ -151,7 +168,7 @@ impl Engine {
                 }
                 let ctx = Context {
                     cost_weight,
-                    features: Vec::new(),
+                    features: policy::features::context(reading.as_ref(), prompt_tokens),
                     prompt_tokens,
                 };
                 self.policy.decide(&ctx, screened, &mut rand::rng())
@@ -164,6 +181,7 @@ impl Engine {
             cost_weight,
             prompt_tokens,
             output_tokens,
+            reading,
         };
         self.store
             .record_decision(self.decision_row(input, &routed, pinned.is_some(), max_cost_usd, rpc))
@@ -171,6 +189,7 @@ impl Engine {
         tracing::info!(
             decision_id = %routed.decision_id,
             model = %self.catalog.models[routed.decision.model].name,
+            intent = routed.intent().map(|i| i.label.as_str()).unwrap_or(""),
             rpc = rpc.as_str(),
             "routed"
         );
@@ -221,8 +240,11 @@ impl Engine {
             prompt_tokens: r.prompt_tokens,
             output_tokens: r.output_tokens,
             message_count: u32::try_from(input.messages.len()).unwrap_or(u32::MAX),
-            features: None,
-            intent: None,
+            features: r
+                .reading
+                .as_ref()
+                .map(|x| policy::features::pack_f16(&x.embedding)),
+            intent: r.intent().map(|i| i.label.clone()),
             candidates: serde_json::Value::from(candidates).to_string(),
             metadata: serde_json::to_string(&input.metadata).unwrap_or_else(|_| "{}".into()),
             prompt: self

@@ -9,6 +9,7 @@
 //! touching it.
 
 pub mod eligibility;
+pub mod features;
 pub mod prior;
 
 use rand::RngCore;

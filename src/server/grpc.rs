@@ -117,11 +117,16 @@ impl pb::router_server::Router for RouterService {
                     score: c.score,
                     probability: c.probability,
                     provider: catalog.provider_of(c.model).name.clone(),
+                    quality_std: c.quality_std,
                 })
                 .collect(),
             cost_weight: routed.cost_weight,
             prompt_tokens: routed.prompt_tokens,
             explored: d.explored,
+            intent: routed.intent().map(|i| pb::Intent {
+                label: i.label.clone(),
+                confidence: i.confidence,
+            }),
         }))
     }
 

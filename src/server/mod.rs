@@ -6,16 +6,41 @@ mod grpc;
 use std::future::Future;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, Reader};
 use crate::pb;
 use crate::policy::Policy;
 use crate::policy::prior::PriorPolicy;
 use crate::store::Store;
+
+/// Loads the classifier off the async threads (it reads ~90 MB and may embed
+/// user-defined intent examples).
+async fn load_reader(config: &Config) -> anyhow::Result<Option<Arc<Reader>>> {
+    if !config.classifier.enabled {
+        return Ok(None);
+    }
+    let settings = config.classifier.clone();
+    let started = std::time::Instant::now();
+    let reader = tokio::task::spawn_blocking(move || Reader::load(&settings))
+        .await?
+        .with_context(|| {
+            format!(
+                "loading the classifier from {}",
+                config.classifier.model_dir.display()
+            )
+        })?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        intents = ?reader.intent_labels(),
+        "classifier ready"
+    );
+    Ok(Some(Arc::new(reader)))
+}
 
 /// Serves on `listener` until `shutdown` resolves, then stops accepting,
 /// lets in-flight requests finish (up to `server.drain_timeout`), and waits
@@ -29,10 +54,12 @@ pub async fn run(
     let config = Arc::new(config);
     let (store, writer) = Store::open(&config.server.database, &config.store).await?;
     let policy: Arc<dyn Policy> = Arc::new(PriorPolicy);
+    let reader = load_reader(&config).await?;
     let engine = Arc::new(Engine::new(
         Arc::clone(&config),
         Arc::new(catalog),
         policy,
+        reader,
         store.clone(),
     ));
 

@@ -59,6 +59,9 @@ pub struct StoredDecision {
     pub propensity: f64,
     pub policy_version: String,
     pub attempts: i64,
+    /// The classifier's embedding, packed as little-endian f16.
+    pub features: Option<Vec<u8>>,
+    pub intent: Option<String>,
 }
 
 #[derive(Clone)]
@@ -138,6 +141,7 @@ impl Store {
     pub async fn decision(&self, id: &str) -> Result<Option<StoredDecision>, StoreError> {
         let row = sqlx::query(
             "SELECT d.id, d.tenant, d.model, d.served_model, d.propensity, d.policy_version,
+                    d.features, d.intent,
                     (SELECT COUNT(*) FROM attempts a WHERE a.decision_id = d.id) AS attempts
              FROM decisions d WHERE d.id = ?",
         )
@@ -152,6 +156,8 @@ impl Store {
             propensity: r.get("propensity"),
             policy_version: r.get("policy_version"),
             attempts: r.get("attempts"),
+            features: r.get("features"),
+            intent: r.get("intent"),
         }))
     }
 

@@ -232,9 +232,16 @@ pub struct Env {
 
 impl Env {
     pub async fn start() -> Env {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the test config adjusted by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Env {
         let mock = Mock::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(Self::config_for(&mock, &dir)).await;
+        let mut config = Self::config_for(&mock, &dir);
+        tweak(&mut config);
+        let server = Server::start(config).await;
         Env { mock, server, dir }
     }
 

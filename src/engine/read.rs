@@ -1,0 +1,211 @@
+//! Reading a prompt: the local classifier's embedding of the last user turn,
+//! and the intents the heads see in it.
+//!
+//! Only the last user turn is read (or the last non-empty message when no
+//! user turn has text): it says what is asked now, and it bounds the cost of
+//! long conversations. The encoder keeps at most `classifier.max_tokens`
+//! tokens of it, from its head and tail.
+
+use std::path::Path;
+
+use crate::classify::{Classifier, ClassifierConfig, ClassifyError, IntentHead};
+use crate::config::ClassifierSettings;
+use crate::dispatch::ChatMessage;
+use crate::error::Error;
+
+/// Softmax temperature of user-defined nearest-centroid heads: a cosine gap
+/// of 0.1 between two centroids becomes e² odds.
+const CENTROID_TEMPERATURE: f32 = 0.05;
+
+/// A label and the head's probability for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intent {
+    pub label: String,
+    pub confidence: f64,
+}
+
+/// What the classifier read in one request.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    /// L2-normalised sentence embedding.
+    pub embedding: Vec<f32>,
+    pub tokens: usize,
+    pub truncated: bool,
+    /// Worker time spent tokenising and encoding.
+    pub micros: u64,
+    /// The routing intent: the default head's, or the user head's when it replaces it.
+    pub intent: Option<Intent>,
+    /// The routing head's probabilities, in its label order (bandit features).
+    pub intent_probs: Vec<f32>,
+    /// The user-defined head's intent when it runs beside the default one.
+    pub custom_intent: Option<Intent>,
+}
+
+pub struct Reader {
+    classifier: Classifier,
+    /// The head whose probabilities become routing features.
+    routing_head: Option<IntentHead>,
+    /// A user head reported beside the routing head.
+    beside_head: Option<IntentHead>,
+}
+
+impl Reader {
+    /// Loads the encoder, the default head and builds user-defined intents.
+    /// Blocking: call it before serving (or from `spawn_blocking`).
+    pub fn load(s: &ClassifierSettings) -> Result<Reader, ClassifyError> {
+        let classifier = Classifier::load(&ClassifierConfig {
+            model_dir: s.model_dir.clone(),
+            workers: s.workers,
+            queue_depth: s.queue_depth,
+            max_tokens: s.max_tokens,
+        })?;
+        let default_head = s.intent_head.as_deref().map(load_head).transpose()?;
+        let user_head = user_intents(&classifier, s)?;
+        let (routing_head, beside_head) = match (default_head, user_head) {
+            (d, Some(u)) if s.intents_replace || d.is_none() => (Some(u), None),
+            (d, u) => (d, u),
+        };
+        if let Some(h) = routing_head
+            .as_ref()
+            .filter(|h| h.dim() != classifier.dim())
+        {
+            return Err(ClassifyError::Intent(format!(
+                "intent head has dimension {} but the encoder {}",
+                h.dim(),
+                classifier.dim()
+            )));
+        }
+        Ok(Reader {
+            classifier,
+            routing_head,
+            beside_head,
+        })
+    }
+
+    /// The routing head's labels (the order of `Reading::intent_probs`).
+    pub fn intent_labels(&self) -> Vec<String> {
+        self.routing_head
+            .as_ref()
+            .map(|h| h.labels().to_vec())
+            .unwrap_or_default()
+    }
+
+    pub fn dim(&self) -> usize {
+        self.classifier.dim()
+    }
+
+    pub async fn read(&self, messages: &[ChatMessage]) -> Result<Reading, Error> {
+        let text = text_to_read(messages);
+        let c = self
+            .classifier
+            .classify(text)
+            .await
+            .map_err(classify_error)?;
+        let (intent, intent_probs) = match &self.routing_head {
+            Some(h) => {
+                let probs = h.predict(&c.embedding);
+                (best(&probs), probs.iter().map(|(_, p)| *p).collect())
+            }
+            None => (None, Vec::new()),
+        };
+        let custom_intent = self
+            .beside_head
+            .as_ref()
+            .and_then(|h| best(&h.predict(&c.embedding)));
+        Ok(Reading {
+            embedding: c.embedding,
+            tokens: c.tokens,
+            truncated: c.truncated,
+            micros: c.micros,
+            intent,
+            intent_probs,
+            custom_intent,
+        })
+    }
+}
+
+fn load_head(path: &Path) -> Result<IntentHead, ClassifyError> {
+    IntentHead::load(path)
+}
+
+fn user_intents(
+    c: &Classifier,
+    s: &ClassifierSettings,
+) -> Result<Option<IntentHead>, ClassifyError> {
+    if s.intents.is_empty() {
+        return Ok(None);
+    }
+    let mut texts = Vec::new();
+    let mut labels = Vec::new();
+    for it in &s.intents {
+        for e in it.examples.iter().filter(|e| !e.trim().is_empty()) {
+            texts.push(e.as_str());
+            labels.push(it.name.clone());
+        }
+    }
+    let embeddings = c.embed_batch_blocking(&texts)?;
+    let examples: Vec<(Vec<f32>, String)> = embeddings.into_iter().zip(labels).collect();
+    IntentHead::from_centroids(&examples, CENTROID_TEMPERATURE).map(Some)
+}
+
+fn best(probs: &[(String, f32)]) -> Option<Intent> {
+    probs
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(label, p)| Intent {
+            label: label.clone(),
+            confidence: f64::from(*p),
+        })
+}
+
+/// The last user turn with text, else the last message with text.
+pub fn text_to_read(messages: &[ChatMessage]) -> &str {
+    let has_text = |m: &&ChatMessage| !m.content.trim().is_empty();
+    messages
+        .iter()
+        .rev()
+        .filter(has_text)
+        .find(|m| m.role == "user")
+        .or_else(|| messages.iter().rev().find(has_text))
+        .map(|m| m.content.as_str())
+        .unwrap_or("")
+}
+
+fn classify_error(e: ClassifyError) -> Error {
+    match e {
+        ClassifyError::Overloaded => {
+            Error::ResourceExhausted("the classifier queue is full; retry shortly".into())
+        }
+        ClassifyError::EmptyText => Error::invalid("messages", "no message has text to read"),
+        ClassifyError::WorkersGone => Error::Unavailable("the classifier is shutting down".into()),
+        other => {
+            tracing::error!(error = %other, "classifier failure");
+            Error::Internal(format!("classifier: {other}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(role: &str, content: &str) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn reads_the_last_user_turn_with_text() {
+        let msgs = [
+            m("system", "be brief"),
+            m("user", "first"),
+            m("assistant", "ok"),
+            m("user", "second"),
+            m("user", " "),
+        ];
+        assert_eq!(text_to_read(&msgs), "second");
+        assert_eq!(text_to_read(&[m("system", "only system")]), "only system");
+    }
+}
