@@ -50,6 +50,8 @@ struct RawConfig {
     dispatch: RawDispatch,
     #[serde(default)]
     classifier: RawClassifier,
+    #[serde(default)]
+    bandit: RawBandit,
     providers: Option<Vec<RawProvider>>,
     models: Option<Vec<RawModel>>,
 }
@@ -79,6 +81,18 @@ struct RawStore {
 struct RawRouting {
     cost_weight: Option<f64>,
     default_output_tokens: Option<u32>,
+    policy: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBandit {
+    lambda: Option<f64>,
+    sigma: Option<f64>,
+    explore_floor: Option<f64>,
+    mc_samples: Option<u32>,
+    exploration: Option<f64>,
+    warm_start: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +154,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub dispatch: DispatchConfig,
     pub classifier: ClassifierSettings,
+    pub bandit: BanditConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -175,6 +190,23 @@ pub struct StoreConfig {
 pub struct RoutingConfig {
     pub cost_weight: f64,
     pub default_output_tokens: u32,
+    pub policy: PolicyKind,
+}
+
+/// Which selection policy decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// The contextual bandit, learning from feedback.
+    Bandit,
+    /// Configured priors only, deterministic (no learning, no exploration).
+    Prior,
+}
+
+#[derive(Debug, Clone)]
+pub struct BanditConfig {
+    pub params: crate::policy::bandit::BanditParams,
+    /// A state file (sums from offline training) added to what the log teaches.
+    pub warm_start: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -349,7 +381,18 @@ fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigError> {
             .default_output_tokens
             .or(d.routing.default_output_tokens)
             .unwrap_or(256),
+        policy: match raw.routing.policy.or(d.routing.policy).as_deref() {
+            None | Some("bandit") => PolicyKind::Bandit,
+            Some("prior") => PolicyKind::Prior,
+            Some(other) => {
+                return Err(invalid(
+                    "routing.policy",
+                    format!("{other:?} is not \"bandit\" or \"prior\""),
+                ));
+            }
+        },
     };
+    let bandit = validate_bandit(raw.bandit, d.bandit)?;
 
     let dispatch = DispatchConfig {
         attempt_timeout: Duration::from_millis(positive(
@@ -383,8 +426,34 @@ fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigError> {
         routing,
         dispatch,
         classifier,
+        bandit,
         providers,
         models,
+    })
+}
+
+fn validate_bandit(b: RawBandit, d: RawBandit) -> Result<BanditConfig, ConfigError> {
+    let defaults = crate::policy::bandit::BanditParams::default();
+    let params = crate::policy::bandit::BanditParams::try_new(
+        b.lambda.or(d.lambda).unwrap_or(defaults.lambda()),
+        b.sigma.or(d.sigma).unwrap_or(defaults.sigma()),
+        b.explore_floor
+            .or(d.explore_floor)
+            .unwrap_or(defaults.explore_floor()),
+        b.mc_samples
+            .or(d.mc_samples)
+            .unwrap_or(defaults.mc_samples()),
+        b.exploration
+            .or(d.exploration)
+            .unwrap_or(defaults.exploration()),
+    )
+    .map_err(|e| invalid("bandit", e.to_string()))?;
+    Ok(BanditConfig {
+        params,
+        warm_start: b
+            .warm_start
+            .or(d.warm_start)
+            .filter(|p| !p.as_os_str().is_empty()),
     })
 }
 

@@ -4,6 +4,7 @@
 //! one request.
 
 mod complete;
+pub mod learn;
 pub mod read;
 pub mod validate;
 
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use complete::{CompleteInput, Completed, StreamItem};
+pub use learn::Learning;
 pub use read::{Intent, Reader, Reading};
 
 use crate::catalog::Catalog;
@@ -46,6 +48,8 @@ pub struct Routed {
     pub output_tokens: u32,
     /// What the classifier read; `None` when it is disabled.
     pub reading: Option<Reading>,
+    /// The context vector the policy decided on.
+    pub context: Vec<f32>,
 }
 
 impl Routed {
@@ -76,6 +80,7 @@ pub struct Engine {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
     policy: Arc<dyn Policy>,
+    learning: Option<Arc<Learning>>,
     reader: Option<Arc<Reader>>,
     store: Store,
     openai: OpenAiClient,
@@ -86,6 +91,7 @@ impl Engine {
         config: Arc<Config>,
         catalog: Arc<Catalog>,
         policy: Arc<dyn Policy>,
+        learning: Option<Arc<Learning>>,
         reader: Option<Arc<Reader>>,
         store: Store,
     ) -> Self {
@@ -97,6 +103,7 @@ impl Engine {
             config,
             catalog,
             policy,
+            learning,
             reader,
             store,
             openai: OpenAiClient::new(http),
@@ -142,6 +149,7 @@ impl Engine {
             Some(r) => Some(r.read(&input.messages).await?),
             None => None,
         };
+        let context = policy::features::context(reading.as_ref(), prompt_tokens);
         let screened = eligibility::screen(
             &self.catalog,
             &Constraints {
@@ -168,7 +176,7 @@ impl Engine {
                 }
                 let ctx = Context {
                     cost_weight,
-                    features: policy::features::context(reading.as_ref(), prompt_tokens),
+                    features: context.clone(),
                     prompt_tokens,
                 };
                 self.policy.decide(&ctx, screened, &mut rand::rng())
@@ -182,6 +190,7 @@ impl Engine {
             prompt_tokens,
             output_tokens,
             reading,
+            context,
         };
         self.store
             .record_decision(self.decision_row(input, &routed, pinned.is_some(), max_cost_usd, rpc))
@@ -245,6 +254,7 @@ impl Engine {
                 .as_ref()
                 .map(|x| policy::features::pack_f16(&x.embedding)),
             intent: r.intent().map(|i| i.label.clone()),
+            context: Some(learn::pack_f32(&r.context)),
             candidates: serde_json::Value::from(candidates).to_string(),
             metadata: serde_json::to_string(&input.metadata).unwrap_or_else(|_| "{}".into()),
             prompt: self
@@ -274,6 +284,9 @@ impl Engine {
                 at_ms: now_ms(),
             })
             .await?;
+        if let Some(l) = &self.learning {
+            l.observe(&outcome, reward);
+        }
         tracing::info!(%decision_id, reward, replaced = outcome.replaced, "feedback");
         Ok(outcome)
     }

@@ -11,6 +11,11 @@ use crate::engine::Reading;
 /// Scales ln(1 + tokens) to about [0, 1] for prompts up to ~20k tokens.
 const LENGTH_SCALE: f32 = 10.0;
 
+/// The context length for a routing head with `intents` labels.
+pub fn dim(intents: usize) -> usize {
+    2 + intents
+}
+
 pub fn context(reading: Option<&Reading>, prompt_tokens: u32) -> Vec<f32> {
     let mut x = vec![1.0, (1.0 + prompt_tokens as f32).ln() / LENGTH_SCALE];
     if let Some(r) = reading {

@@ -8,6 +8,7 @@
 //! `dyn Policy`, so the learned bandit replaces the prior policy without
 //! touching it.
 
+pub mod bandit;
 pub mod eligibility;
 pub mod features;
 pub mod prior;

@@ -12,9 +12,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::engine::{Engine, Reader};
+use crate::config::PolicyKind;
+use crate::engine::{Engine, Learning, Reader};
 use crate::pb;
 use crate::policy::Policy;
+use crate::policy::features;
 use crate::policy::prior::PriorPolicy;
 use crate::store::Store;
 
@@ -53,12 +55,30 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let (store, writer) = Store::open(&config.server.database, &config.store).await?;
-    let policy: Arc<dyn Policy> = Arc::new(PriorPolicy);
     let reader = load_reader(&config).await?;
+    let catalog = Arc::new(catalog);
+    let (policy, learning): (Arc<dyn Policy>, _) = match config.routing.policy {
+        PolicyKind::Prior => (Arc::new(PriorPolicy), None),
+        PolicyKind::Bandit => {
+            let intents = reader.as_ref().map_or(0, |r| r.intent_labels().len());
+            let learning = Arc::new(
+                Learning::start(
+                    &store,
+                    &catalog,
+                    config.bandit.params,
+                    features::dim(intents),
+                    config.bandit.warm_start.as_deref(),
+                )
+                .await?,
+            );
+            (Arc::clone(&learning) as Arc<dyn Policy>, Some(learning))
+        }
+    };
     let engine = Arc::new(Engine::new(
         Arc::clone(&config),
-        Arc::new(catalog),
+        catalog,
         policy,
+        learning,
         reader,
         store.clone(),
     ));

@@ -42,11 +42,25 @@ pub enum StoreError {
     Closed,
 }
 
-/// Result of recording a feedback value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Result of recording a feedback value, with what learning needs.
+#[derive(Debug, Clone, PartialEq)]
 pub struct FeedbackOutcome {
     /// An earlier value for the same (decision, source) was replaced.
     pub replaced: bool,
+    /// The replaced value.
+    pub previous: Option<f64>,
+    /// The model that earned the reward; `None` when nothing served.
+    pub arm: Option<String>,
+    /// The decision's context vector (little-endian f32).
+    pub context: Option<Vec<u8>>,
+}
+
+/// One rewarded decision, for rebuilding a policy's state from the log.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub arm: String,
+    pub context: Vec<u8>,
+    pub reward: f64,
 }
 
 /// A decision as read back from the log.
@@ -133,7 +147,7 @@ impl Store {
     /// Durably records feedback; (decision, source) replaces an earlier value.
     pub async fn record_feedback(&self, row: FeedbackRow) -> Result<FeedbackOutcome, StoreError> {
         match self.submit(Write::Feedback(row)).await? {
-            writer::Done::Feedback(o) => Ok(o),
+            writer::Done::Feedback(o) => Ok(*o),
             writer::Done::Unit => unreachable!("feedback write returns a feedback outcome"),
         }
     }
@@ -172,6 +186,30 @@ impl Store {
         Ok(rows
             .iter()
             .map(|r| (r.get("source"), r.get("reward")))
+            .collect())
+    }
+
+    /// Every (decision, source) reward with a context and a serving model, in
+    /// decision order: the log a policy's sufficient statistics are sums over.
+    pub async fn observations(&self) -> Result<Vec<Observation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT CASE WHEN d.rpc = 'route' THEN d.model ELSE d.served_model END AS arm,
+                    d.context, f.reward
+             FROM feedback f JOIN decisions d ON d.id = f.decision_id
+             WHERE d.context IS NOT NULL
+             ORDER BY d.created_at_ms, d.id, f.source",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(Observation {
+                    arm: r.get::<Option<String>, _>("arm")?,
+                    context: r.get("context"),
+                    reward: r.get("reward"),
+                })
+            })
             .collect())
     }
 

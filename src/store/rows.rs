@@ -19,8 +19,10 @@ pub struct DecisionRow {
     pub prompt_tokens: u32,
     pub output_tokens: u32,
     pub message_count: u32,
-    /// Classifier features as little-endian f32 bytes.
+    /// The classifier's embedding as little-endian f16 bytes.
     pub features: Option<Vec<u8>>,
+    /// The policy's context vector as little-endian f32 bytes.
+    pub context: Option<Vec<u8>>,
     pub intent: Option<String>,
     /// JSON array of every candidate's numbers.
     pub candidates: String,

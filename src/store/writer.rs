@@ -29,7 +29,7 @@ pub(super) enum Write {
 
 pub(super) enum Done {
     Unit,
-    Feedback(FeedbackOutcome),
+    Feedback(Box<FeedbackOutcome>),
 }
 
 pub(super) struct Job {
@@ -123,7 +123,9 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Done, Store
                 .await?;
             Ok(Done::Unit)
         }
-        Write::Feedback(f) => upsert_feedback(conn, f).await.map(Done::Feedback),
+        Write::Feedback(f) => upsert_feedback(conn, f)
+            .await
+            .map(|o| Done::Feedback(Box::new(o))),
     }
 }
 
@@ -131,8 +133,8 @@ async fn insert_decision(conn: &mut SqliteConnection, d: &DecisionRow) -> Result
     sqlx::query(
         "INSERT INTO decisions (id, created_at_ms, tenant, rpc, model, provider, pinned,
             propensity, explored, policy_version, cost_weight, max_cost_usd, prompt_tokens,
-            output_tokens, message_count, features, intent, candidates, metadata, prompt)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            output_tokens, message_count, features, intent, candidates, metadata, prompt, context)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&d.id)
     .bind(d.created_at_ms)
@@ -154,6 +156,7 @@ async fn insert_decision(conn: &mut SqliteConnection, d: &DecisionRow) -> Result
     .bind(&d.candidates)
     .bind(&d.metadata)
     .bind(&d.prompt)
+    .bind(&d.context)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -192,21 +195,22 @@ async fn upsert_feedback(
     conn: &mut SqliteConnection,
     f: &FeedbackRow,
 ) -> Result<FeedbackOutcome, StoreError> {
-    let exists = sqlx::query("SELECT 1 FROM decisions WHERE id = ?")
-        .bind(&f.decision_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .is_some();
-    if !exists {
-        return Err(StoreError::DecisionNotFound(f.decision_id.clone()));
-    }
-    let replaced = sqlx::query("SELECT reward FROM feedback WHERE decision_id = ? AND source = ?")
+    // The arm that earned the reward: the routed model for Route (the caller
+    // called it), the model that served after fallbacks for Complete.
+    let decision = sqlx::query(
+        "SELECT CASE WHEN rpc = 'route' THEN model ELSE served_model END AS arm, context
+         FROM decisions WHERE id = ?",
+    )
+    .bind(&f.decision_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::DecisionNotFound(f.decision_id.clone()))?;
+    let previous = sqlx::query("SELECT reward FROM feedback WHERE decision_id = ? AND source = ?")
         .bind(&f.decision_id)
         .bind(&f.source)
         .fetch_optional(&mut *conn)
         .await?
-        .map(|r| r.get::<f64, _>(0))
-        .is_some();
+        .map(|r| r.get::<f64, _>(0));
     sqlx::query(
         "INSERT INTO feedback (decision_id, source, reward, created_at_ms, updated_at_ms)
          VALUES (?, ?, ?, ?, ?)
@@ -220,5 +224,10 @@ async fn upsert_feedback(
     .bind(f.at_ms)
     .execute(&mut *conn)
     .await?;
-    Ok(FeedbackOutcome { replaced })
+    Ok(FeedbackOutcome {
+        replaced: previous.is_some(),
+        previous,
+        arm: decision.get("arm"),
+        context: decision.get("context"),
+    })
 }

@@ -13,6 +13,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+pub type Client = RouterClient<Channel>;
+
 pub struct Mock {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -76,6 +78,7 @@ auto_fetch = false
 [routing]
 cost_weight = 10.0
 default_output_tokens = 256
+policy = "prior"
 
 [dispatch]
 attempt_timeout_ms = 2000

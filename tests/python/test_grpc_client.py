@@ -65,6 +65,8 @@ class Deployment:
 database = "{tmp / 'switchyard.db'}"
 [classifier]
 auto_fetch = false
+[routing]
+policy = "prior"
 [[providers]]
 name = "mock"
 kind = "openai"

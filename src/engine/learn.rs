@@ -1,0 +1,176 @@
+//! Online learning: the bandit's state lives in one background task; the
+//! request path only reads an immutable snapshot through an `ArcSwap`, so
+//! Route never waits on learning.
+//!
+//! The state is sums over rewarded decisions (see `policy::bandit`), so it is
+//! rebuilt exactly from the log at start: nothing but the log needs to be
+//! durable, and a restart learns nothing twice and forgets nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rand::RngCore;
+use tokio::sync::mpsc;
+
+use crate::catalog::Catalog;
+use crate::policy::bandit::{Bandit, BanditParams, BanditState};
+use crate::policy::{Candidate, Context, Decision, Policy};
+use crate::store::{FeedbackOutcome, Store};
+
+/// One change to the state, sent by the feedback path.
+#[derive(Debug)]
+enum Update {
+    Add {
+        arm: String,
+        x: Vec<f32>,
+        reward: f64,
+    },
+    Replace {
+        arm: String,
+        x: Vec<f32>,
+        old: f64,
+        new: f64,
+    },
+}
+
+/// The live bandit: a snapshot to decide with, a channel to learn through.
+pub struct Learning {
+    snapshot: Arc<ArcSwap<Bandit>>,
+    updates: mpsc::UnboundedSender<Update>,
+    dim: usize,
+}
+
+impl Learning {
+    /// Rebuilds the state from the log (plus an optional warm start) and
+    /// starts the learner task. `dim` is the context length the engine builds.
+    pub async fn start(
+        store: &Store,
+        catalog: &Catalog,
+        params: BanditParams,
+        dim: usize,
+        warm_start: Option<&Path>,
+    ) -> anyhow::Result<Learning> {
+        let mut state = match warm_start {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)?;
+                let s: BanditState = serde_json::from_str(&text)?;
+                anyhow::ensure!(
+                    s.dim == dim,
+                    "warm start {} has dimension {}, the context {dim}",
+                    p.display(),
+                    s.dim
+                );
+                s
+            }
+            None => BanditState::new(dim),
+        };
+        let mut skipped = 0usize;
+        let observations = store.observations().await?;
+        for o in &observations {
+            let x = unpack_f32(&o.context);
+            if x.len() != dim || state.observe(&o.arm, &x, o.reward).is_err() {
+                skipped += 1; // logged under another feature layout
+            }
+        }
+        tracing::info!(
+            observations = observations.len() - skipped,
+            skipped,
+            "bandit state rebuilt from the log"
+        );
+        let arms: Vec<(String, f64)> = catalog
+            .models
+            .iter()
+            .map(|m| (m.name.clone(), m.prior_quality))
+            .collect();
+        let snapshot = Arc::new(ArcSwap::from_pointee(Bandit::build(&state, params, &arms)));
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(learn(state, params, arms, Arc::clone(&snapshot), rx));
+        Ok(Learning {
+            snapshot,
+            updates: tx,
+            dim,
+        })
+    }
+
+    /// Feeds a recorded feedback to the learner (never blocks).
+    pub fn observe(&self, f: &FeedbackOutcome, reward: f64) {
+        let (Some(arm), Some(ctx)) = (&f.arm, &f.context) else {
+            return; // nothing served, or decided without a context
+        };
+        let x = unpack_f32(ctx);
+        if x.len() != self.dim {
+            return;
+        }
+        let update = match f.previous {
+            Some(old) => Update::Replace {
+                arm: arm.clone(),
+                x,
+                old,
+                new: reward,
+            },
+            None => Update::Add {
+                arm: arm.clone(),
+                x,
+                reward,
+            },
+        };
+        // The receiver lives as long as the runtime; a send fails only at shutdown,
+        // and the log still holds the feedback for the next start.
+        let _ = self.updates.send(update);
+    }
+
+    /// The snapshot deciding now.
+    pub fn current(&self) -> Arc<Bandit> {
+        self.snapshot.load_full()
+    }
+}
+
+impl Policy for Learning {
+    fn version(&self) -> String {
+        self.snapshot.load().version()
+    }
+
+    fn decide(&self, ctx: &Context, candidates: Vec<Candidate>, rng: &mut dyn RngCore) -> Decision {
+        self.snapshot.load().decide(ctx, candidates, rng)
+    }
+}
+
+/// Applies every queued update, then publishes one new snapshot: under a burst
+/// of feedback the O(arms·d³) rebuild happens once per burst, not per update.
+async fn learn(
+    mut state: BanditState,
+    params: BanditParams,
+    arms: Vec<(String, f64)>,
+    snapshot: Arc<ArcSwap<Bandit>>,
+    mut rx: mpsc::UnboundedReceiver<Update>,
+) {
+    while let Some(first) = rx.recv().await {
+        apply(&mut state, first);
+        while let Ok(more) = rx.try_recv() {
+            apply(&mut state, more);
+        }
+        snapshot.store(Arc::new(Bandit::build(&state, params, &arms)));
+    }
+}
+
+fn apply(state: &mut BanditState, u: Update) {
+    let result = match &u {
+        Update::Add { arm, x, reward } => state.observe(arm, x, *reward),
+        Update::Replace { arm, x, old, new } => state.replace_reward(arm, x, *old, *new),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "feedback not learned");
+    }
+}
+
+/// The context vector as logged: little-endian f32.
+pub fn pack_f32(x: &[f32]) -> Vec<u8> {
+    x.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+pub fn unpack_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}

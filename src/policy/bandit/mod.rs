@@ -1,0 +1,547 @@
+//! The contextual bandit policy: per-model Bayesian linear regression of
+//! quality on the request's features, and linear Thompson sampling with an
+//! exploration floor and exact logged propensities.
+//!
+//! Learning and selection are split:
+//! - [`BanditState`] holds per-model sufficient statistics that are plain sums
+//!   over observations (n, Σxxᵀ, Σr·x, Σr²), keyed by model name so they survive
+//!   catalog edits. Sums merge exactly (up to float rounding), so states learned
+//!   from shards of a log combine into the state of the whole log, and replacing
+//!   a reward is a delta.
+//! - [`Bandit`] is an immutable snapshot built from a state off the request path
+//!   (O(models·d³)): per model the posterior mean θ̂ and covariance σ²A⁻¹.
+//!   Selection ([`Policy::decide`]) costs O(d²) per model plus the Monte Carlo
+//!   draws of `propensity`.
+//!
+//! The model is ridge regression as in LinUCB (Li, Chu, Langford & Schapire
+//! 2010, "A Contextual-Bandit Approach to Personalized News Article
+//! Recommendation", WWW) with the Gaussian posterior used by linear Thompson
+//! sampling (Agrawal & Goyal 2013, "Thompson Sampling for Contextual Bandits
+//! with Linear Payoffs", ICML):
+//!
+//! ```text
+//! A = λI + Σ x xᵀ     b = λ·m0 + Σ r x     θ̂ = A⁻¹b     Cov(θ) = σ²A⁻¹
+//! ```
+//!
+//! where m0 = (prior quality, 0, …, 0): the prior is worth λ pseudo-observations
+//! in every direction, centred on the configured prior quality through the bias
+//! feature x₀ = 1 that the caller puts first. The prior is applied in
+//! [`Bandit::build`] and is never part of the sums, so states merge exactly.
+//! Agrawal & Goyal sample θ with covariance v²σ²A⁻¹; [`BanditParams`]'s
+//! `exploration` is that v.
+//!
+//! Features should be scaled so that ‖x‖ is O(1): a model with no data has
+//! predictive std σ·‖x‖/√λ, and that is how much it gets explored.
+
+mod linalg;
+mod propensity;
+mod state;
+
+pub use self::state::{ArmStats, BanditState, StateError};
+
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
+use sha2::{Digest, Sha256};
+
+use self::linalg::Cholesky;
+use self::propensity::Ziggurat;
+use super::{Candidate, Context, Decision, Policy};
+
+/// A bandit parameter outside its domain.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum InvalidParams {
+    #[error("lambda must be finite and > 0, got {0}")]
+    Lambda(f64),
+    #[error("sigma must be finite and > 0, got {0}")]
+    Sigma(f64),
+    #[error("explore_floor must be in [0, 1], got {0}")]
+    ExploreFloor(f64),
+    #[error("mc_samples must be in 1..=65536, got {0}")]
+    McSamples(u32),
+    #[error("exploration must be finite and >= 0, got {0}")]
+    Exploration(f64),
+}
+
+/// Validated hyper-parameters of the model and of selection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BanditParams {
+    lambda: f64,
+    sigma: f64,
+    explore_floor: f64,
+    mc_samples: u32,
+    exploration: f64,
+}
+
+impl Default for BanditParams {
+    /// λ = 1 (the prior is worth one observation), σ = 0.3 (about the spread of
+    /// a reward in [0, 1]), ε = 0.05, M = 512 (propensity standard error ≤ 0.022),
+    /// v = 1 (the posterior as is).
+    fn default() -> Self {
+        Self {
+            lambda: 1.0,
+            sigma: 0.3,
+            explore_floor: 0.05,
+            mc_samples: 512,
+            exploration: 1.0,
+        }
+    }
+}
+
+impl BanditParams {
+    pub fn try_new(
+        lambda: f64,
+        sigma: f64,
+        explore_floor: f64,
+        mc_samples: u32,
+        exploration: f64,
+    ) -> Result<Self, InvalidParams> {
+        if !(lambda.is_finite() && lambda > 0.0) {
+            return Err(InvalidParams::Lambda(lambda));
+        }
+        if !(sigma.is_finite() && sigma > 0.0) {
+            return Err(InvalidParams::Sigma(sigma));
+        }
+        if !(0.0..=1.0).contains(&explore_floor) {
+            return Err(InvalidParams::ExploreFloor(explore_floor));
+        }
+        if !(1..=65_536).contains(&mc_samples) {
+            return Err(InvalidParams::McSamples(mc_samples));
+        }
+        if !(exploration.is_finite() && exploration >= 0.0) {
+            return Err(InvalidParams::Exploration(exploration));
+        }
+        Ok(Self {
+            lambda,
+            sigma,
+            explore_floor,
+            mc_samples,
+            exploration,
+        })
+    }
+
+    pub fn lambda(&self) -> f64 {
+        self.lambda
+    }
+    pub fn sigma(&self) -> f64 {
+        self.sigma
+    }
+    pub fn explore_floor(&self) -> f64 {
+        self.explore_floor
+    }
+    pub fn mc_samples(&self) -> u32 {
+        self.mc_samples
+    }
+    pub fn exploration(&self) -> f64 {
+        self.exploration
+    }
+}
+
+/// One model's posterior: θ̂ and σ²A⁻¹ packed for [`linalg::quadratic_form`].
+#[derive(Debug, Clone)]
+struct Posterior {
+    theta: Vec<f64>,
+    cov: Vec<f64>,
+}
+
+/// An immutable snapshot of the policy: posteriors for the catalog's models.
+#[derive(Debug, Clone)]
+pub struct Bandit {
+    dim: usize,
+    params: BanditParams,
+    /// Indexed by catalog position; `None` uses the candidate's prior only.
+    arms: Vec<Option<Posterior>>,
+    degraded: Vec<String>,
+    version: String,
+    zig: Ziggurat,
+}
+
+impl Bandit {
+    /// Builds the snapshot for a catalog given as (model name, prior quality)
+    /// in catalog order. Models without statistics use their prior; models in
+    /// `state` but not in `arms` are ignored (kept for when they return). Never
+    /// fails: a model whose statistics are unusable (wrong shape, non-finite,
+    /// or a matrix that is not positive definite) falls back to its prior and
+    /// is listed by [`Bandit::degraded`].
+    pub fn build(state: &BanditState, params: BanditParams, arms: &[(String, f64)]) -> Bandit {
+        let d = state.dim;
+        let mut degraded = Vec::new();
+        let mut hash = Sha256::new();
+        hash.update((d as u64).to_le_bytes());
+        for v in [
+            params.lambda,
+            params.sigma,
+            params.explore_floor,
+            params.exploration,
+        ] {
+            hash.update(v.to_bits().to_le_bytes());
+        }
+        hash.update(params.mc_samples.to_le_bytes());
+        let mut n = 0;
+        let posteriors = arms
+            .iter()
+            .map(|(name, prior)| {
+                hash.update((name.len() as u64).to_le_bytes());
+                hash.update(name.as_bytes());
+                hash.update(prior.to_bits().to_le_bytes());
+                let stats = state.arms.get(name).filter(|s| s.n > 0);
+                let empty = ArmStats::new(d);
+                let used = match stats {
+                    Some(s) if s.is_valid(d) => s,
+                    Some(_) => {
+                        degraded.push(name.clone());
+                        &empty
+                    }
+                    None => &empty,
+                };
+                hash.update(used.n.to_le_bytes());
+                for v in used.xx.iter().chain(&used.xr).chain([&used.rr]) {
+                    hash.update(v.to_bits().to_le_bytes());
+                }
+                n += used.n;
+                let posterior = posterior(used, *prior, &params);
+                if posterior.is_none() && !degraded.contains(name) {
+                    degraded.push(name.clone());
+                }
+                posterior
+            })
+            .collect();
+        let digest = hash.finalize();
+        let short = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        Bandit {
+            dim: d,
+            params,
+            arms: posteriors,
+            degraded,
+            version: format!("ts-v1-{n}obs-{short:08x}"),
+            zig: Ziggurat::new(),
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn params(&self) -> &BanditParams {
+        &self.params
+    }
+
+    /// Models whose statistics were unusable and that fell back to their prior.
+    pub fn degraded(&self) -> &[String] {
+        &self.degraded
+    }
+
+    /// Predictive mean and std of model `arm`'s quality for `features`
+    /// (`prior` is used when the snapshot does not know the model).
+    pub fn predict(&self, arm: usize, prior: f64, features: &[f32]) -> (f64, f64) {
+        self.predict_x(arm, prior, &self.context_vector(features))
+    }
+
+    fn predict_x(&self, arm: usize, prior: f64, x: &[f64]) -> (f64, f64) {
+        match self.arms.get(arm).and_then(Option::as_ref) {
+            Some(p) => {
+                let var = linalg::quadratic_form(&p.cov, x);
+                (linalg::dot(&p.theta, x), var.max(0.0).sqrt())
+            }
+            // The prior alone: θ = m0, Cov = (σ²/λ)·I.
+            None => {
+                let mean = x.first().map_or(0.0, |x0| prior * x0);
+                let norm = linalg::dot(x, x).sqrt();
+                (mean, self.params.sigma * norm / self.params.lambda.sqrt())
+            }
+        }
+    }
+
+    /// The request's features as f64. A vector of the wrong length (say the
+    /// classifier did not run) becomes the bias alone, (1, 0, …, 0), so each
+    /// model is judged by its intercept rather than by misaligned features.
+    fn context_vector(&self, features: &[f32]) -> Vec<f64> {
+        if features.len() == self.dim {
+            features.iter().map(|&v| f64::from(v)).collect()
+        } else {
+            let mut x = vec![0.0; self.dim];
+            if let Some(x0) = x.first_mut() {
+                *x0 = 1.0;
+            }
+            x
+        }
+    }
+}
+
+/// θ̂ and σ²A⁻¹ for one model, or `None` when A is not positive definite.
+fn posterior(stats: &ArmStats, prior: f64, params: &BanditParams) -> Option<Posterior> {
+    let d = stats.dim();
+    let mut a = linalg::unpack_symmetric(&stats.xx, d);
+    for i in 0..d {
+        a[i * d + i] += params.lambda;
+    }
+    let mut b = stats.xr.clone();
+    if let Some(b0) = b.first_mut() {
+        *b0 += params.lambda * prior;
+    }
+    let chol = Cholesky::new(&a, d).ok()?;
+    let theta = chol.solve(&b);
+    let cov = linalg::pack_quadratic(&chol.inverse(), d, params.sigma * params.sigma);
+    Some(Posterior { theta, cov })
+}
+
+impl Policy for Bandit {
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
+    /// Linear Thompson sampling with an exploration floor (see `propensity`).
+    /// Candidates come back with `expected_quality` = the predictive mean μ
+    /// (raw: a linear model can leave [0, 1]), `quality_std` = its posterior
+    /// std σ·√(xᵀA⁻¹x) (before the exploration scale v), `score` = μ − w·cost
+    /// and `probability` = p; ineligible candidates get score and probability 0.
+    fn decide(
+        &self,
+        ctx: &Context,
+        mut candidates: Vec<Candidate>,
+        rng: &mut dyn RngCore,
+    ) -> Decision {
+        let x = self.context_vector(&ctx.features);
+        let w = ctx.cost_weight;
+        // Tie-break order as in the prior policy: cheaper first, then catalog order.
+        let mut order: Vec<usize> = (0..candidates.len())
+            .filter(|&i| candidates[i].eligible)
+            .collect();
+        assert!(
+            !order.is_empty(),
+            "the caller ensures one candidate is eligible: this is a bug"
+        );
+        order.sort_by(|&i, &j| {
+            let (a, b) = (&candidates[i], &candidates[j]);
+            a.expected_cost_usd
+                .total_cmp(&b.expected_cost_usd)
+                .then(a.model.cmp(&b.model))
+        });
+        let mut scores = Vec::with_capacity(order.len());
+        let mut scales = Vec::with_capacity(order.len());
+        for &i in &order {
+            let c = &mut candidates[i];
+            let (mean, std) = self.predict_x(c.model, c.expected_quality, &x);
+            c.expected_quality = mean;
+            c.quality_std = std;
+            c.score = mean - w * c.expected_cost_usd;
+            scores.push(c.score);
+            scales.push(self.params.exploration * std);
+        }
+        // One seed from the caller's rng drives a fast local generator, so a
+        // seeded caller gets reproducible decisions.
+        let mut fast = SmallRng::from_rng(&mut &mut *rng);
+        let p = if order.len() == 1 {
+            vec![1.0]
+        } else {
+            let samples = self.params.mc_samples;
+            let wins = propensity::thompson_wins(&scores, &scales, samples, &self.zig, &mut fast);
+            propensity::mix(&wins, samples, self.params.explore_floor)
+        };
+        let chosen = order[propensity::draw(&p, &mut fast)];
+        let best = order[propensity::first_max(&scores)];
+        for c in candidates.iter_mut() {
+            c.probability = 0.0;
+            if !c.eligible {
+                c.score = 0.0;
+            }
+        }
+        for (&i, &pi) in order.iter().zip(&p) {
+            candidates[i].probability = pi;
+        }
+        Decision {
+            model: candidates[chosen].model,
+            propensity: candidates[chosen].probability,
+            explored: chosen != best,
+            policy_version: self.version.clone(),
+            candidates,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::state::tests::{learn, log};
+    use super::*;
+
+    pub(in super::super) fn cand(model: usize, prior: f64, cost: f64) -> Candidate {
+        Candidate {
+            model,
+            eligible: true,
+            reason: String::new(),
+            expected_quality: prior,
+            quality_std: 0.0,
+            expected_cost_usd: cost,
+            score: 0.0,
+            probability: 0.0,
+        }
+    }
+
+    fn ctx(w: f64, features: Vec<f32>) -> Context {
+        Context {
+            cost_weight: w,
+            features,
+            prompt_tokens: 0,
+        }
+    }
+
+    fn names(n: usize, prior: f64) -> Vec<(String, f64)> {
+        (0..n).map(|i| (format!("model-{i}"), prior)).collect()
+    }
+
+    #[test]
+    fn params_are_validated() {
+        assert!(BanditParams::try_new(1.0, 0.3, 0.05, 512, 1.0).is_ok());
+        assert_eq!(
+            BanditParams::try_new(0.0, 0.3, 0.05, 512, 1.0),
+            Err(InvalidParams::Lambda(0.0))
+        );
+        assert!(matches!(
+            BanditParams::try_new(1.0, f64::NAN, 0.05, 512, 1.0),
+            Err(InvalidParams::Sigma(_))
+        ));
+        assert_eq!(
+            BanditParams::try_new(1.0, 0.3, 1.5, 512, 1.0),
+            Err(InvalidParams::ExploreFloor(1.5))
+        );
+        assert_eq!(
+            BanditParams::try_new(1.0, 0.3, 0.05, 0, 1.0),
+            Err(InvalidParams::McSamples(0))
+        );
+        assert_eq!(
+            BanditParams::try_new(1.0, 0.3, 0.05, 8, -1.0),
+            Err(InvalidParams::Exploration(-1.0))
+        );
+    }
+
+    #[test]
+    fn a_model_without_data_predicts_its_prior() {
+        let bandit = Bandit::build(
+            &BanditState::new(3),
+            BanditParams::default(),
+            &names(1, 0.7),
+        );
+        assert!(bandit.version().starts_with("ts-v1-0obs-"));
+        let x = [1.0, 0.5, 0.5];
+        // θ = m0 and Cov = σ²/λ·I, both through the Cholesky path and the fallback.
+        for arm in [0, 5] {
+            let (mean, std) = bandit.predict(arm, 0.7, &x);
+            assert!((mean - 0.7).abs() < 1e-12 && (std - 0.3 * 1.5f64.sqrt()).abs() < 1e-12);
+        }
+        // Missing features fall back to the bias alone.
+        let (mean, std) = bandit.predict(0, 0.7, &[]);
+        assert!((mean - 0.7).abs() < 1e-12 && (std - 0.3).abs() < 1e-12);
+    }
+
+    #[test]
+    fn merged_state_decides_like_the_whole_log() {
+        let log = log(5, 400, 4);
+        let whole = learn(&log, 4);
+        let mut merged = learn(&log[..250], 4);
+        merged.merge(&learn(&log[250..], 4)).unwrap();
+        let a = Bandit::build(&whole, BanditParams::default(), &names(3, 0.5));
+        let b = Bandit::build(&merged, BanditParams::default(), &names(3, 0.5));
+        let cands: Vec<_> = (0..3).map(|m| cand(m, 0.5, 0.001 * m as f64)).collect();
+        let mut contexts = StdRng::seed_from_u64(9);
+        for seed in 0..50 {
+            let features = vec![
+                1.0,
+                contexts.random(),
+                contexts.random(),
+                -contexts.random::<f32>(),
+            ];
+            let da = a.decide(
+                &ctx(1.0, features.clone()),
+                cands.clone(),
+                &mut StdRng::seed_from_u64(seed),
+            );
+            let db = b.decide(
+                &ctx(1.0, features),
+                cands.clone(),
+                &mut StdRng::seed_from_u64(seed),
+            );
+            assert_eq!(
+                (da.model, da.propensity, da.explored),
+                (db.model, db.propensity, db.explored)
+            );
+            for (ca, cb) in da.candidates.iter().zip(&db.candidates) {
+                assert!((ca.expected_quality - cb.expected_quality).abs() < 1e-9);
+                assert_eq!(ca.probability, cb.probability);
+            }
+        }
+    }
+
+    /// Three models whose quality depends on a difficulty feature f ∈ [0, 1]:
+    /// the small model is best on easy requests, the big one in the middle,
+    /// the specialist on hard ones (at cost weight 5).
+    fn environment(f: f64) -> [f64; 3] {
+        [0.85, 0.9 - 0.6 * f, 0.3 + 0.6 * f]
+    }
+    const COSTS: [f64; 3] = [0.01, 0.001, 0.002];
+
+    #[test]
+    fn learning_beats_uniform_and_approaches_the_best_model() {
+        let params = BanditParams::try_new(1.0, 0.3, 0.05, 128, 1.0).unwrap();
+        let arms = names(3, 0.5);
+        let mut state = BanditState::new(2);
+        let mut bandit = Bandit::build(&state, params, &arms);
+        let mut rng = StdRng::seed_from_u64(42);
+        let (mut got, mut uniform, mut best) = (0.0, 0.0, 0.0);
+        let (rounds, late) = (3000, 1000);
+        for t in 0..rounds {
+            let f: f64 = rng.random();
+            let x = [1.0, f as f32];
+            let cands: Vec<_> = (0..3).map(|m| cand(m, 0.5, COSTS[m])).collect();
+            let d = bandit.decide(&ctx(5.0, x.to_vec()), cands, &mut rng);
+            let q = environment(f);
+            let value: Vec<f64> = (0..3).map(|m| q[m] - 5.0 * COSTS[m]).collect();
+            let noise = rng.random_range(-0.15..0.15);
+            state
+                .observe(&arms[d.model].0, &x, q[d.model] + noise)
+                .unwrap();
+            if t >= rounds - late {
+                got += value[d.model];
+                uniform += value.iter().sum::<f64>() / 3.0;
+                best += value.iter().cloned().fold(f64::MIN, f64::max);
+            }
+            if t % 50 == 49 {
+                bandit = Bandit::build(&state, params, &arms);
+            }
+        }
+        let (got, uniform, best) = (got / late as f64, uniform / late as f64, best / late as f64);
+        assert!(
+            got > uniform + 0.1,
+            "bandit {got:.3} vs uniform {uniform:.3}"
+        );
+        assert!(got > best - 0.03, "bandit {got:.3} vs best {best:.3}");
+    }
+
+    #[test]
+    fn cost_weight_trades_quality_for_price_from_one_state() {
+        let mut state = BanditState::new(2);
+        let mut rng = StdRng::seed_from_u64(1);
+        for _ in 0..200 {
+            let x = [1.0, rng.random::<f32>()];
+            state
+                .observe("strong", &x, 0.9 + rng.random_range(-0.1..0.1))
+                .unwrap();
+            state
+                .observe("cheap", &x, 0.6 + rng.random_range(-0.1..0.1))
+                .unwrap();
+        }
+        let arms = [("strong".to_string(), 0.5), ("cheap".to_string(), 0.5)];
+        let bandit = Bandit::build(&state, BanditParams::default(), &arms);
+        let cands = vec![cand(0, 0.5, 0.01), cand(1, 0.5, 0.0001)];
+        for (w, winner) in [(0.0, 0), (1000.0, 1)] {
+            let d = bandit.decide(&ctx(w, vec![1.0, 0.5]), cands.clone(), &mut rng);
+            let c = &d.candidates;
+            assert!(
+                c[winner].probability > 0.9 && c[winner].score > c[1 - winner].score,
+                "{c:?}"
+            );
+            assert_eq!(d.explored, d.model != winner);
+        }
+    }
+}
