@@ -8,13 +8,14 @@
 //! throughput of a `Classifier` with one worker per core on 400 mixed 10–200-token prompts (`CLASSIFY_LATENCY=mixed`: only the
 //! throughput part).
 //!
-//! The model is found via `SWITCHYARD_MODEL_DIR`, else `models/all-MiniLM-L6-v2`.
+//! `CLASSIFY_F32=1` runs either mode with the F32 encoder (what CPUs without AVX512-VNNI
+//! get). The model is found via `SWITCHYARD_MODEL_DIR`, else `models/all-MiniLM-L6-v2`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use switchyard::classify::encoder::{Encoder, EncoderOptions, Workspace};
+use switchyard::classify::encoder::{Encoder, EncoderOptions, Precision, Workspace};
 use switchyard::classify::{Classifier, ClassifierConfig, IntentHead};
 
 const LENGTHS: [usize; 4] = [16, 64, 128, 256];
@@ -166,7 +167,12 @@ fn latency_report(enc: &Encoder, lengths: &[usize]) {
 }
 
 fn main() {
-    let enc = Encoder::load(&model_dir(), EncoderOptions::default()).expect("model loads");
+    // CLASSIFY_F32=1 measures the F32 path that CPUs without AVX512-VNNI use.
+    let mut opts = EncoderOptions::default();
+    if std::env::var_os("CLASSIFY_F32").is_some() {
+        opts.precision = Precision::F32;
+    }
+    let enc = Encoder::load(&model_dir(), opts).expect("model loads");
     if std::env::var_os("CLASSIFY_LATENCY").is_some() {
         // CLASSIFY_LATENCY=mixed runs only the throughput part (for `perf stat`).
         let mixed_only = std::env::var("CLASSIFY_LATENCY").is_ok_and(|v| v == "mixed");

@@ -93,6 +93,7 @@ struct RawBandit {
     mc_samples: Option<u32>,
     exploration: Option<f64>,
     warm_start: Option<PathBuf>,
+    seed: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +208,8 @@ pub struct BanditConfig {
     pub params: crate::policy::bandit::BanditParams,
     /// A state file (sums from offline training) added to what the log teaches.
     pub warm_start: Option<PathBuf>,
+    /// Seeds the selection RNG so a sequential replay is reproducible.
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -454,6 +457,7 @@ fn validate_bandit(b: RawBandit, d: RawBandit) -> Result<BanditConfig, ConfigErr
             .warm_start
             .or(d.warm_start)
             .filter(|p| !p.as_os_str().is_empty()),
+        seed: b.seed.or(d.seed),
     })
 }
 

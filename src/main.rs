@@ -71,7 +71,7 @@ enum Command {
         /// Tokens read per text (head and tail of longer ones).
         #[arg(long, default_value_t = 256)]
         max_tokens: usize,
-        #[arg(long, default_value_t = 400)]
+        #[arg(long, default_value_t = 200)]
         epochs: usize,
     },
     /// Print accuracy, macro-F1 and confusions of a head on JSONL rows.

@@ -130,6 +130,14 @@ fn truncation_keeps_head_and_tail() {
     assert_eq!(ids[8..], all[all.len() - 8..]);
     let e = enc.embed(text, &mut Workspace::default()).unwrap();
     assert!(e.truncated && e.tokens == 16);
+    // A huge text is cut before tokenising but still keeps its first and last words.
+    let huge = format!("first {} last", "lorem ipsum dolor ".repeat(100_000));
+    let (ids, truncated) = enc.tokenize(&huge).unwrap();
+    assert!(truncated && ids.len() == 16);
+    let (first, _) = full.tokenize("first").unwrap();
+    let (last, _) = full.tokenize("last").unwrap();
+    assert_eq!(ids[1], first[1]);
+    assert_eq!(ids[14], last[1]);
     let short = enc.embed("alpha beta", &mut Workspace::default()).unwrap();
     assert!(!short.truncated && short.tokens == 4);
 }

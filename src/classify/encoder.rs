@@ -18,12 +18,13 @@
 //! Loading (config validation, weight layouts) lives in [`super::weights`].
 //!
 //! Measured with `CLASSIFY_LATENCY=1 cargo bench --bench classify` on the 2-core Zen 4
-//! development machine while other builds kept its load average at 5–7 (so wall-clock
-//! percentiles are pessimistic; the per-thread CPU time is the steadier number):
-//! tokenise + embed, one thread, int8 — 16 tokens 0.9 ms, 64 tokens 3.4 ms (wall p50
-//! 3.2–3.6, p99 7.4–9.4), 128 tokens 6.9 ms, 256 tokens 16.4 ms; 110–167 mixed
-//! 10–200-token prompts/s with two workers on the loaded machine. Worst cosine against
-//! the NumPy reference fixture: 0.99950 in int8, 0.9999998 in F32.
+//! development machine (load average ~1.6; other builds were running on and off):
+//! tokenise + embed on one thread, int8 — 16 tokens p50 0.70 / p99 0.83 ms, 64 tokens
+//! 3.13 / 3.48 ms, 128 tokens 6.72 / 7.70 ms, 256 tokens 17.4 / 25.8 ms; through
+//! `Classifier::classify` at 64 tokens p50 3.4 / p99 4.6 ms; 315–326 mixed 10–200-token
+//! prompts/s with two workers (110–167/s while a parallel build held the load at 5–7).
+//! The stock candle BERT takes ~30 ms at 64 tokens here. Worst cosine against the NumPy
+//! reference fixture: 0.99950 in int8, 0.9999998 in F32.
 //!
 //! Output follows sentence-transformers' module stack for this model: `Transformer` →
 //! `Pooling(mode_mean_tokens)` → `Normalize`. Mean pooling in sentence-transformers is

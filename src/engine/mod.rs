@@ -84,6 +84,9 @@ pub struct Engine {
     reader: Option<Arc<Reader>>,
     store: Store,
     openai: OpenAiClient,
+    /// Set by `bandit.seed`: one seeded generator for every decision, so a
+    /// sequential replay makes the same choices every run.
+    seeded: Option<std::sync::Mutex<rand::rngs::StdRng>>,
 }
 
 impl Engine {
@@ -95,6 +98,10 @@ impl Engine {
         reader: Option<Arc<Reader>>,
         store: Store,
     ) -> Self {
+        let seeded = config
+            .bandit
+            .seed
+            .map(|s| std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(s)));
         let http = reqwest::Client::builder()
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build()
@@ -107,6 +114,7 @@ impl Engine {
             reader,
             store,
             openai: OpenAiClient::new(http),
+            seeded,
         }
     }
 
@@ -179,7 +187,13 @@ impl Engine {
                     features: context.clone(),
                     prompt_tokens,
                 };
-                self.policy.decide(&ctx, screened, &mut rand::rng())
+                match &self.seeded {
+                    Some(rng) => {
+                        let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
+                        self.policy.decide(&ctx, screened, &mut *rng)
+                    }
+                    None => self.policy.decide(&ctx, screened, &mut rand::rng()),
+                }
             }
         };
 
