@@ -123,6 +123,14 @@ impl pb::router_server::Router for RouterService {
             cost_weight: routed.cost_weight,
             prompt_tokens: routed.prompt_tokens,
             explored: d.explored,
+            classify_us: routed
+                .reading
+                .as_ref()
+                .map_or(0, |r| u32::try_from(r.micros).unwrap_or(u32::MAX)),
+            classify_tokens: routed
+                .reading
+                .as_ref()
+                .map_or(0, |r| u32::try_from(r.tokens).unwrap_or(u32::MAX)),
             intent: routed.intent().map(|i| pb::Intent {
                 label: i.label.clone(),
                 confidence: i.confidence,
