@@ -108,6 +108,24 @@ async fn feedback_changes_later_decisions_and_survives_restart() {
     };
     assert!(q(&after, "cheap") > 0.8 && q(&after, "strong") < 0.3);
 
+    // The serving version and its parameters are in the log.
+    let store = switchyard::store::Store::open(&dir.path().join("switchyard.db"), &config.store)
+        .await
+        .unwrap()
+        .0;
+    let (version, params) = store
+        .active_policy()
+        .await
+        .unwrap()
+        .expect("a serving version");
+    assert!(
+        version.starts_with("ts-v1-") && version.contains("obs-"),
+        "{version}"
+    );
+    let params: serde_json::Value = serde_json::from_str(&params).unwrap();
+    assert_eq!(params["explore_floor"], 0.05);
+    assert!(params["state"]["arms"]["cheap"].is_object());
+
     drop(c);
     server.stop().await;
     let server = common::Server::start(config).await;

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rand::RngCore;
@@ -84,8 +85,16 @@ impl Learning {
             .map(|m| (m.name.clone(), m.prior_quality))
             .collect();
         let snapshot = Arc::new(ArcSwap::from_pointee(Bandit::build(&state, params, &arms)));
+        record(store, &snapshot.load(), &state, &params).await;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(learn(state, params, arms, Arc::clone(&snapshot), rx));
+        let learner = Learner {
+            state,
+            params,
+            arms,
+            snapshot: Arc::clone(&snapshot),
+            store: store.clone(),
+        };
+        tokio::spawn(learner.run(rx));
         Ok(Learning {
             snapshot,
             updates: tx,
@@ -136,21 +145,52 @@ impl Policy for Learning {
     }
 }
 
-/// Applies every queued update, then publishes one new snapshot: under a burst
-/// of feedback the O(arms·d³) rebuild happens once per burst, not per update.
-async fn learn(
-    mut state: BanditState,
+/// After publishing a snapshot the learner waits this long before the next,
+/// so a feedback storm costs at most a few rebuilds (and log rows) a second.
+const COALESCE: Duration = Duration::from_millis(100);
+
+struct Learner {
+    state: BanditState,
     params: BanditParams,
     arms: Vec<(String, f64)>,
     snapshot: Arc<ArcSwap<Bandit>>,
-    mut rx: mpsc::UnboundedReceiver<Update>,
-) {
-    while let Some(first) = rx.recv().await {
-        apply(&mut state, first);
-        while let Ok(more) = rx.try_recv() {
-            apply(&mut state, more);
+    store: Store,
+}
+
+impl Learner {
+    /// Applies every queued update, then publishes one new snapshot: under a
+    /// burst of feedback the O(arms·d³) rebuild happens once per burst.
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Update>) {
+        while let Some(first) = rx.recv().await {
+            apply(&mut self.state, first);
+            while let Ok(more) = rx.try_recv() {
+                apply(&mut self.state, more);
+            }
+            let bandit = Bandit::build(&self.state, self.params, &self.arms);
+            record(&self.store, &bandit, &self.state, &self.params).await;
+            self.snapshot.store(Arc::new(bandit));
+            tokio::time::sleep(COALESCE).await;
         }
-        snapshot.store(Arc::new(Bandit::build(&state, params, &arms)));
+    }
+}
+
+/// Logs a version with everything needed to rebuild it: parameters and sums.
+/// Recorded before it serves, so every decision's version resolves in the log.
+async fn record(store: &Store, bandit: &Bandit, state: &BanditState, p: &BanditParams) {
+    let params = serde_json::json!({
+        "lambda": p.lambda(),
+        "sigma": p.sigma(),
+        "explore_floor": p.explore_floor(),
+        "mc_samples": p.mc_samples(),
+        "exploration": p.exploration(),
+        "state": state,
+    });
+    let at = crate::engine::now_ms();
+    if let Err(e) = store
+        .record_policy_version(bandit.version(), "bandit", params.to_string(), at)
+        .await
+    {
+        tracing::warn!(error = %e, "policy version not recorded");
     }
 }
 

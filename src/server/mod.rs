@@ -20,6 +20,9 @@ use crate::policy::features;
 use crate::policy::prior::PriorPolicy;
 use crate::store::Store;
 
+/// How long shutdown waits for the log's last commit.
+const WRITER_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Accepted connections with Nagle's algorithm off: small gRPC frames would
 /// otherwise wait on the peer's delayed ACK (~40 ms per round trip on Linux).
 fn incoming(
@@ -143,7 +146,14 @@ pub async fn run(
 
     drop(engine);
     store.close().await;
-    writer.finished().await;
+    // Every writer handle is gone once in-flight work ends; bound the wait so a
+    // stuck client cannot keep the process alive.
+    if tokio::time::timeout(WRITER_DRAIN, writer.finished())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the decision log writer did not finish in time");
+    }
     tracing::info!("stopped");
     Ok(())
 }

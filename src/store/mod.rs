@@ -213,6 +213,32 @@ impl Store {
             .collect())
     }
 
+    /// Records the parameters behind a policy version and marks it serving.
+    pub async fn record_policy_version(
+        &self,
+        version: String,
+        kind: &'static str,
+        params: String,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.submit(Write::PolicyVersion {
+            version,
+            kind,
+            params,
+            at_ms,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The serving policy version and its parameters, if any was recorded.
+    pub async fn active_policy(&self) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT version, params FROM policy_versions WHERE active = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| (r.get("version"), r.get("params"))))
+    }
+
     /// A cheap write-path check for readiness probes.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -25,6 +25,12 @@ pub(super) enum Write {
         served_model: Option<String>,
     },
     Feedback(FeedbackRow),
+    PolicyVersion {
+        version: String,
+        kind: &'static str,
+        params: String,
+        at_ms: i64,
+    },
 }
 
 pub(super) enum Done {
@@ -121,6 +127,29 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Done, Store
                 .bind(decision_id)
                 .execute(&mut *conn)
                 .await?;
+            Ok(Done::Unit)
+        }
+        Write::PolicyVersion {
+            version,
+            kind,
+            params,
+            at_ms,
+        } => {
+            // One version serves at a time; a version seen before keeps its row.
+            sqlx::query("UPDATE policy_versions SET active = 0 WHERE active = 1")
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
+                "INSERT INTO policy_versions (version, kind, created_at_ms, params, active)
+                 VALUES (?, ?, ?, ?, 1)
+                 ON CONFLICT (version) DO UPDATE SET active = 1",
+            )
+            .bind(version)
+            .bind(*kind)
+            .bind(at_ms)
+            .bind(params)
+            .execute(&mut *conn)
+            .await?;
             Ok(Done::Unit)
         }
         Write::Feedback(f) => upsert_feedback(conn, f)
