@@ -471,3 +471,33 @@ async fn decisions_and_feedback_survive_a_restart() {
     let _ = user("x");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn expected_output_tokens_are_learned_per_model() {
+    let env = Env::start().await;
+    let mut c = env.server.client().await;
+    let cost_of = |r: &pb::RouteResponse, m: &str| {
+        r.candidates
+            .iter()
+            .find(|c| c.model == m)
+            .unwrap()
+            .expected_cost_usd
+    };
+    let before = c.route(route_req("hello")).await.unwrap().into_inner();
+    // The mock answers briefly (an echo): far fewer tokens than the default 256.
+    for _ in 0..5 {
+        c.complete(complete_req("hello", Some("mid")))
+            .await
+            .unwrap();
+    }
+    let after = c.route(route_req("hello")).await.unwrap().into_inner();
+    assert!(
+        cost_of(&after, "mid") < cost_of(&before, "mid") / 5.0,
+        "mid's estimate did not learn"
+    );
+    assert_eq!(
+        cost_of(&after, "strong"),
+        cost_of(&before, "strong"),
+        "other models keep the default"
+    );
+}

@@ -73,8 +73,8 @@ impl Engine {
         let temperature = validate::temperature(input.temperature)?;
         let deadline_ms = validate::positive_u32("deadline_ms", input.deadline_ms)?;
         let mut route = input.route.clone();
-        // The reply can be no longer than max_tokens: the honest cost bound.
-        route.max_output_tokens = route.max_output_tokens.or(max_tokens);
+        // The reply can be no longer than max_tokens: it caps expected costs.
+        route.max_tokens = max_tokens;
         let routed = self.route(&route, input.model.as_deref(), rpc).await?;
         let deadline = deadline_ms
             .map(|ms| Duration::from_millis(u64::from(ms)))
@@ -126,6 +126,7 @@ impl Engine {
                 let attempt = ok_attempt(self, m, started.1, latency, usage, estimated, cost);
                 self.log_attempts(&id, vec![attempt.clone()], Some(model.name.clone()))
                     .await;
+                self.learn_output(&p.routed, m, usage.completion_tokens);
                 Ok(Completed {
                     decision_id: id,
                     model: model.name.clone(),
@@ -224,6 +225,7 @@ impl Engine {
                     let attempt = ok_attempt(self, m, started.1, latency, usage, estimated, cost);
                     self.log_attempts(&id, vec![attempt.clone()], Some(model.name.clone()))
                         .await;
+                    self.learn_output(&p.routed, m, usage.completion_tokens);
                     let end = StreamItem::End {
                         finish_reason,
                         usage,
@@ -253,6 +255,12 @@ impl Engine {
         );
         attempt.outcome = "cancelled";
         self.log_attempts(&id, vec![attempt], None).await;
+    }
+
+    fn learn_output(&self, routed: &super::Routed, m: usize, completion_tokens: u32) {
+        let intent = routed.intent().map(|i| i.label.as_str());
+        self.output_tokens
+            .observe(&self.catalog.models[m].name, intent, completion_tokens);
     }
 
     /// Attempts are logged after the answer is known; a failure to log them is

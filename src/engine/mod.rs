@@ -5,6 +5,7 @@
 
 mod complete;
 pub mod learn;
+pub mod output_tokens;
 pub mod read;
 pub mod validate;
 
@@ -35,7 +36,10 @@ pub struct RouteInput {
     pub cost_weight: Option<f64>,
     pub max_cost_usd: Option<f64>,
     pub metadata: BTreeMap<String, String>,
+    /// The caller's expectation of output tokens; learned per model when unset.
     pub max_output_tokens: Option<u32>,
+    /// A hard cap on output tokens (Complete's `max_tokens`).
+    pub max_tokens: Option<u32>,
 }
 
 /// A logged decision.
@@ -82,6 +86,7 @@ pub struct Engine {
     policy: Arc<dyn Policy>,
     learning: Option<Arc<Learning>>,
     reader: Option<Arc<Reader>>,
+    output_tokens: output_tokens::OutputTokens,
     store: Store,
     openai: OpenAiClient,
     /// Set by `bandit.seed`: one seeded generator for every decision, so a
@@ -96,6 +101,7 @@ impl Engine {
         policy: Arc<dyn Policy>,
         learning: Option<Arc<Learning>>,
         reader: Option<Arc<Reader>>,
+        output_tokens: output_tokens::OutputTokens,
         store: Store,
     ) -> Self {
         let seeded = config
@@ -112,6 +118,7 @@ impl Engine {
             policy,
             learning,
             reader,
+            output_tokens,
             store,
             openai: OpenAiClient::new(http),
             seeded,
@@ -137,8 +144,7 @@ impl Engine {
         let cost_weight = validate::non_negative("cost_weight", input.cost_weight)?
             .unwrap_or(cfg.routing.cost_weight);
         let max_cost_usd = validate::non_negative("max_cost_usd", input.max_cost_usd)?;
-        let output_tokens = validate::positive_u32("max_output_tokens", input.max_output_tokens)?
-            .unwrap_or(cfg.routing.default_output_tokens);
+        let explicit_output = validate::positive_u32("max_output_tokens", input.max_output_tokens)?;
         let pinned = pin
             .map(|name| validate::model(name, &self.catalog))
             .transpose()?;
@@ -158,12 +164,27 @@ impl Engine {
             None => None,
         };
         let context = policy::features::context(reading.as_ref(), prompt_tokens);
+        let intent = reading
+            .as_ref()
+            .and_then(|r| r.intent.as_ref())
+            .map(|i| i.label.as_str());
+        let output_tokens: Vec<u32> = self
+            .catalog
+            .models
+            .iter()
+            .map(|m| {
+                let expected = explicit_output
+                    .or_else(|| self.output_tokens.expected(&m.name, intent))
+                    .unwrap_or(cfg.routing.default_output_tokens);
+                input.max_tokens.map_or(expected, |cap| expected.min(cap))
+            })
+            .collect();
         let screened = eligibility::screen(
             &self.catalog,
             &Constraints {
                 allow: allow.as_deref(),
                 prompt_tokens,
-                output_tokens,
+                output_tokens: &output_tokens,
                 max_cost_usd,
             },
         );
@@ -199,10 +220,10 @@ impl Engine {
 
         let routed = Routed {
             decision_id: uuid::Uuid::now_v7().to_string(),
+            output_tokens: output_tokens[decision.model],
             decision,
             cost_weight,
             prompt_tokens,
-            output_tokens,
             reading,
             context,
         };

@@ -10,8 +10,8 @@ pub struct Constraints<'a> {
     /// Allow-listed model indices; `None` means every model.
     pub allow: Option<&'a [usize]>,
     pub prompt_tokens: u32,
-    /// Expected output tokens, for cost and the context window.
-    pub output_tokens: u32,
+    /// Expected output tokens per catalog model, for cost and the context window.
+    pub output_tokens: &'a [u32],
     pub max_cost_usd: Option<f64>,
 }
 
@@ -23,8 +23,9 @@ pub fn screen(catalog: &Catalog, c: &Constraints<'_>) -> Vec<Candidate> {
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let cost = m.cost_usd(c.prompt_tokens, c.output_tokens);
-            let needed = u64::from(c.prompt_tokens) + u64::from(c.output_tokens);
+            let output = c.output_tokens[i];
+            let cost = m.cost_usd(c.prompt_tokens, output);
+            let needed = u64::from(c.prompt_tokens) + u64::from(output);
             let reason = if c.allow.is_some_and(|a| !a.contains(&i)) {
                 "not in the request's candidates".to_owned()
             } else if let Some(r) = catalog.providers[m.provider].disabled_reason() {
@@ -32,7 +33,7 @@ pub fn screen(catalog: &Catalog, c: &Constraints<'_>) -> Vec<Candidate> {
             } else if needed > u64::from(m.context_window) {
                 format!(
                     "{} prompt + {} output tokens exceed the context window of {}",
-                    c.prompt_tokens, c.output_tokens, m.context_window
+                    c.prompt_tokens, output, m.context_window
                 )
             } else if let Some(max) = c.max_cost_usd.filter(|max| cost > *max) {
                 format!("expected cost ${cost:.6} exceeds max_cost_usd ${max:.6}")

@@ -53,6 +53,7 @@ fn route_input(r: Option<pb::RouteRequest>) -> RouteInput {
         max_cost_usd: r.max_cost_usd,
         metadata: r.metadata.into_iter().collect(),
         max_output_tokens: r.max_output_tokens,
+        max_tokens: None,
     }
 }
 

@@ -13,6 +13,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::config::PolicyKind;
+use crate::engine::output_tokens::OutputTokens;
 use crate::engine::{Engine, Learning, Reader};
 use crate::pb;
 use crate::policy::Policy;
@@ -96,6 +97,7 @@ pub async fn run(
         policy,
         learning,
         reader,
+        OutputTokens::load(&store).await?,
         store.clone(),
     ));
 

@@ -239,6 +239,34 @@ impl Store {
         Ok(row.map(|r| (r.get("version"), r.get("params"))))
     }
 
+    /// (model, intent, sum of completion tokens, answers) over successful attempts.
+    pub async fn completion_token_sums(
+        &self,
+    ) -> Result<Vec<(String, String, u64, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.model, COALESCE(d.intent, '') AS intent,
+                    SUM(a.completion_tokens) AS s, COUNT(*) AS n
+             FROM attempts a JOIN decisions d ON d.id = a.decision_id
+             WHERE a.outcome = 'ok' AND a.completion_tokens IS NOT NULL
+             GROUP BY a.model, d.intent",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let s: i64 = r.get("s");
+                let n: i64 = r.get("n");
+                (
+                    r.get("model"),
+                    r.get("intent"),
+                    s.max(0) as u64,
+                    n.max(0) as u64,
+                )
+            })
+            .collect())
+    }
+
     /// A cheap write-path check for readiness probes.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
