@@ -8,7 +8,8 @@
 //! - sustained throughput with concurrent clients on mixed 10–200-token
 //!   prompts, with latency percentiles.
 //!
-//! Knobs: `LOAD_SECONDS` (default 20), `LOAD_CLIENTS` (default 8).
+//! Knobs: `LOAD_SECONDS` (default 20), `LOAD_CLIENTS` (default 8),
+//! `LOAD_MODE=static` for the distilled fast mode (`switchyard distill-static` first).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -86,13 +87,20 @@ fn main() -> anyhow::Result<()> {
         near64.len()
     );
 
+    let fast = std::env::var("LOAD_MODE").is_ok_and(|m| m == "static");
+    let (mode, head) = if fast {
+        ("static", "models/intent-head-static.json")
+    } else {
+        ("full", "models/intent-head.json")
+    };
+    println!("classifier mode: {mode}");
     let dir = tempfile::tempdir()?;
     let toml = format!(
-        "[server]\ndatabase = \"{}\"\nmax_in_flight = 4096\n[classifier]\nmodel_dir = \"{}\"\nintent_head = \"{}\"\nauto_fetch = false\n\
+        "[server]\ndatabase = \"{}\"\nmax_in_flight = 4096\n[classifier]\nmode = \"{mode}\"\nmodel_dir = \"{}\"\nintent_head = \"{}\"\nauto_fetch = false\n\
          [[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n{}",
         dir.path().join("load.db").display(),
         model_dir.display(),
-        root.join("models/intent-head.json").display(),
+        root.join(head).display(),
         (0..30)
             .map(|i| format!(
                 "[[models]]\nname = \"m{i}\"\nprovider = \"p\"\ninput_usd_per_mtok = {}\noutput_usd_per_mtok = {}\ncontext_window = 100000\nprior_quality = {}\n",

@@ -116,6 +116,10 @@ struct RawClassifier {
     intent_head: Option<PathBuf>,
     intents_mode: Option<String>,
     intents: Option<Vec<RawIntent>>,
+    /// "full" (the encoder on worker threads) or "static" (the distilled table, inline).
+    mode: Option<String>,
+    /// Static table; default <model_dir>/static-embeddings.bin (`switchyard distill-static`).
+    static_table: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +240,8 @@ pub struct ClassifierSettings {
     pub intents: Vec<IntentExamples>,
     /// User intents replace the default head, or are reported beside it.
     pub intents_replace: bool,
+    /// Static mode's table; `None` in full mode.
+    pub static_table: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -524,12 +530,40 @@ fn validate_classifier(
             "declare at least two intents (one alone cannot be told apart)",
         ));
     }
+    let model_dir: PathBuf = c
+        .model_dir
+        .or(d.model_dir)
+        .unwrap_or_else(|| "models/all-MiniLM-L6-v2".into());
+    let static_table = match c.mode.or(d.mode).as_deref() {
+        None | Some("full") => None,
+        Some("static") => Some(
+            c.static_table
+                .or(d.static_table)
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| model_dir.join("static-embeddings.bin")),
+        ),
+        Some(other) => {
+            return Err(invalid(
+                "classifier.mode",
+                format!("{other:?} is not \"full\" or \"static\""),
+            ));
+        }
+    };
+    // A head only works in the embedding space it was trained in: static mode
+    // defaults to the head trained on static embeddings.
+    let default_head = if static_table.is_some() {
+        "models/intent-head-static.json"
+    } else {
+        "models/intent-head.json"
+    };
+    let intent_head = match c.intent_head {
+        Some(p) => Some(p),
+        None if static_table.is_some() => Some(default_head.into()),
+        None => d.intent_head,
+    };
     Ok(ClassifierSettings {
         enabled: c.enabled.or(d.enabled).unwrap_or(true),
-        model_dir: c
-            .model_dir
-            .or(d.model_dir)
-            .unwrap_or_else(|| "models/all-MiniLM-L6-v2".into()),
+        model_dir,
         auto_fetch: c.auto_fetch.or(d.auto_fetch).unwrap_or(true),
         workers: if workers == 0 { cores } else { workers },
         queue_depth: positive(
@@ -538,12 +572,10 @@ fn validate_classifier(
             64,
         )?,
         max_tokens,
-        intent_head: c
-            .intent_head
-            .or(d.intent_head)
-            .filter(|p| !p.as_os_str().is_empty()),
+        intent_head: intent_head.filter(|p| !p.as_os_str().is_empty()),
         intents,
         intents_replace: replace,
+        static_table,
     })
 }
 

@@ -73,6 +73,9 @@ enum Command {
         max_tokens: usize,
         #[arg(long, default_value_t = 200)]
         epochs: usize,
+        /// Embed with this fast-mode table instead of the full encoder.
+        #[arg(long)]
+        static_table: Option<PathBuf>,
     },
     /// Print accuracy, macro-F1 and confusions of a head on JSONL rows.
     EvalIntents {
@@ -87,6 +90,17 @@ enum Command {
         /// Predict "oos" when the top probability is below this.
         #[arg(long)]
         oos_threshold: Option<f32>,
+        /// Embed with this fast-mode table instead of the full encoder.
+        #[arg(long)]
+        static_table: Option<PathBuf>,
+    },
+    /// Distil the encoder into a static embedding table (the classifier's fast mode).
+    DistillStatic {
+        #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+        model_dir: PathBuf,
+        /// Defaults to static-embeddings.bin in --model-dir.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Validate a config file and print the catalog it yields.
     CheckConfig {
@@ -181,16 +195,35 @@ fn main() -> anyhow::Result<()> {
             model_dir,
             max_tokens,
             epochs,
-        } => switchyard::offline::intents::train(&model_dir, &data, &out, max_tokens, epochs),
+            static_table,
+        } => switchyard::offline::intents::train(
+            &model_dir,
+            &data,
+            &out,
+            max_tokens,
+            epochs,
+            static_table.as_deref(),
+        ),
         Command::EvalIntents {
             data,
             head,
             model_dir,
             max_tokens,
             oos_threshold,
-        } => {
-            switchyard::offline::intents::eval(&model_dir, &data, &head, max_tokens, oos_threshold)
-                .map(|_| ())
+            static_table,
+        } => switchyard::offline::intents::eval(
+            &model_dir,
+            &data,
+            &head,
+            max_tokens,
+            oos_threshold,
+            static_table.as_deref(),
+        )
+        .map(|_| ()),
+        Command::DistillStatic { model_dir, out } => {
+            let out =
+                out.unwrap_or_else(|| model_dir.join(switchyard::offline::distill::TABLE_FILE));
+            switchyard::offline::distill::run(&model_dir, &out).map(|_| ())
         }
         Command::CheckConfig { config } => {
             let config = load_config(config.as_ref())?;

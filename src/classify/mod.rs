@@ -11,18 +11,23 @@
 //!   without bound.
 //! * [`intent`] is a multinomial logistic-regression (or nearest-centroid) head that turns
 //!   an embedding into intent probabilities.
+//! * [`static_embed`] distils the encoder into a per-token table (fast mode), and
+//!   [`embedder`] puts the full and static paths behind one [`Embedder`].
 //!
 //! Invariant: every embedding this module hands out is L2-normalised and has
 //! [`Encoder::dim`] components.
 
+pub mod embedder;
 pub mod encoder;
 pub mod intent;
 pub mod qgemm;
 pub mod simd;
+pub mod static_embed;
 mod tokenize;
 mod weights;
 pub mod worker;
 
+pub use embedder::{Embedder, StaticClassifier};
 pub use encoder::{Encoder, EncoderOptions, Precision};
 pub use intent::{EvalReport, IntentHead, TrainOptions};
 pub use worker::{Classification, Classifier, ClassifierConfig};

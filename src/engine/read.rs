@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use crate::classify::{Classifier, ClassifierConfig, ClassifyError, IntentHead};
+use crate::classify::{ClassifierConfig, ClassifyError, Embedder, IntentHead};
 use crate::config::ClassifierSettings;
 use crate::dispatch::ChatMessage;
 use crate::error::Error;
@@ -42,7 +42,8 @@ pub struct Reading {
 }
 
 pub struct Reader {
-    classifier: Classifier,
+    /// The full encoder or the static table (`classifier.mode`).
+    classifier: Embedder,
     /// The head whose probabilities become routing features.
     routing_head: Option<IntentHead>,
     /// A user head reported beside the routing head.
@@ -53,12 +54,13 @@ impl Reader {
     /// Loads the encoder, the default head and builds user-defined intents.
     /// Blocking: call it before serving (or from `spawn_blocking`).
     pub fn load(s: &ClassifierSettings) -> Result<Reader, ClassifyError> {
-        let classifier = Classifier::load(&ClassifierConfig {
+        let cfg = ClassifierConfig {
             model_dir: s.model_dir.clone(),
             workers: s.workers,
             queue_depth: s.queue_depth,
             max_tokens: s.max_tokens,
-        })?;
+        };
+        let classifier = Embedder::load(&cfg, s.static_table.as_deref())?;
         let default_head = s.intent_head.as_deref().map(load_head).transpose()?;
         let user_head = user_intents(&classifier, s)?;
         let (routing_head, beside_head) = match (default_head, user_head) {
@@ -128,10 +130,7 @@ fn load_head(path: &Path) -> Result<IntentHead, ClassifyError> {
     IntentHead::load(path)
 }
 
-fn user_intents(
-    c: &Classifier,
-    s: &ClassifierSettings,
-) -> Result<Option<IntentHead>, ClassifyError> {
+fn user_intents(c: &Embedder, s: &ClassifierSettings) -> Result<Option<IntentHead>, ClassifyError> {
     if s.intents.is_empty() {
         return Ok(None);
     }

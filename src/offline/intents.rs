@@ -1,6 +1,8 @@
 //! `train-intents` and `eval-intents`: embed labelled prompts with the real
 //! encoder, fit or score a softmax head, report accuracy, macro-F1 and the
 //! most frequent confusions (and out-of-scope recall with a threshold).
+//! With a static table (`--static-table`) the same runs use fast-mode embeddings, so a
+//! head can be trained for, and measured in, the mode the service will run.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -9,7 +11,9 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
-use crate::classify::{Classifier, ClassifierConfig, EvalReport, IntentHead, TrainOptions, intent};
+use crate::classify::{
+    Classifier, ClassifierConfig, Embedder, EvalReport, IntentHead, TrainOptions, intent,
+};
 
 /// Texts per progress-bar step; small enough to show movement on 2 cores.
 const CHUNK: usize = 64;
@@ -46,7 +50,7 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
 
 /// Embeds every row with a progress bar; blocking.
 pub fn embed_rows(
-    classifier: &Classifier,
+    classifier: &Embedder,
     rows: Vec<(String, String)>,
     what: &str,
 ) -> anyhow::Result<Vec<(Vec<f32>, String)>> {
@@ -74,6 +78,23 @@ pub fn classifier(model_dir: &Path, max_tokens: usize) -> anyhow::Result<Classif
         .with_context(|| format!("loading the encoder from {}", model_dir.display()))
 }
 
+/// The full encoder, or static mode when `static_table` is given.
+pub fn embedder(
+    model_dir: &Path,
+    max_tokens: usize,
+    static_table: Option<&Path>,
+) -> anyhow::Result<Embedder> {
+    match static_table {
+        None => classifier(model_dir, max_tokens).map(Embedder::Full),
+        Some(table) => {
+            let mut cfg = ClassifierConfig::new(model_dir);
+            cfg.max_tokens = max_tokens;
+            Embedder::load(&cfg, Some(table))
+                .with_context(|| format!("loading the static table {}", table.display()))
+        }
+    }
+}
+
 /// Trains a head on `data` and writes it to `out`.
 pub fn train(
     model_dir: &Path,
@@ -81,9 +102,10 @@ pub fn train(
     out: &Path,
     max_tokens: usize,
     epochs: usize,
+    static_table: Option<&Path>,
 ) -> anyhow::Result<()> {
     let rows = read_jsonl(data)?;
-    let c = classifier(model_dir, max_tokens)?;
+    let c = embedder(model_dir, max_tokens, static_table)?;
     let examples = embed_rows(&c, rows, "embedding")?;
     let opts = TrainOptions {
         epochs,
@@ -109,10 +131,11 @@ pub fn eval(
     head: &Path,
     max_tokens: usize,
     oos: Option<f32>,
+    static_table: Option<&Path>,
 ) -> anyhow::Result<EvalReport> {
     let head = IntentHead::load(head)?;
     let rows = read_jsonl(data)?;
-    let c = classifier(model_dir, max_tokens)?;
+    let c = embedder(model_dir, max_tokens, static_table)?;
     let examples = embed_rows(&c, rows, "embedding")?;
     let report = intent::evaluate(&head, &examples, oos);
     println!("examples      {}", report.examples);

@@ -1,5 +1,7 @@
 //! Offline tools behind the CLI: training and evaluating intent heads from
-//! labelled JSONL. They use the same classifier code as the service, so what
-//! is measured here is what the service does.
+//! labelled JSONL, and distilling the fast-mode static table. They use the same
+//! classifier code as the service, so what is measured here is what the service does.
 
+pub mod distill;
 pub mod intents;
+pub mod replay;
