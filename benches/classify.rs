@@ -11,35 +11,20 @@
 //! `CLASSIFY_F32=1` runs either mode with the F32 encoder (what CPUs without AVX512-VNNI
 //! get). The model is found via `SWITCHYARD_MODEL_DIR`, else `models/all-MiniLM-L6-v2`.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use switchyard::classify::encoder::{Encoder, EncoderOptions, Precision, Workspace};
 use switchyard::classify::{Classifier, ClassifierConfig, IntentHead};
 
+mod common;
+
+use common::{model_dir, percentile, words_text};
+
 const LENGTHS: [usize; 4] = [16, 64, 128, 256];
-/// Words that are single wordpieces in the MiniLM vocabulary, so a text of n words is
-/// n + 2 tokens.
-const WORDS: [&str; 16] = [
-    "route", "the", "prompt", "to", "a", "cheap", "model", "when", "it", "can", "answer", "well",
-    "and", "fast", "for", "users",
-];
-
-fn model_dir() -> PathBuf {
-    std::env::var_os("SWITCHYARD_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2")
-        })
-}
-
 /// A text that tokenises to exactly `tokens` tokens (`[CLS]`/`[SEP]` included).
 fn text_of(enc: &Encoder, tokens: usize) -> String {
-    let text = (0..tokens - 2)
-        .map(|i| WORDS[(i * 7 + i / 16) % WORDS.len()])
-        .collect::<Vec<_>>()
-        .join(" ");
+    let text = words_text(tokens);
     let (ids, truncated) = enc.tokenize(&text).expect("tokenizes");
     assert!(
         ids.len() == tokens && !truncated,
@@ -83,10 +68,6 @@ fn bench_intent(c: &mut Criterion, enc: &Encoder) {
 fn thread_cpu_ms() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     Some(s.split_whitespace().next()?.parse::<f64>().ok()? / 1e6)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn latency_report(enc: &Encoder, lengths: &[usize]) {

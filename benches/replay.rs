@@ -8,25 +8,22 @@
 //!
 //! `cargo bench --bench replay`; `REPLAY_PROMPTS=N` limits each dataset.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod common;
 
-use switchyard::catalog::Catalog;
+use std::time::Instant;
+
+use common::Served;
 use switchyard::config::Config;
 use switchyard::offline::replay::{self, Dataset};
-use switchyard::pb::router_client::RouterClient;
 
 const WEIGHTS: [f64; 3] = [0.0, 200.0, 2000.0];
 const WINDOW: usize = 500;
 const LATE: usize = 1000;
 
 fn main() -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = common::root();
     let dir = root.join("../shared/data/routing");
-    let limit: usize = std::env::var("REPLAY_PROMPTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let limit: usize = common::env_or("REPLAY_PROMPTS", 0);
     let out = root.join("target/replay");
     std::fs::create_dir_all(&out)?;
     let rt = tokio::runtime::Runtime::new()?;
@@ -55,24 +52,9 @@ fn main() -> anyhow::Result<()> {
             );
             let config = Config::from_toml(&toml)?;
             let steps = rt.block_on(async {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                let addr = listener.local_addr()?;
-                let catalog = Catalog::from_env(&config);
-                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-                let server =
-                    tokio::spawn(switchyard::server::run(config, catalog, listener, async {
-                        let _ = stopped.await;
-                    }));
-                let mut c = loop {
-                    if let Ok(c) = RouterClient::connect(format!("http://{addr}")).await {
-                        break c;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                };
-                let steps = replay::run(&mut c, &data, w, 20, 7).await?;
-                drop(c);
-                let _ = stop.send(());
-                server.await??;
+                let mut served = Served::start(config).await?;
+                let steps = replay::run(&mut served.client, &data, w, 20, 7).await?;
+                served.stop().await?;
                 anyhow::Ok(steps)
             })?;
             let _ = std::fs::remove_dir_all(&tmp);

@@ -11,30 +11,14 @@
 //! Knobs: `LOAD_SECONDS` (default 20), `LOAD_CLIENTS` (default 8),
 //! `LOAD_MODE=static` for the distilled fast mode (`switchyard distill-static` first).
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use switchyard::catalog::Catalog;
+use common::{Served, env_or, summary};
 use switchyard::classify::{Encoder, EncoderOptions};
 use switchyard::config::Config;
 use switchyard::pb;
-use switchyard::pb::router_client::RouterClient;
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn summary(name: &str, mut xs: Vec<f64>) {
-    xs.sort_by(f64::total_cmp);
-    println!(
-        "{name:<34} n={:<6} p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
-        xs.len(),
-        pct(&xs, 0.5),
-        pct(&xs, 0.9),
-        pct(&xs, 0.99),
-        xs[xs.len() - 1]
-    );
-}
 
 fn request(text: &str) -> pb::RouteRequest {
     pb::RouteRequest {
@@ -48,17 +32,11 @@ fn request(text: &str) -> pb::RouteRequest {
 }
 
 fn main() -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = common::root();
     let data = root.join("../shared/data/routing/llmrouter.train.jsonl");
-    let model_dir = root.join("models/all-MiniLM-L6-v2");
-    let seconds: u64 = std::env::var("LOAD_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    let clients: usize = std::env::var("LOAD_CLIENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
+    let model_dir = common::model_dir();
+    let seconds: u64 = env_or("LOAD_SECONDS", 20);
+    let clients: usize = env_or("LOAD_CLIENTS", 8);
 
     // Prompts bucketed by their real token count.
     let enc = Encoder::load(
@@ -113,19 +91,8 @@ fn main() -> anyhow::Result<()> {
     let config = Config::from_toml(&toml)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let catalog = Catalog::from_env(&config);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(switchyard::server::run(config, catalog, listener, async {
-            let _ = stopped.await;
-        }));
-        let client = loop {
-            if let Ok(c) = RouterClient::connect(format!("http://{addr}")).await {
-                break c;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let served = Served::start(config).await?;
+        let client = served.client.clone();
 
         // Sequential ~64-token Routes: latency without queueing.
         let mut c = client.clone();
@@ -173,8 +140,7 @@ fn main() -> anyhow::Result<()> {
             all.len() as f64 / seconds as f64
         );
         summary("mixed: Route RPC round trip", all);
-        let _ = stop.send(());
-        server.await??;
-        anyhow::Ok(())
+        drop(client);
+        served.stop().await
     })
 }

@@ -18,27 +18,14 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use switchyard::classify::StaticClassifier;
 
+mod common;
+
+use common::{model_dir, percentile, words_text};
+
 const LENGTHS: [usize; 4] = [16, 64, 128, 256];
-/// Single-wordpiece words, as in benches/classify.rs, so n words are n + 2 tokens.
-const WORDS: [&str; 16] = [
-    "route", "the", "prompt", "to", "a", "cheap", "model", "when", "it", "can", "answer", "well",
-    "and", "fast", "for", "users",
-];
-
-fn model_dir() -> PathBuf {
-    std::env::var_os("SWITCHYARD_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2")
-        })
-}
-
 /// A text of exactly `tokens` tokens (`[CLS]`/`[SEP]` included).
 fn text_of(c: &StaticClassifier, tokens: usize) -> String {
-    let text = (0..tokens - 2)
-        .map(|i| WORDS[(i * 7 + i / 16) % WORDS.len()])
-        .collect::<Vec<_>>()
-        .join(" ");
+    let text = words_text(tokens);
     let got = c.embed(&text).expect("embeds");
     assert!(
         got.tokens == tokens && !got.truncated,
@@ -46,10 +33,6 @@ fn text_of(c: &StaticClassifier, tokens: usize) -> String {
         got.tokens
     );
     text
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn latency_report(c: &StaticClassifier) {
