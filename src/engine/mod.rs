@@ -258,6 +258,9 @@ impl Engine {
         self.store
             .record_decision(self.decision_row(input, &routed, pinned.is_some(), max_cost_usd, rpc))
             .await?;
+        // Transports open a span per request with an empty `decision_id`
+        // field: fill it now so everything after (dispatch, errors) carries it.
+        tracing::Span::current().record("decision_id", routed.decision_id.as_str());
         self.metrics.decision(
             &self.catalog.models[routed.decision.model].name,
             pinned.is_some(),
