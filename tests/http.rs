@@ -393,3 +393,59 @@ async fn models_health_readiness_and_metrics() {
     assert!(text.contains("switchyard_request_duration_seconds_bucket{transport=\"grpc\",route=\"Complete\",le=\"+Inf\"} 1"));
     env.server.stop().await;
 }
+
+#[tokio::test]
+async fn over_the_in_flight_limit_is_a_429_and_a_dropped_stream_frees_its_slot() {
+    let env = Env::start_with(|c| c.server.max_in_flight = 1).await;
+    // `hang` never answers: this request holds the only slot until its
+    // attempt times out (2 s in the test config).
+    let held = tokio::spawn({
+        let url = url(&env, "/v1/chat/completions");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&chat("hang", "wait"))
+                .send()
+                .await
+        }
+    });
+    for _ in 0..200 {
+        if env.mock.requests("hang+hang").await > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(env.mock.requests("hang+hang").await, 1);
+    let resp = post(&env, "/v1/chat/completions", chat("cheap", "hi")).await;
+    error(resp, 429, "too_many_requests").await;
+    let resp = post(
+        &env,
+        "/v1/feedback",
+        json!({"decision_id": "x", "reward": 1}),
+    )
+    .await;
+    error(resp, 429, "too_many_requests").await;
+    // The held request ends at its attempt timeout and frees the slot.
+    let r = held.await.unwrap().unwrap();
+    assert_eq!(r.status(), 503);
+
+    // A stream holds the slot while open; dropping it mid-way releases it.
+    let mut body = chat("cheap", "hi");
+    body["stream"] = json!(true);
+    let resp = post(&env, "/v1/chat/completions", body).await;
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    let mut ok = false;
+    for _ in 0..100 {
+        if post(&env, "/v1/chat/completions", chat("cheap", "hi"))
+            .await
+            .status()
+            == 200
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ok, "a dropped stream kept its slot");
+}
