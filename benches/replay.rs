@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
                 std::env::temp_dir().join(format!("switchyard-replay-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&tmp)?;
             let toml = format!(
-                "[server]\ndatabase = \"{}\"\n[classifier]\nauto_fetch = false\nmodel_dir = \"{}\"\nintent_head = \"{}\"\n\
+                "[server]\nhttp_listen = \"\"\ndatabase = \"{}\"\n[classifier]\nauto_fetch = false\nmodel_dir = \"{}\"\nintent_head = \"{}\"\n\
                  [routing]\npolicy = \"bandit\"\n[bandit]\nseed = 11\n{}",
                 tmp.join("replay.db").display(),
                 root.join("models/all-MiniLM-L6-v2").display(),

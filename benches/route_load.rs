@@ -74,7 +74,7 @@ fn main() -> anyhow::Result<()> {
     println!("classifier mode: {mode}");
     let dir = tempfile::tempdir()?;
     let toml = format!(
-        "[server]\ndatabase = \"{}\"\nmax_in_flight = 4096\n[classifier]\nmode = \"{mode}\"\nmodel_dir = \"{}\"\nintent_head = \"{}\"\nauto_fetch = false\n\
+        "[server]\nhttp_listen = \"\"\ndatabase = \"{}\"\nmax_in_flight = 4096\n[classifier]\nmode = \"{mode}\"\nmodel_dir = \"{}\"\nintent_head = \"{}\"\nauto_fetch = false\n\
          [[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n{}",
         dir.path().join("load.db").display(),
         model_dir.display(),

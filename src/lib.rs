@@ -1,7 +1,8 @@
 //! Switchyard: a learned LLM router.
 //!
 //! A request flows through the modules in this order:
-//! - [`server`] accepts gRPC calls and converts wire types (thin);
+//! - [`server`] accepts gRPC calls and [`http`] OpenAI-compatible HTTP calls,
+//!   and both convert wire types (thin);
 //! - [`engine`] validates, asks the policy for a model, logs the decision and
 //!   dispatches; it is the core both fronts share;
 //! - [`policy`] applies hard constraints and chooses (pure: no I/O, no clock);
@@ -9,7 +10,7 @@
 //! - [`store`] durably logs decisions, attempts and feedback in SQLite.
 //!
 //! [`config`] turns TOML into validated values and [`catalog`] into the runtime
-//! model list; [`mock`] is an OpenAI-compatible provider for tests and demos.
+//! model list; [`metrics`] is the Prometheus registry every front shares; [`mock`] is an OpenAI-compatible provider for tests and demos.
 
 pub mod catalog;
 pub mod classify;
@@ -17,6 +18,8 @@ pub mod config;
 pub mod dispatch;
 pub mod engine;
 pub mod error;
+pub mod http;
+pub mod metrics;
 pub mod mock;
 pub mod modelfetch;
 pub mod offline;

@@ -27,6 +27,9 @@ enum Command {
         /// Overrides server.grpc_listen.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Overrides server.http_listen ("" disables the HTTP front).
+        #[arg(long)]
+        http_listen: Option<String>,
         /// Overrides server.database.
         #[arg(long)]
         database: Option<PathBuf>,
@@ -130,12 +133,19 @@ fn main() -> anyhow::Result<()> {
         Command::Serve {
             config,
             listen,
+            http_listen,
             database,
             model_dir,
         } => {
             let mut config = load_config(config.as_ref())?;
             if let Some(l) = listen {
                 config.server.grpc_listen = l;
+            }
+            if let Some(h) = http_listen {
+                config.server.http_listen = match h.trim() {
+                    "" => None,
+                    a => Some(a.parse().with_context(|| format!("--http-listen {a:?}"))?),
+                };
             }
             if let Some(d) = database {
                 config.server.database = d;

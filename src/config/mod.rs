@@ -56,6 +56,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub grpc_listen: SocketAddr,
+    /// The OpenAI-compatible HTTP front; `None` when disabled.
+    pub http_listen: Option<SocketAddr>,
     pub database: PathBuf,
     pub max_request_bytes: usize,
     pub max_prompt_bytes: usize,
@@ -85,6 +87,8 @@ pub struct RoutingConfig {
     pub cost_weight: f64,
     pub default_output_tokens: u32,
     pub policy: PolicyKind,
+    /// Classify pinned requests too (their reading only feeds learning).
+    pub classify_pinned: bool,
 }
 
 /// Which selection policy decides.

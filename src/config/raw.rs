@@ -28,6 +28,8 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawServer {
     pub(super) grpc_listen: Option<String>,
+    /// The OpenAI-compatible HTTP front's address ("" disables it).
+    pub(super) http_listen: Option<String>,
     pub(super) database: Option<PathBuf>,
     pub(super) max_request_bytes: Option<usize>,
     pub(super) max_prompt_bytes: Option<usize>,
@@ -50,6 +52,8 @@ pub(super) struct RawRouting {
     pub(super) cost_weight: Option<f64>,
     pub(super) default_output_tokens: Option<u32>,
     pub(super) policy: Option<String>,
+    /// Read pinned requests' prompts with the classifier too (feeds learning, costs latency).
+    pub(super) classify_pinned: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

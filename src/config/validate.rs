@@ -21,8 +21,17 @@ pub(super) fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigErr
     let grpc_listen = listen
         .parse()
         .map_err(|e| invalid("server.grpc_listen", format!("{listen:?}: {e}")))?;
+    let http = s.http_listen.or(d.server.http_listen).unwrap_or_default();
+    let http_listen = match http.trim() {
+        "" => None,
+        addr => Some(
+            addr.parse()
+                .map_err(|e| invalid("server.http_listen", format!("{http:?}: {e}")))?,
+        ),
+    };
     let server = ServerConfig {
         grpc_listen,
+        http_listen,
         database: s
             .database
             .or(d.server.database)
@@ -97,6 +106,11 @@ pub(super) fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigErr
             .default_output_tokens
             .or(d.routing.default_output_tokens)
             .unwrap_or(256),
+        classify_pinned: raw
+            .routing
+            .classify_pinned
+            .or(d.routing.classify_pinned)
+            .unwrap_or(false),
         policy: match raw.routing.policy.or(d.routing.policy).as_deref() {
             None | Some("bandit") => PolicyKind::Bandit,
             Some("prior") => PolicyKind::Prior,

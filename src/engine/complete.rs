@@ -266,6 +266,9 @@ impl Engine {
     /// Attempts are logged after the answer is known; a failure to log them is
     /// reported but does not withhold an answer the provider already gave.
     async fn log_attempts(&self, id: &str, attempts: Vec<AttemptRow>, served: Option<String>) {
+        for a in &attempts {
+            self.metrics.attempt(&a.provider, &a.model, a.outcome);
+        }
         if let Err(e) = self
             .store
             .record_attempts(id.to_owned(), attempts, served)

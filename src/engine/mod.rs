@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::dispatch::ChatMessage;
 use crate::dispatch::openai::OpenAiClient;
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::policy::eligibility::{self, Constraints};
 use crate::policy::{self, Context, Decision, Policy};
 use crate::store::{DecisionRow, FeedbackOutcome, FeedbackRow, Store};
@@ -92,6 +93,8 @@ pub struct Engine {
     /// Set by `bandit.seed`: one seeded generator for every decision, so a
     /// sequential replay makes the same choices every run.
     seeded: Option<std::sync::Mutex<rand::rngs::StdRng>>,
+    /// Shared with every transport: decisions and classifier time are counted here.
+    metrics: Arc<Metrics>,
 }
 
 impl Engine {
@@ -122,7 +125,26 @@ impl Engine {
             store,
             openai: OpenAiClient::new(http),
             seeded,
+            metrics: Metrics::new(),
         }
+    }
+
+    /// Whether the classifier is loaded (false when `classifier.enabled` is off).
+    pub fn classifier_loaded(&self) -> bool {
+        self.reader.is_some()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Whether this request's prompt is read by the classifier: always when
+    /// the policy chooses; for a pinned model only with `routing.classify_pinned`
+    /// (the reading then only feeds learning, at the cost of latency).
+    fn reads(&self, pinned: bool) -> Option<&Arc<Reader>> {
+        self.reader
+            .as_ref()
+            .filter(|_| !pinned || self.config.routing.classify_pinned)
     }
 
     pub fn store(&self) -> &Store {
@@ -159,8 +181,14 @@ impl Engine {
 
         let prompt_tokens =
             tokens::estimate_prompt_tokens(input.messages.iter().map(|m| m.content.as_str()));
-        let reading = match &self.reader {
-            Some(r) => Some(r.read(&input.messages).await?),
+        let reading = match self.reads(pinned.is_some()) {
+            Some(r) => {
+                let _pending = self.metrics.classify_enter();
+                let started = std::time::Instant::now();
+                let reading = r.read(&input.messages).await?;
+                self.metrics.classified(started.elapsed());
+                Some(reading)
+            }
             None => None,
         };
         let context = policy::features::context(reading.as_ref(), prompt_tokens);
@@ -230,6 +258,13 @@ impl Engine {
         self.store
             .record_decision(self.decision_row(input, &routed, pinned.is_some(), max_cost_usd, rpc))
             .await?;
+        // Transports open a span per request with an empty `decision_id`
+        // field: fill it now so everything after (dispatch, errors) carries it.
+        tracing::Span::current().record("decision_id", routed.decision_id.as_str());
+        self.metrics.decision(
+            &self.catalog.models[routed.decision.model].name,
+            pinned.is_some(),
+        );
         tracing::info!(
             decision_id = %routed.decision_id,
             model = %self.catalog.models[routed.decision.model].name,
@@ -289,7 +324,10 @@ impl Engine {
                 .as_ref()
                 .map(|x| policy::features::pack_f16(&x.embedding)),
             intent: r.intent().map(|i| i.label.clone()),
-            context: Some(learn::pack_f32(&r.context)),
+            // A pinned request that skipped the classifier has no intent
+            // features: it is logged without a context so learning skips it.
+            context: (r.reading.is_some() || self.reader.is_none())
+                .then(|| learn::pack_f32(&r.context)),
             candidates: serde_json::Value::from(candidates).to_string(),
             metadata: serde_json::to_string(&input.metadata).unwrap_or_else(|_| "{}".into()),
             prompt: self

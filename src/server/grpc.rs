@@ -1,13 +1,16 @@
 //! The tonic `Router` service: thin. Each method converts wire types, calls
 //! the engine, and converts back; errors map through [`crate::error`].
+//! Every call runs in a `tracing` span that gets the decision id once known,
+//! and is timed and counted in [`crate::metrics`] (streams: to their head).
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Future, Stream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::dispatch::ChatMessage;
 use crate::engine::{CompleteInput, Engine, RouteInput, Rpc, StreamItem};
@@ -27,6 +30,25 @@ impl RouterService {
             engine,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
         }
+    }
+
+    /// Runs one RPC in its span, then counts it by status code.
+    async fn observed<T>(
+        &self,
+        rpc: &'static str,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let span = tracing::info_span!("grpc", rpc, decision_id = tracing::field::Empty);
+        let started = std::time::Instant::now();
+        let r = call.instrument(span).await;
+        let code = match &r {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        self.engine
+            .metrics()
+            .request("grpc", rpc, &format!("{code:?}"), started.elapsed());
+        r
     }
 
     fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
@@ -95,69 +117,78 @@ impl pb::router_server::Router for RouterService {
         &self,
         req: Request<pb::RouteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
-        let _permit = self.admit()?;
-        let input = route_input(Some(req.into_inner()));
-        let routed = self.engine.route(&input, None, Rpc::Route).await?;
-        let catalog = &self.engine.catalog;
-        let d = &routed.decision;
-        Ok(Response::new(pb::RouteResponse {
-            decision_id: routed.decision_id.clone(),
-            model: catalog.models[d.model].name.clone(),
-            provider: catalog.provider_of(d.model).name.clone(),
-            propensity: d.propensity,
-            policy_version: d.policy_version.clone(),
-            candidates: d
-                .candidates
-                .iter()
-                .map(|c| pb::Candidate {
-                    model: catalog.models[c.model].name.clone(),
-                    eligible: c.eligible,
-                    reason: c.reason.clone(),
-                    expected_quality: c.expected_quality,
-                    expected_cost_usd: c.expected_cost_usd,
-                    score: c.score,
-                    probability: c.probability,
-                    provider: catalog.provider_of(c.model).name.clone(),
-                    quality_std: c.quality_std,
-                })
-                .collect(),
-            cost_weight: routed.cost_weight,
-            prompt_tokens: routed.prompt_tokens,
-            explored: d.explored,
-            classify_us: routed
-                .reading
-                .as_ref()
-                .map_or(0, |r| u32::try_from(r.micros).unwrap_or(u32::MAX)),
-            classify_tokens: routed
-                .reading
-                .as_ref()
-                .map_or(0, |r| u32::try_from(r.tokens).unwrap_or(u32::MAX)),
-            intent: routed.intent().map(|i| pb::Intent {
-                label: i.label.clone(),
-                confidence: i.confidence,
-            }),
-        }))
+        self.observed("Route", async move {
+            let _permit = self.admit()?;
+            let input = route_input(Some(req.into_inner()));
+            let routed = self.engine.route(&input, None, Rpc::Route).await?;
+            tracing::Span::current().record("decision_id", routed.decision_id.as_str());
+            let catalog = &self.engine.catalog;
+            let d = &routed.decision;
+            Ok(Response::new(pb::RouteResponse {
+                decision_id: routed.decision_id.clone(),
+                model: catalog.models[d.model].name.clone(),
+                provider: catalog.provider_of(d.model).name.clone(),
+                propensity: d.propensity,
+                policy_version: d.policy_version.clone(),
+                candidates: d
+                    .candidates
+                    .iter()
+                    .map(|c| pb::Candidate {
+                        model: catalog.models[c.model].name.clone(),
+                        eligible: c.eligible,
+                        reason: c.reason.clone(),
+                        expected_quality: c.expected_quality,
+                        expected_cost_usd: c.expected_cost_usd,
+                        score: c.score,
+                        probability: c.probability,
+                        provider: catalog.provider_of(c.model).name.clone(),
+                        quality_std: c.quality_std,
+                    })
+                    .collect(),
+                cost_weight: routed.cost_weight,
+                prompt_tokens: routed.prompt_tokens,
+                explored: d.explored,
+                classify_us: routed
+                    .reading
+                    .as_ref()
+                    .map_or(0, |r| u32::try_from(r.micros).unwrap_or(u32::MAX)),
+                classify_tokens: routed
+                    .reading
+                    .as_ref()
+                    .map_or(0, |r| u32::try_from(r.tokens).unwrap_or(u32::MAX)),
+                intent: routed.intent().map(|i| pb::Intent {
+                    label: i.label.clone(),
+                    confidence: i.confidence,
+                }),
+            }))
+        })
+        .await
     }
 
     async fn complete(
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
-        let _permit = self.admit()?;
-        let c = self
-            .engine
-            .complete(&complete_input(req.into_inner()))
-            .await?;
-        Ok(Response::new(pb::CompleteResponse {
-            decision_id: c.decision_id,
-            model: c.model,
-            content: c.content,
-            usage: Some(usage(c.usage, c.usage_estimated)),
-            cost_usd: c.cost_usd,
-            attempts: c.attempts.iter().map(attempt).collect(),
-            finish_reason: c.finish_reason,
-            provider: c.provider,
-        }))
+        self.observed("Complete", async move {
+            let _permit = self.admit()?;
+            let input = complete_input(req.into_inner());
+            let c = self.engine.complete(&input).await?;
+            tracing::Span::current().record("decision_id", c.decision_id.as_str());
+            self.engine
+                .metrics()
+                .cost(&c.model, &input.route.tenant, c.cost_usd);
+            Ok(Response::new(pb::CompleteResponse {
+                decision_id: c.decision_id,
+                model: c.model,
+                content: c.content,
+                usage: Some(usage(c.usage, c.usage_estimated)),
+                cost_usd: c.cost_usd,
+                attempts: c.attempts.iter().map(attempt).collect(),
+                finish_reason: c.finish_reason,
+                provider: c.provider,
+            }))
+        })
+        .await
     }
 
     type CompleteStreamStream = ChunkStream;
@@ -166,57 +197,85 @@ impl pb::router_server::Router for RouterService {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<Self::CompleteStreamStream>, Status> {
-        let permit = self.admit()?;
-        let rx = self
-            .engine
-            .complete_stream(&complete_input(req.into_inner()))
-            .await?;
-        let chunks = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
-            // The permit lives as long as the stream does.
-            let _held = &permit;
-            item.map(chunk).map_err(Status::from)
-        });
-        Ok(Response::new(Box::pin(chunks)))
+        self.observed("CompleteStream", async move {
+            let permit = self.admit()?;
+            let input = complete_input(req.into_inner());
+            let rx = self.engine.complete_stream(&input).await?;
+            let engine = Arc::clone(&self.engine);
+            let tenant = input.route.tenant;
+            let mut model = String::new();
+            let chunks = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
+                // The permit lives as long as the stream does.
+                let _held = &permit;
+                match &item {
+                    Ok(StreamItem::Start {
+                        decision_id,
+                        model: m,
+                        ..
+                    }) => {
+                        tracing::info!(%decision_id, "stream started");
+                        model.clone_from(m);
+                    }
+                    Ok(StreamItem::End { cost_usd, .. }) => {
+                        engine.metrics().cost(&model, &tenant, *cost_usd);
+                    }
+                    _ => {}
+                }
+                item.map(chunk).map_err(Status::from)
+            });
+            Ok(Response::new(Box::pin(chunks) as ChunkStream))
+        })
+        .await
     }
 
     async fn feedback(
         &self,
         req: Request<pb::FeedbackRequest>,
     ) -> Result<Response<pb::FeedbackResponse>, Status> {
-        let _permit = self.admit()?;
-        let r = req.into_inner();
-        let outcome = self
-            .engine
-            .feedback(&r.decision_id, r.reward, &r.source)
-            .await?;
-        Ok(Response::new(pb::FeedbackResponse {
-            decision_id: crate::engine::validate::decision_id(&r.decision_id)
-                .map_err(Status::from)?,
-            replaced: outcome.replaced,
-        }))
+        self.observed("Feedback", async move {
+            let _permit = self.admit()?;
+            let r = req.into_inner();
+            tracing::Span::current().record("decision_id", r.decision_id.as_str());
+            let outcome = self
+                .engine
+                .feedback(&r.decision_id, r.reward, &r.source)
+                .await?;
+            if let Ok(source) = crate::engine::validate::source(&r.source) {
+                self.engine.metrics().feedback(&source, outcome.replaced);
+            }
+            Ok(Response::new(pb::FeedbackResponse {
+                decision_id: crate::engine::validate::decision_id(&r.decision_id)
+                    .map_err(Status::from)?,
+                replaced: outcome.replaced,
+            }))
+        })
+        .await
     }
 
     async fn list_models(
         &self,
         _req: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
-        let catalog = &self.engine.catalog;
-        Ok(Response::new(pb::ListModelsResponse {
-            models: catalog
-                .models
-                .iter()
-                .map(|m| pb::ModelInfo {
-                    name: m.name.clone(),
-                    provider: catalog.providers[m.provider].name.clone(),
-                    upstream: m.upstream.clone(),
-                    input_usd_per_mtok: m.input_usd_per_mtok,
-                    output_usd_per_mtok: m.output_usd_per_mtok,
-                    context_window: m.context_window,
-                    prior_quality: m.prior_quality,
-                    available: catalog.providers[m.provider].enabled(),
-                })
-                .collect(),
-        }))
+        self.observed("ListModels", async move {
+            let catalog = &self.engine.catalog;
+            Ok(Response::new(pb::ListModelsResponse {
+                models: catalog
+                    .models
+                    .iter()
+                    .map(|m| pb::ModelInfo {
+                        name: m.name.clone(),
+                        provider: catalog.providers[m.provider].name.clone(),
+                        upstream: m.upstream.clone(),
+                        input_usd_per_mtok: m.input_usd_per_mtok,
+                        output_usd_per_mtok: m.output_usd_per_mtok,
+                        context_window: m.context_window,
+                        prior_quality: m.prior_quality,
+                        available: catalog.providers[m.provider].enabled(),
+                    })
+                    .collect(),
+            }))
+        })
+        .await
     }
 }
 

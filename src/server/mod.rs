@@ -1,5 +1,6 @@
 //! The whole server in one function: open the log, build the engine, serve
-//! gRPC (Router, health, reflection) until `shutdown`, then drain.
+//! gRPC (Router, health, reflection) and the OpenAI-compatible HTTP front
+//! until `shutdown`, then drain both.
 
 mod grpc;
 
@@ -61,13 +62,33 @@ async fn load_reader(config: &Config) -> anyhow::Result<Option<Arc<Reader>>> {
     Ok(Some(Arc::new(reader)))
 }
 
-/// Serves on `listener` until `shutdown` resolves, then stops accepting,
-/// lets in-flight requests finish (up to `server.drain_timeout`), and waits
-/// for the decision log's last commit.
+/// Serves gRPC on `listener` and HTTP on `server.http_listen` (when set)
+/// until `shutdown` resolves; see [`run_with`].
 pub async fn run(
     config: Config,
     catalog: Catalog,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let http = match config.server.http_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding server.http_listen {addr}"))?,
+        ),
+        None => None,
+    };
+    run_with(config, catalog, listener, http, shutdown).await
+}
+
+/// Serves gRPC on `listener` and the HTTP front on `http` until `shutdown`
+/// resolves, then stops accepting, lets in-flight requests finish (up to
+/// `server.drain_timeout`), and waits for the decision log's last commit.
+pub async fn run_with(
+    config: Config,
+    catalog: Catalog,
+    listener: TcpListener,
+    http: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
@@ -125,9 +146,23 @@ pub async fn run(
     tracing::info!(%addr, database = %config.server.database.display(), models = engine.catalog.models.len(), "serving gRPC");
 
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    // One shutdown signal, seen by both transports.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http_task = match http {
+        Some(l) => {
+            tracing::info!(addr = %l.local_addr()?, "serving the OpenAI-compatible HTTP API");
+            let mut stop = stop_rx.clone();
+            let router = crate::http::router(Arc::clone(&engine));
+            Some(tokio::spawn(crate::http::serve(l, router, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })))
+        }
+        None => None,
+    };
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests");
+        let _ = stop_tx.send(true);
         let _ = drain_tx.send(());
     };
     let serve = tonic::transport::Server::builder()
@@ -145,6 +180,15 @@ pub async fn run(
             tokio::time::sleep(drain_timeout).await;
         } => tracing::warn!(?drain_timeout, "drain timed out; closing remaining requests"),
     }
+    if let Some(t) = http_task {
+        // gRPC has drained; HTTP gets what is left of the same drain budget.
+        match tokio::time::timeout(drain_timeout, t).await {
+            Ok(Ok(r)) => r.context("serving HTTP")?,
+            Ok(Err(e)) => tracing::error!(error = %e, "the HTTP front panicked"),
+            Err(_) => tracing::warn!(?drain_timeout, "HTTP drain timed out"),
+        }
+    }
+    drop(stop_rx);
 
     drop(engine);
     store.close().await;

@@ -273,6 +273,19 @@ impl Store {
         Ok(())
     }
 
+    /// Readiness: the writer task is alive and the database file takes a
+    /// write lock (`BEGIN IMMEDIATE`, then rolled back: nothing is written).
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        if self.jobs.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        // A transaction object rolls back even if this future is dropped
+        // half-way (a probe timeout), so the write lock cannot leak.
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        tx.rollback().await?;
+        Ok(())
+    }
+
     /// Closes the read pool. The writer drains and stops once every `Store`
     /// clone is dropped; await its handle to know the last commit is done.
     pub async fn close(self) {

@@ -68,6 +68,7 @@ pub fn mock_config_toml(base_url: &str, database: &std::path::Path) -> String {
         r#"
 [server]
 grpc_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
 database = "{db}"
 max_prompt_bytes = 65536
 drain_timeout_ms = 3000
@@ -182,6 +183,8 @@ prior_quality = 1.0
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// The OpenAI-compatible HTTP front.
+    pub http_addr: SocketAddr,
     pub db: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -191,14 +194,23 @@ impl Server {
     pub async fn start(config: Config) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_addr = http.local_addr().unwrap();
         let db = config.server.database.clone();
         let catalog = Catalog::from_env(&config);
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(switchyard::server::run(config, catalog, listener, async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(switchyard::server::run_with(
+            config,
+            catalog,
+            listener,
+            Some(http),
+            async {
+                let _ = rx.await;
+            },
+        ));
         Server {
             addr,
+            http_addr,
             db,
             stop: Some(tx),
             task: Some(task),

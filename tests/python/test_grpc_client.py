@@ -63,6 +63,7 @@ class Deployment:
         self.config.write_text(f"""
 [server]
 database = "{tmp / 'switchyard.db'}"
+http_listen = ""
 [classifier]
 auto_fetch = false
 [routing]

@@ -1,0 +1,281 @@
+//! What Switchyard's OpenAI-compatible front adds over calling the provider
+//! directly, side by side with the LiteLLM proxy over the same mock provider.
+//!
+//! Every server is a separate process on loopback (the mock provider, two
+//! Switchyard servers, LiteLLM); this process only generates load with one
+//! keep-alive HTTP/1.1 client. For each target and each concurrency (1 and 64
+//! closed-loop clients) it sends the same small chat completion, after a
+//! warm-up, and prints p50/p99 latency and their excess over the direct call.
+//!
+//! `cargo bench --bench http_overhead`; LiteLLM is measured when a `litellm`
+//! executable is found (`LITELLM_BIN`, else on `PATH`; `pip install
+//! 'litellm[proxy]'`). `OVERHEAD_REQUESTS` sets requests per client at
+//! concurrency 1 (default 2000; 64 clients send a 30th of that each).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+/// Catalog for the Switchyard servers: two real-priced models over the mock.
+fn config(mock: u16, db: &Path, sync: &str, model_dir: &Path, head: &Path) -> String {
+    format!(
+        "[server]\ndatabase = \"{}\"\nmax_in_flight = 4096\n[store]\nsynchronous = \"{sync}\"\n\
+         [classifier]\nauto_fetch = false\nmodel_dir = \"{}\"\nintent_head = \"{}\"\n\
+         [routing]\npolicy = \"bandit\"\n\
+         [[providers]]\nname = \"mock\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{mock}/v1\"\n\
+         [[models]]\nname = \"small\"\nprovider = \"mock\"\nupstream = \"small\"\ninput_usd_per_mtok = 0.15\noutput_usd_per_mtok = 0.6\ncontext_window = 128000\nprior_quality = 0.7\n\
+         [[models]]\nname = \"large\"\nprovider = \"mock\"\nupstream = \"large\"\ninput_usd_per_mtok = 3.0\noutput_usd_per_mtok = 15.0\ncontext_window = 200000\nprior_quality = 0.9\n",
+        db.display(),
+        model_dir.display(),
+        head.display()
+    )
+}
+
+fn litellm_config(mock: u16) -> String {
+    format!(
+        "model_list:\n  - model_name: small\n    litellm_params:\n      model: openai/small\n      \
+         api_base: http://127.0.0.1:{mock}/v1\n      api_key: unused\n\
+         litellm_settings:\n  telemetry: false\n  drop_params: true\n\
+         general_settings:\n  dangerously_permit_weak_or_unset_master_key: true\n"
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral loopback port")
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command) -> anyhow::Result<Proc> {
+    Ok(Proc(
+        cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?,
+    ))
+}
+
+async fn wait_ready(client: &reqwest::Client, url: &str, limit: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{url} not ready within {limit:?}")
+}
+
+fn litellm_bin() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("LITELLM_BIN") {
+        return Some(p.into());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("litellm"))
+            .find(|p| p.is_file())
+    })
+}
+
+struct Target {
+    name: &'static str,
+    url: String,
+    model: &'static str,
+}
+
+/// Latencies in microseconds of `clients` closed-loop clients each sending `n`.
+async fn measure(http: &reqwest::Client, t: &Target, clients: usize, n: usize) -> Vec<f64> {
+    let body = json!({
+        "model": t.model,
+        "messages": [{"role": "user", "content": "Summarise the plot of Hamlet in one sentence."}],
+        "max_tokens": 16,
+    });
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (http, url, body) = (http.clone(), t.url.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let started = Instant::now();
+                    let r = http.post(&url).json(&body).send().await;
+                    let ok = match r {
+                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                        _ => false,
+                    };
+                    if ok {
+                        out.push(started.elapsed().as_secs_f64() * 1e6);
+                    }
+                }
+                out
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(clients * n);
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    all.sort_by(f64::total_cmp);
+    all
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let per_client: usize = std::env::var("OVERHEAD_REQUESTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let dir = tempfile::tempdir()?;
+    let model_dir = root.join("models/all-MiniLM-L6-v2");
+    let head = root.join("models/intent-head.json");
+
+    let mock = free_port();
+    let _mock =
+        spawn(Command::new(bin).args(["mock-provider", "--listen", &format!("127.0.0.1:{mock}")]))?;
+    let mut servers = Vec::new();
+    let mut targets = vec![Target {
+        name: "mock provider, direct",
+        url: format!("http://127.0.0.1:{mock}/v1/chat/completions"),
+        model: "small",
+    }];
+    for (sync, label) in [("full", "fsync"), ("normal", "no fsync")] {
+        let cfg = dir.path().join(format!("{sync}.toml"));
+        std::fs::write(
+            &cfg,
+            config(
+                mock,
+                &dir.path().join(format!("{sync}.db")),
+                sync,
+                &model_dir,
+                &head,
+            ),
+        )?;
+        let (grpc, http) = (free_port(), free_port());
+        servers.push(spawn(Command::new(bin).env("RUST_LOG", "warn").args([
+            "serve",
+            "--config",
+            &cfg.display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{grpc}"),
+            "--http-listen",
+            &format!("127.0.0.1:{http}"),
+        ]))?);
+        let url = format!("http://127.0.0.1:{http}/v1/chat/completions");
+        let name: &'static str = Box::leak(format!("switchyard pinned ({label})").into_boxed_str());
+        targets.push(Target {
+            name,
+            url: url.clone(),
+            model: "small",
+        });
+        let name: &'static str = Box::leak(format!("switchyard auto ({label})").into_boxed_str());
+        targets.push(Target {
+            name,
+            url,
+            model: "switchyard/auto",
+        });
+    }
+    let _litellm = match litellm_bin() {
+        Some(l) => {
+            let port = free_port();
+            let cfg = dir.path().join("litellm.yaml");
+            std::fs::write(&cfg, litellm_config(mock))?;
+            let p = spawn(Command::new(l).env("LITELLM_LOG", "ERROR").args([
+                "--config",
+                &cfg.display().to_string(),
+                "--port",
+                &port.to_string(),
+                "--num_workers",
+                "1",
+            ]))?;
+            targets.push(Target {
+                name: "litellm proxy",
+                url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+                model: "small",
+            });
+            Some((p, port))
+        }
+        None => {
+            println!("litellm not found (set LITELLM_BIN): measuring Switchyard only");
+            None
+        }
+    };
+
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()?;
+        wait_ready(
+            &http,
+            &format!("http://127.0.0.1:{mock}/mock/stats"),
+            Duration::from_secs(10),
+        )
+        .await?;
+        for t in &targets[1..] {
+            let base = t.url.trim_end_matches("/v1/chat/completions");
+            let probe = if t.name.starts_with("litellm") {
+                format!("{base}/health/liveliness")
+            } else {
+                format!("{base}/readyz")
+            };
+            wait_ready(&http, &probe, Duration::from_secs(180)).await?;
+        }
+        println!(
+            "{:<30} {:>8} {:>7} {:>10} {:>10} {:>12} {:>12}",
+            "target", "clients", "ok", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms"
+        );
+        for clients in [1usize, 64] {
+            let n = if clients == 1 {
+                per_client
+            } else {
+                (per_client / 30).max(10)
+            };
+            let mut base = (0.0, 0.0);
+            for t in &targets {
+                // Warm-up: connections, caches, LiteLLM's first-call imports.
+                measure(&http, t, clients, (n / 10).max(5)).await;
+                let lat = measure(&http, t, clients, n).await;
+                let (p50, p99) = (pct(&lat, 0.5) / 1e3, pct(&lat, 0.99) / 1e3);
+                if t.name.starts_with("mock") {
+                    base = (p50, p99);
+                }
+                println!(
+                    "{:<30} {:>8} {:>7} {:>10.3} {:>10.3} {:>12.3} {:>12.3}",
+                    t.name,
+                    clients,
+                    lat.len(),
+                    p50,
+                    p99,
+                    p50 - base.0,
+                    p99 - base.1
+                );
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    drop(servers);
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! `POST /v1/chat/completions`: the OpenAI wire format over the engine's
+//! Complete and CompleteStream, plain JSON or server-sent events.
+//!
+//! The decision id and chosen model travel in `x-switchyard-decision-id` /
+//! `x-switchyard-model` headers and in the body (`model`, `id` =
+//! `chatcmpl-<decision id>`, and a `switchyard` object for plain answers).
+
+use std::convert::Infallible;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::AppState;
+use super::errors::{ApiError, bad_body, bad_json};
+use super::wire::ChatBody;
+use crate::dispatch::Usage;
+use crate::engine::{Completed, StreamItem};
+use crate::store::AttemptRow;
+
+pub async fn completions(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(bad_body)?;
+    let chat: ChatBody = serde_json::from_slice(&body).map_err(bad_json)?;
+    let streaming = chat.streaming();
+    let include_usage = chat.include_usage();
+    let input = chat.into_input(&headers)?;
+    let permit = app.admit()?;
+    let tenant = input.route.tenant.clone();
+    if !streaming {
+        let c = app.engine.complete(&input).await?;
+        record(&app, &c.model, &tenant, c.cost_usd);
+        tracing::Span::current().record("decision_id", c.decision_id.as_str());
+        drop(permit);
+        return Ok(plain(c));
+    }
+
+    let mut rx = app.engine.complete_stream(&input).await?;
+    // The engine sends Start first; its decision id goes into the headers.
+    let (decision_id, model, provider) = match rx.recv().await {
+        Some(Ok(StreamItem::Start {
+            decision_id,
+            model,
+            provider,
+        })) => (decision_id, model, provider),
+        Some(Err(e)) => return Err(e.into()),
+        _ => {
+            return Err(
+                crate::error::Error::Internal("the stream ended before it started".into()).into(),
+            );
+        }
+    };
+    tracing::Span::current().record("decision_id", decision_id.as_str());
+    let chunk = ChunkMaker {
+        id: format!("chatcmpl-{decision_id}"),
+        created: now_secs(),
+        model: model.clone(),
+    };
+    let first = chunk.make(json!({"role": "assistant", "content": ""}), None);
+    let metrics_app = app.clone();
+    let events = ReceiverStream::new(rx).flat_map(move |item| {
+        let _held = &permit; // the in-flight permit lives as long as the stream
+        futures::stream::iter(sse_events(
+            &chunk,
+            item,
+            include_usage,
+            &metrics_app,
+            &tenant,
+        ))
+    });
+    let stream =
+        futures::stream::once(async move { Ok::<_, Infallible>(data(&first)) }).chain(events);
+    let mut resp = Sse::new(stream).into_response();
+    decision_headers(resp.headers_mut(), &decision_id, &model, &provider);
+    Ok(resp)
+}
+
+struct ChunkMaker {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl ChunkMaker {
+    fn make(&self, delta: Value, finish_reason: Option<&str>) -> Value {
+        json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": null,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
+        })
+    }
+}
+
+/// The SSE events for one engine item: a content delta; at the end the
+/// finish chunk, the usage chunk when asked for, and `[DONE]`; on an error
+/// after the stream started, an OpenAI error event and no `[DONE]` (SDKs
+/// raise it as an APIError, so a cut answer is never taken for a whole one).
+fn sse_events(
+    c: &ChunkMaker,
+    item: Result<StreamItem, crate::error::Error>,
+    include_usage: bool,
+    app: &AppState,
+    tenant: &str,
+) -> Vec<Result<Event, Infallible>> {
+    match item {
+        Ok(StreamItem::Start { .. }) => Vec::new(),
+        Ok(StreamItem::Delta(d)) => vec![Ok(data(&c.make(json!({"content": d}), None)))],
+        Ok(StreamItem::End {
+            finish_reason,
+            usage: u,
+            cost_usd,
+            ..
+        }) => {
+            record(app, &c.model, tenant, cost_usd);
+            let mut out = vec![Ok(data(&c.make(json!({}), Some(finish(&finish_reason)))))];
+            if include_usage {
+                let mut last = c.make(json!({}), None);
+                last["choices"] = json!([]);
+                last["usage"] = usage(u);
+                out.push(Ok(data(&last)));
+            }
+            out.push(Ok(Event::default().data("[DONE]")));
+            out
+        }
+        Err(e) => vec![Ok(data(&ApiError::from(e).body()))],
+    }
+}
+
+fn data(v: &Value) -> Event {
+    Event::default().data(v.to_string())
+}
+
+fn plain(c: Completed) -> Response {
+    let body = json!({
+        "id": format!("chatcmpl-{}", c.decision_id),
+        "object": "chat.completion",
+        "created": now_secs(),
+        "model": c.model,
+        "system_fingerprint": null,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": c.content, "refusal": null},
+            "logprobs": null,
+            "finish_reason": finish(&c.finish_reason),
+        }],
+        "usage": usage(c.usage),
+        "switchyard": {
+            "decision_id": c.decision_id,
+            "provider": c.provider,
+            "cost_usd": c.cost_usd,
+            "usage_estimated": c.usage_estimated,
+            "attempts": c.attempts.iter().map(attempt).collect::<Vec<_>>(),
+        },
+    });
+    let mut resp = axum::Json(body).into_response();
+    decision_headers(resp.headers_mut(), &c.decision_id, &c.model, &c.provider);
+    resp
+}
+
+fn record(app: &AppState, model: &str, tenant: &str, cost_usd: f64) {
+    app.engine.metrics().cost(model, tenant, cost_usd);
+}
+
+fn finish(reason: &str) -> &str {
+    if reason.is_empty() { "stop" } else { reason }
+}
+
+fn usage(u: Usage) -> Value {
+    json!({
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens),
+    })
+}
+
+fn attempt(a: &AttemptRow) -> Value {
+    json!({
+        "model": a.model,
+        "provider": a.provider,
+        "outcome": a.outcome,
+        "error": a.error,
+        "http_status": a.http_status,
+        "latency_ms": a.latency_ms,
+    })
+}
+
+fn decision_headers(h: &mut HeaderMap, decision_id: &str, model: &str, provider: &str) {
+    for (name, value) in [
+        ("x-switchyard-decision-id", decision_id),
+        ("x-switchyard-model", model),
+        ("x-switchyard-provider", provider),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,142 @@
+//! The OpenAI-compatible HTTP front: a second transport over the same
+//! [`Engine`] as gRPC, in the same process.
+//!
+//! Every request passes one middleware that opens a `tracing` span (the
+//! handler records the decision id into it once known), times it, and counts
+//! it in [`crate::metrics`]. Bodies are capped at `server.max_request_bytes`
+//! (413), concurrent model calls at `server.max_in_flight` (429), and every
+//! error, including unknown routes and methods, is an OpenAI-style JSON body.
+
+mod chat;
+mod errors;
+mod ops;
+mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument as _;
+
+pub use errors::ApiError;
+pub use wire::AUTO_MODEL;
+
+use crate::engine::Engine;
+
+#[derive(Clone)]
+pub struct AppState {
+    engine: Arc<Engine>,
+    /// Bounds concurrent model calls and feedback writes; past it, 429 at once.
+    in_flight: Arc<Semaphore>,
+}
+
+impl AppState {
+    fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.in_flight)
+            .try_acquire_owned()
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    "too_many_requests",
+                    "the server is at its in-flight request limit".into(),
+                )
+            })
+    }
+}
+
+/// The routes over `engine`.
+pub fn router(engine: Arc<Engine>) -> Router {
+    let limit = engine.config.server.max_request_bytes;
+    let state = AppState {
+        in_flight: Arc::new(Semaphore::new(engine.config.server.max_in_flight)),
+        engine,
+    };
+    Router::new()
+        .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/models", get(ops::models))
+        .route("/v1/models/{*id}", get(ops::model_by_id))
+        .route("/v1/feedback", post(ops::feedback))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown`, then lets in-flight
+/// requests (and open streams) finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "unknown_url",
+        format!("no route for {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method_not_allowed",
+        "this route does not take that method".into(),
+    )
+}
+
+/// Metric label per route: a fixed set, so a scanner's random paths cannot
+/// grow the label space.
+fn route_label(path: Option<&MatchedPath>) -> &'static str {
+    match path.map(MatchedPath::as_str) {
+        Some("/v1/chat/completions") => "chat_completions",
+        Some("/v1/models") | Some("/v1/models/{*id}") => "models",
+        Some("/v1/feedback") => "feedback",
+        Some("/healthz") => "healthz",
+        Some("/readyz") => "readyz",
+        Some("/metrics") => "metrics",
+        _ => "other",
+    }
+}
+
+async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let route = route_label(req.extensions().get::<MatchedPath>());
+    let span = tracing::info_span!(
+        "http",
+        method = %req.method(),
+        route,
+        decision_id = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status();
+    span.record("status", status.as_u16());
+    app.engine
+        .metrics()
+        .request("http", route, status.as_str(), started.elapsed());
+    if status.is_server_error() {
+        span.in_scope(|| tracing::warn!(%status, "request failed"));
+    }
+    resp
+}

@@ -1,0 +1,139 @@
+//! The small endpoints: `GET /v1/models`, `POST /v1/feedback`, and the
+//! operational `GET /healthz`, `GET /readyz`, `GET /metrics`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::errors::{ApiError, bad_body, bad_json};
+use super::wire::AUTO_MODEL;
+
+/// A readiness probe that cannot get the database's write lock in this time
+/// reports not ready rather than hanging the prober.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn models(State(app): State<AppState>) -> Json<Value> {
+    let mut data = vec![auto_model()];
+    data.extend((0..app.engine.catalog.models.len()).map(|i| model(&app, i)));
+    Json(json!({"object": "list", "data": data}))
+}
+
+pub async fn model_by_id(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if id == AUTO_MODEL {
+        return Ok(Json(auto_model()));
+    }
+    let i = crate::engine::validate::model(&id, &app.engine.catalog)?;
+    Ok(Json(model(&app, i)))
+}
+
+fn auto_model() -> Value {
+    json!({"id": AUTO_MODEL, "object": "model", "created": 0, "owned_by": "switchyard"})
+}
+
+fn model(app: &AppState, i: usize) -> Value {
+    let c = &app.engine.catalog;
+    let m = &c.models[i];
+    let p = &c.providers[m.provider];
+    json!({
+        "id": m.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": p.name,
+        "switchyard": {
+            "upstream": m.upstream,
+            "input_usd_per_mtok": m.input_usd_per_mtok,
+            "output_usd_per_mtok": m.output_usd_per_mtok,
+            "context_window": m.context_window,
+            "prior_quality": m.prior_quality,
+            "available": p.enabled(),
+        },
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackBody {
+    decision_id: String,
+    reward: f64,
+    #[serde(default)]
+    source: String,
+}
+
+/// Same rules as the gRPC Feedback: (decision, source) is idempotent and a
+/// resend replaces the value (`replaced: true`).
+pub async fn feedback(
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(bad_body)?;
+    let f: FeedbackBody = serde_json::from_slice(&body).map_err(bad_json)?;
+    let _permit = app.admit()?;
+    tracing::Span::current().record("decision_id", f.decision_id.as_str());
+    let outcome = app
+        .engine
+        .feedback(&f.decision_id, f.reward, &f.source)
+        .await?;
+    let source = crate::engine::validate::source(&f.source)?;
+    app.engine.metrics().feedback(&source, outcome.replaced);
+    Ok(Json(json!({
+        "decision_id": crate::engine::validate::decision_id(&f.decision_id)?,
+        "source": source,
+        "replaced": outcome.replaced,
+    })))
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when the classifier is loaded (or disabled by config) and the
+/// decision log takes a write lock.
+pub async fn readyz(State(app): State<AppState>) -> Response {
+    let classifier = if app.engine.classifier_loaded() {
+        "loaded"
+    } else if app.engine.config.classifier.enabled {
+        "missing"
+    } else {
+        "disabled"
+    };
+    let database =
+        match tokio::time::timeout(READY_TIMEOUT, app.engine.store().check_writable()).await {
+            Ok(Ok(())) => "writable".to_string(),
+            Ok(Err(e)) => format!("not writable: {e}"),
+            Err(_) => format!("no write lock within {READY_TIMEOUT:?}"),
+        };
+    let ready = classifier != "missing" && database == "writable";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "classifier": classifier,
+        "database": database,
+    });
+    (status, Json(body)).into_response()
+}
+
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.engine.metrics().render(),
+    )
+        .into_response()
+}

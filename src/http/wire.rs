@@ -1,0 +1,374 @@
+//! The OpenAI chat-completions request as SDKs send it, and its conversion
+//! into the engine's `CompleteInput`.
+//!
+//! Fields we honour: `model`, `messages`, `stream`, `stream_options`,
+//! `max_tokens` / `max_completion_tokens`, `temperature`, `user`, `metadata`.
+//! Fields that would change the answer's shape or meaning if ignored (`n > 1`,
+//! `tools`, `functions`, `tool_choice`, `response_format` other than text,
+//! `logprobs`, `stop`, `logit_bias`, `audio`, non-text `modalities`,
+//! `prediction`, non-text content parts) are rejected with 400. Anything else
+//! (`top_p`, penalties, `seed`, `store`, `service_tier`, ...) is ignored.
+
+use std::collections::BTreeMap;
+
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::errors::ApiError;
+use crate::dispatch::ChatMessage;
+use crate::engine::{CompleteInput, RouteInput};
+
+/// The model name that asks the router to choose.
+pub const AUTO_MODEL: &str = "switchyard/auto";
+
+#[derive(Debug, Deserialize)]
+pub struct ChatBody {
+    pub model: String,
+    pub messages: Vec<WireMessage>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    pub max_tokens: Option<u32>,
+    pub max_completion_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub n: Option<u32>,
+    pub user: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    pub switchyard: Option<Extension>,
+    // Parameters we refuse unless they are their neutral value.
+    pub tools: Option<Vec<Value>>,
+    pub functions: Option<Vec<Value>>,
+    pub tool_choice: Option<Value>,
+    pub response_format: Option<Value>,
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<u32>,
+    pub stop: Option<Value>,
+    pub logit_bias: Option<BTreeMap<String, Value>>,
+    pub audio: Option<Value>,
+    pub modalities: Option<Vec<String>>,
+    pub prediction: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WireMessage {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<Content>,
+    pub tool_calls: Option<Vec<Value>>,
+    pub function_call: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Part {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: Option<String>,
+}
+
+/// Routing knobs: the `switchyard` object in the body; `x-switchyard-*`
+/// headers fill whatever the body leaves unset.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extension {
+    pub cost_weight: Option<f64>,
+    pub max_cost_usd: Option<f64>,
+    pub candidates: Option<Vec<String>>,
+    pub tenant: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    pub max_output_tokens: Option<u32>,
+    pub deadline_ms: Option<u32>,
+}
+
+impl ChatBody {
+    pub fn streaming(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
+    }
+
+    /// Rejects parameters whose silent omission would change the answer.
+    fn refuse_unsupported(&self) -> Result<(), ApiError> {
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(ApiError::unsupported("n", "only n = 1 is supported"));
+        }
+        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+            return Err(ApiError::unsupported(
+                "tools",
+                "tool calling is not supported",
+            ));
+        }
+        if self.functions.as_ref().is_some_and(|t| !t.is_empty()) {
+            return Err(ApiError::unsupported(
+                "functions",
+                "function calling is not supported",
+            ));
+        }
+        if let Some(c) = &self.tool_choice
+            && !(c.is_null() || c == "none")
+        {
+            return Err(ApiError::unsupported(
+                "tool_choice",
+                "tool calling is not supported",
+            ));
+        }
+        if let Some(f) = &self.response_format
+            && !(f.is_null() || f.get("type").is_some_and(|t| t == "text"))
+        {
+            return Err(ApiError::unsupported(
+                "response_format",
+                "only {\"type\": \"text\"} is supported",
+            ));
+        }
+        if self.logprobs == Some(true) || self.top_logprobs.is_some_and(|n| n > 0) {
+            return Err(ApiError::unsupported(
+                "logprobs",
+                "logprobs are not supported",
+            ));
+        }
+        if let Some(s) = &self.stop
+            && !(s.is_null() || s.as_array().is_some_and(|a| a.is_empty()))
+        {
+            return Err(ApiError::unsupported(
+                "stop",
+                "stop sequences are not supported",
+            ));
+        }
+        if self.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
+            return Err(ApiError::unsupported(
+                "logit_bias",
+                "logit_bias is not supported",
+            ));
+        }
+        if self.audio.as_ref().is_some_and(|a| !a.is_null()) {
+            return Err(ApiError::unsupported(
+                "audio",
+                "audio output is not supported",
+            ));
+        }
+        if let Some(m) = &self.modalities
+            && m.iter().any(|x| x != "text")
+        {
+            return Err(ApiError::unsupported(
+                "modalities",
+                "only text is supported",
+            ));
+        }
+        if self.prediction.as_ref().is_some_and(|p| !p.is_null()) {
+            return Err(ApiError::unsupported(
+                "prediction",
+                "predicted outputs are not supported",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Converts into the engine's input; the engine validates values further.
+    pub fn into_input(self, headers: &HeaderMap) -> Result<CompleteInput, ApiError> {
+        self.refuse_unsupported()?;
+        let messages = self
+            .messages
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| message(i, m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ext = self.switchyard.unwrap_or_default();
+        let mut metadata = self.metadata.unwrap_or_default();
+        metadata.extend(ext.metadata.unwrap_or_default());
+        if let Some(u) = self.user.filter(|u| !u.is_empty()) {
+            metadata.entry("user".into()).or_insert(u);
+        }
+        let candidates = match ext.candidates {
+            Some(c) => c,
+            None => header(headers, "x-switchyard-candidates")?
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let model = match self.model.as_str() {
+            AUTO_MODEL => None,
+            "" => return Err(ApiError::invalid("model", "must not be empty")),
+            name => Some(name.to_owned()),
+        };
+        Ok(CompleteInput {
+            route: RouteInput {
+                messages,
+                tenant: match ext.tenant {
+                    Some(t) => t,
+                    None => header(headers, "x-switchyard-tenant")?
+                        .unwrap_or_default()
+                        .to_owned(),
+                },
+                candidates,
+                cost_weight: ext
+                    .cost_weight
+                    .or(parsed(headers, "x-switchyard-cost-weight")?),
+                max_cost_usd: ext
+                    .max_cost_usd
+                    .or(parsed(headers, "x-switchyard-max-cost-usd")?),
+                metadata,
+                max_output_tokens: ext
+                    .max_output_tokens
+                    .or(parsed(headers, "x-switchyard-max-output-tokens")?),
+                max_tokens: None,
+            },
+            model,
+            max_tokens: self.max_completion_tokens.or(self.max_tokens),
+            temperature: self.temperature,
+            deadline_ms: ext
+                .deadline_ms
+                .or(parsed(headers, "x-switchyard-deadline-ms")?),
+        })
+    }
+}
+
+fn message(i: usize, m: WireMessage) -> Result<ChatMessage, ApiError> {
+    let field = |f: &str| format!("messages[{i}].{f}");
+    if m.tool_calls.as_ref().is_some_and(|t| !t.is_empty()) || m.function_call.is_some() {
+        return Err(ApiError::unsupported(
+            &field("tool_calls"),
+            "tool calling is not supported",
+        ));
+    }
+    if matches!(m.role.as_str(), "tool" | "function") {
+        return Err(ApiError::unsupported(
+            &field("role"),
+            "tool results are not supported",
+        ));
+    }
+    let content = match m.content {
+        None => String::new(),
+        Some(Content::Text(t)) => t,
+        Some(Content::Parts(parts)) => {
+            let mut text = Vec::with_capacity(parts.len());
+            for (j, p) in parts.into_iter().enumerate() {
+                match (p.kind.as_str(), p.text) {
+                    ("text", Some(t)) => text.push(t),
+                    ("text", None) => {
+                        return Err(ApiError::invalid(
+                            field(&format!("content[{j}].text")),
+                            "a text part needs text",
+                        ));
+                    }
+                    (other, _) => {
+                        return Err(ApiError::unsupported(
+                            &field(&format!("content[{j}].type")),
+                            &format!("{other:?} parts are not supported; only text"),
+                        ));
+                    }
+                }
+            }
+            text.join("\n")
+        }
+    };
+    Ok(ChatMessage {
+        role: m.role,
+        content,
+    })
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::invalid(name, "not valid visible ASCII"))
+        })
+        .transpose()
+}
+
+fn parsed<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Result<Option<T>, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    header(headers, name)?
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|e| ApiError::invalid(name, format!("{v:?}: {e}")))
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: Value) -> ChatBody {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn body_extension_wins_over_headers_and_headers_fill_the_rest() {
+        let mut h = HeaderMap::new();
+        h.insert("x-switchyard-tenant", "from-header".parse().unwrap());
+        h.insert("x-switchyard-cost-weight", "3.5".parse().unwrap());
+        h.insert("x-switchyard-candidates", "a, b".parse().unwrap());
+        let input = body(serde_json::json!({
+            "model": "switchyard/auto",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+            "switchyard": {"tenant": "from-body"},
+            "top_p": 0.5, "seed": 1, "user": "u1"
+        }))
+        .into_input(&h)
+        .unwrap();
+        assert_eq!(input.model, None);
+        assert_eq!(input.route.tenant, "from-body");
+        assert_eq!(input.route.cost_weight, Some(3.5));
+        assert_eq!(input.route.candidates, vec!["a", "b"]);
+        assert_eq!(input.route.metadata["user"], "u1");
+        assert_eq!(input.route.messages[0].content, "hi");
+    }
+
+    #[test]
+    fn semantic_changing_parameters_are_refused() {
+        for extra in [
+            serde_json::json!({"n": 2}),
+            serde_json::json!({"tools": [{"type": "function"}]}),
+            serde_json::json!({"response_format": {"type": "json_object"}}),
+            serde_json::json!({"stop": ["\n"]}),
+            serde_json::json!({"logprobs": true}),
+        ] {
+            let mut v =
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let e = body(v).into_input(&HeaderMap::new()).unwrap_err();
+            assert_eq!(e.code, "unsupported_parameter", "{extra}");
+        }
+    }
+
+    #[test]
+    fn a_bad_header_value_is_a_400_naming_it() {
+        let mut h = HeaderMap::new();
+        h.insert("x-switchyard-cost-weight", "cheap".parse().unwrap());
+        let e =
+            body(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}))
+                .into_input(&h)
+                .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("x-switchyard-cost-weight"));
+    }
+}
