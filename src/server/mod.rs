@@ -85,6 +85,7 @@ pub async fn run(
                     config.bandit.params,
                     features::dim(intents),
                     config.bandit.warm_start.as_deref(),
+                    config.bandit.reload_interval,
                 )
                 .await?,
             );
