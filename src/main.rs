@@ -149,6 +149,9 @@ struct LogArgs {
     /// Only decisions from this time: Unix ms, YYYY-MM-DD[THH:MM:SSZ], or an age (7d, 12h).
     #[arg(long)]
     since: Option<String>,
+    /// Only feedback recorded up to this time (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -177,6 +180,7 @@ impl EvalArgs {
             database: self.log.database,
             candidate: self.candidate,
             since: self.log.since,
+            until: self.log.until,
             options: switchyard::offline::ope::Options {
                 clip: self.clip,
                 resamples: self.resamples,
@@ -313,6 +317,7 @@ fn main() -> anyhow::Result<()> {
             let args = switchyard::offline::train::TrainArgs {
                 database: log.database,
                 since: log.since,
+                until: log.until,
                 out,
                 config,
                 warm_start,

@@ -278,7 +278,7 @@ async fn offline_commands_fail_clearly_on_bad_input() {
     ]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("--since selects no decision"),
+        text(&out).contains("select no decision with feedback"),
         "{}",
         text(&out)
     );

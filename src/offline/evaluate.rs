@@ -38,6 +38,7 @@ pub struct EvalArgs {
     pub database: PathBuf,
     pub candidate: PathBuf,
     pub since: Option<String>,
+    pub until: Option<String>,
     pub options: ope::Options,
 }
 
@@ -72,14 +73,13 @@ pub struct Evaluation {
 /// Evaluates the candidate on the log.
 pub async fn evaluate(args: &EvalArgs) -> anyhow::Result<(Evaluation, PolicyFile)> {
     let policy = PolicyFile::load(&args.candidate)?;
-    let since_ms = args
-        .since
-        .as_deref()
-        .map(|s| logset::parse_since(s, crate::engine::now_ms()))
-        .transpose()?
-        .unwrap_or(0);
+    let (since_ms, until_ms) = logset::window(
+        args.since.as_deref(),
+        args.until.as_deref(),
+        crate::engine::now_ms(),
+    )?;
     let store = logset::open(&args.database).await?;
-    let log = logset::load(&store, &args.database, since_ms).await?;
+    let log = logset::load(&store, &args.database, since_ms, until_ms).await?;
     store.close().await;
     let mut skipped = Skipped {
         without_context: log.without_context,

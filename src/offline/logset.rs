@@ -78,19 +78,41 @@ pub async fn open(database: &Path) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// `--since` and `--until` in Unix ms (0 and `None` when not given).
+pub fn window(
+    since: Option<&str>,
+    until: Option<&str>,
+    now_ms: i64,
+) -> anyhow::Result<(i64, Option<i64>)> {
+    let since_ms = since
+        .map(|s| parse_since(s, now_ms))
+        .transpose()?
+        .unwrap_or(0);
+    let until_ms = until
+        .map(|s| parse_since(s, now_ms).map_err(|e| anyhow::anyhow!("{e}").context("--until")))
+        .transpose()?;
+    Ok((since_ms, until_ms))
+}
+
 /// Loads every decision made at or after `since_ms` with feedback recorded
-/// up to now. Errors when nothing is selected, saying why.
-pub async fn load(store: &Store, database: &Path, since_ms: i64) -> anyhow::Result<Log> {
-    let through_ms = store.feedback_watermark().await?;
+/// up to `until_ms` (default: now). Errors when nothing is selected, saying why.
+pub async fn load(
+    store: &Store,
+    database: &Path,
+    since_ms: i64,
+    until_ms: Option<i64>,
+) -> anyhow::Result<Log> {
+    let watermark = store.feedback_watermark().await?;
     anyhow::ensure!(
-        through_ms > 0,
+        watermark > 0,
         "database {} has no feedback: nothing to learn from or evaluate on",
         database.display()
     );
+    let through_ms = until_ms.map_or(watermark, |u| u.min(watermark));
     let decisions = store.logged_decisions(since_ms, through_ms).await?;
     if decisions.is_empty() {
         let all = store.logged_decisions(0, through_ms).await?.len();
-        anyhow::bail!("--since selects no decision with feedback ({all} in the whole log)");
+        anyhow::bail!("--since/--until select no decision with feedback ({all} in the whole log)");
     }
     let mut rows = Vec::with_capacity(decisions.len());
     let mut without_context = 0;
@@ -148,7 +170,7 @@ fn decode(d: LoggedDecision) -> anyhow::Result<Option<LogRow>> {
     }))
 }
 
-/// Parses `--since`: Unix milliseconds, a UTC date `YYYY-MM-DD` or time
+/// Parses a time for `--since`/`--until`: Unix milliseconds, a UTC date `YYYY-MM-DD` or time
 /// `YYYY-MM-DDTHH:MM:SSZ`, or an age such as `90m`, `12h`, `7d` before now.
 pub fn parse_since(s: &str, now_ms: i64) -> anyhow::Result<i64> {
     let s = s.trim();

@@ -32,6 +32,7 @@ const MIN_LABELLED: usize = 20;
 pub struct TrainArgs {
     pub database: PathBuf,
     pub since: Option<String>,
+    pub until: Option<String>,
     pub out: PathBuf,
     /// Bandit parameters and catalog priors; the embedded defaults when `None`.
     pub config: Option<PathBuf>,
@@ -56,14 +57,9 @@ pub async fn run(args: &TrainArgs) -> anyhow::Result<PolicyFile> {
         None => Config::embedded(),
     };
     let now = crate::engine::now_ms();
-    let since_ms = args
-        .since
-        .as_deref()
-        .map(|s| logset::parse_since(s, now))
-        .transpose()?
-        .unwrap_or(0);
+    let (since_ms, until_ms) = logset::window(args.since.as_deref(), args.until.as_deref(), now)?;
     let store = logset::open(&args.database).await?;
-    let log = logset::load(&store, &args.database, since_ms).await?;
+    let log = logset::load(&store, &args.database, since_ms, until_ms).await?;
     store.close().await;
 
     // The newest decision's layout is the one the service runs now.
