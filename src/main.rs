@@ -114,9 +114,9 @@ enum Command {
         /// A state or policy to add the log's sums to.
         #[arg(long)]
         warm_start: Option<PathBuf>,
-        /// Keep the configured sigma instead of fitting it to the residuals.
+        /// Fit sigma (reward noise) to the residuals instead of keeping the configured value.
         #[arg(long)]
-        keep_sigma: bool,
+        fit_sigma: bool,
     },
     /// Off-policy evaluation of a candidate policy on the decision log.
     EvaluatePolicy {
@@ -312,7 +312,7 @@ fn main() -> anyhow::Result<()> {
             out,
             config,
             warm_start,
-            keep_sigma,
+            fit_sigma,
         } => {
             let args = switchyard::offline::train::TrainArgs {
                 database: log.database,
@@ -321,7 +321,7 @@ fn main() -> anyhow::Result<()> {
                 out,
                 config,
                 warm_start,
-                keep_sigma,
+                fit_sigma,
             };
             rt.block_on(switchyard::offline::train::run(&args))
                 .map(|_| ())
