@@ -341,6 +341,13 @@ fn main() -> anyhow::Result<()> {
             use switchyard::offline::evaluate as ev;
             let (e, v, id) = rt.block_on(ev::promote(&eval.into_lib(), force))?;
             ev::print_table(&e);
+            let Some(id) = id else {
+                anyhow::bail!(
+                    "refusing to promote {}: {} (use --force to override)",
+                    e.candidate,
+                    v.reason
+                );
+            };
             let how = if v.accept { "promoted" } else { "FORCED" };
             println!("{how}      {} as promotion {id}: {}", e.candidate, v.reason);
             Ok(())

@@ -335,16 +335,15 @@ pub fn verdict(e: &Evaluation) -> Verdict {
 }
 
 /// Evaluates and, if the rule (or `force`) allows, makes the candidate
-/// current. Returns the promotion id; refuses with an error otherwise.
-pub async fn promote(args: &EvalArgs, force: bool) -> anyhow::Result<(Evaluation, Verdict, i64)> {
+/// current. Returns the promotion id, or `None` when the rule refused.
+pub async fn promote(
+    args: &EvalArgs,
+    force: bool,
+) -> anyhow::Result<(Evaluation, Verdict, Option<i64>)> {
     let (eval, policy) = evaluate(args).await?;
     let v = verdict(&eval);
     if !v.accept && !force {
-        anyhow::bail!(
-            "refusing to promote {}: {} (use --force to override)",
-            policy.version,
-            v.reason
-        );
+        return Ok((eval, v, None));
     }
     let store = logset::open(&args.database).await?;
     let id = store
@@ -360,5 +359,5 @@ pub async fn promote(args: &EvalArgs, force: bool) -> anyhow::Result<(Evaluation
         })
         .await?;
     store.close().await;
-    Ok((eval, v, id))
+    Ok((eval, v, Some(id)))
 }
