@@ -61,17 +61,18 @@ const PROMPTS: [&str; 4] = [
     "Write a haiku about autumn rain.",
     "Sum the numbers from 1 to 100.",
 ];
+/// A true task label per prompt, sent as `intent_label` metadata.
+const LABELS: [&str; 4] = ["translate", "facts", "poetry", "math"];
 
 /// Routes `n` requests; the cheap model answers well (≈0.9), the strong one
 /// badly (≈0.3), so the better policy is the one that prefers cheap.
 async fn fill_log(c: &mut common::Client, n: usize) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     for i in 0..n {
-        let r = c
-            .route(two_models(PROMPTS[i % PROMPTS.len()]))
-            .await
-            .unwrap()
-            .into_inner();
+        let mut req = two_models(PROMPTS[i % PROMPTS.len()]);
+        req.metadata
+            .insert("intent_label".into(), LABELS[i % LABELS.len()].into());
+        let r = c.route(req).await.unwrap().into_inner();
         let base = if r.model == "cheap" { 0.9 } else { 0.3 };
         let reward: f64 = (base + rng.random_range(-0.1..0.1f64)).clamp(0.0, 1.0);
         c.feedback(pb::FeedbackRequest {
@@ -135,6 +136,10 @@ async fn promotion_gates_on_the_lower_bound_and_the_server_swaps_without_restart
         "fitted sigma {}",
         policy.params.sigma
     );
+    // The labelled decisions retrain the intent head beside policy.json.
+    assert_eq!(policy.intent_head.as_deref(), Some("intent-head.json"));
+    let head = switchyard::classify::IntentHead::load(&good.join("intent-head.json")).unwrap();
+    assert_eq!(head.labels().len(), 4);
 
     // evaluate-policy: JSON with every estimator and the weights.
     let out = cli(&[
