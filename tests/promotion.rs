@@ -311,3 +311,52 @@ async fn offline_commands_fail_clearly_on_bad_input() {
     assert!(text(&out).contains("reading policy"), "{}", text(&out));
     env.server.stop().await;
 }
+
+/// A promoted policy that does not fit the service (another context layout)
+/// is not used: the server starts, rebuilds from the log and keeps routing,
+/// and a later valid promotion still swaps in.
+#[tokio::test]
+async fn a_promotion_of_another_layout_is_ignored_not_fatal() {
+    let env = Env::start_with(exploring).await;
+    let mut c = env.server.client().await;
+    fill_log(&mut c, 8).await;
+    let db = env.server.db.to_str().unwrap().to_owned();
+    let good = env.dir.path().join("good");
+    let out = cli(&["train", "--database", &db, "--out", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let policy = PolicyFile::load(&good).unwrap();
+
+    let mut other = policy.clone();
+    other.state = BanditState::new(policy.layout.dim + 3);
+    other.layout.dim += 3;
+    let row = |p: &PolicyFile| switchyard::store::PromotionRow {
+        version: p.version.clone(),
+        at_ms: 1,
+        forced: true,
+        estimate: None,
+        lower_bound: None,
+        baseline: None,
+        report: "{}".into(),
+        policy: serde_json::to_string(p).unwrap(),
+    };
+    let store = env.store().await;
+    store.record_promotion(row(&other)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // a few polls
+    let r = c.route(two_models(PROMPTS[0])).await.unwrap().into_inner();
+    assert!(p_strong(&r) >= 0.3 - 1e-9, "{}", p_strong(&r));
+    let (_, params) = store.active_policy().await.unwrap().unwrap();
+    let params: serde_json::Value = serde_json::from_str(&params).unwrap();
+    assert!(params["promoted"].is_null(), "{params}");
+    drop(c);
+    let Env { mock, server, dir } = env;
+    server.stop().await;
+
+    // A restart with the bad promotion current still serves.
+    let mut config = Env::config_for(&mock, &dir);
+    exploring(&mut config);
+    let server = common::Server::start(config).await;
+    let mut c = server.client().await;
+    let r = c.route(two_models(PROMPTS[1])).await.unwrap().into_inner();
+    assert!(p_strong(&r) >= 0.3 - 1e-9, "{}", p_strong(&r));
+    server.stop().await;
+}
