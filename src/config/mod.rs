@@ -107,6 +107,8 @@ pub struct BanditConfig {
     pub warm_start: Option<PathBuf>,
     /// Seeds the selection RNG so a sequential replay is reproducible.
     pub seed: Option<u64>,
+    /// How often the service checks for a promoted policy (`None`: never).
+    pub reload_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

@@ -66,6 +66,7 @@ pub(super) struct RawBandit {
     pub(super) exploration: Option<f64>,
     pub(super) warm_start: Option<PathBuf>,
     pub(super) seed: Option<u64>,
+    pub(super) reload_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

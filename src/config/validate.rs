@@ -185,6 +185,14 @@ fn validate_bandit(b: RawBandit, d: RawBandit) -> Result<BanditConfig, ConfigErr
             .or(d.warm_start)
             .filter(|p| !p.as_os_str().is_empty()),
         seed: b.seed.or(d.seed),
+        // 0 turns polling off.
+        reload_interval: Some(
+            b.reload_interval_ms
+                .or(d.reload_interval_ms)
+                .unwrap_or(5000),
+        )
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis),
     })
 }
 

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use rand::RngCore;
 use tokio::sync::mpsc;
 
+use super::promoted;
 use crate::catalog::Catalog;
 use crate::policy::bandit::{Bandit, BanditParams, BanditState};
 use crate::policy::{Candidate, Context, Decision, Policy};
@@ -43,49 +44,40 @@ pub struct Learning {
 }
 
 impl Learning {
-    /// Rebuilds the state from the log (plus an optional warm start) and
-    /// starts the learner task. `dim` is the context length the engine builds.
+    /// Rebuilds the state from the log (plus an optional warm start), or from
+    /// the promoted policy when one is current (see `promoted`), and starts the
+    /// learner task. `dim` is the context length the engine builds; `reload`
+    /// is how often the learner polls for a newly promoted policy (`None`: never).
     pub async fn start(
         store: &Store,
         catalog: &Catalog,
         params: BanditParams,
         dim: usize,
         warm_start: Option<&Path>,
+        reload: Option<Duration>,
     ) -> anyhow::Result<Learning> {
-        let mut state = match warm_start {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)?;
-                let s: BanditState = serde_json::from_str(&text)?;
-                anyhow::ensure!(
-                    s.dim == dim,
-                    "warm start {} has dimension {}, the context {dim}",
-                    p.display(),
-                    s.dim
-                );
-                s
+        let mut seen = store.latest_promotion_id().await?;
+        let promoted = match promoted::load_current(store, dim).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "promoted policy not used; rebuilding from the log");
+                None
             }
-            None => BanditState::new(dim),
         };
-        let mut skipped = 0usize;
-        let observations = store.observations().await?;
-        for o in &observations {
-            let x = unpack_f32(&o.context);
-            if x.len() != dim || state.observe(&o.arm, &x, o.reward).is_err() {
-                skipped += 1; // logged under another feature layout
+        let (state, params, version) = match promoted {
+            Some(p) => {
+                seen = seen.max(p.id);
+                (p.state, p.params, Some(p.version))
             }
-        }
-        tracing::info!(
-            observations = observations.len() - skipped,
-            skipped,
-            "bandit state rebuilt from the log"
-        );
+            None => (rebuild(store, dim, warm_start).await?, params, None),
+        };
         let arms: Vec<(String, f64)> = catalog
             .models
             .iter()
             .map(|m| (m.name.clone(), m.prior_quality))
             .collect();
         let snapshot = Arc::new(ArcSwap::from_pointee(Bandit::build(&state, params, &arms)));
-        record(store, &snapshot.load(), &state, &params).await;
+        record(store, &snapshot.load(), &state, &params, version.as_deref()).await;
         let (tx, rx) = mpsc::unbounded_channel();
         let learner = Learner {
             state,
@@ -93,8 +85,11 @@ impl Learning {
             arms,
             snapshot: Arc::clone(&snapshot),
             store: store.clone(),
+            dim,
+            seen,
+            promoted: version,
         };
-        tokio::spawn(learner.run(rx));
+        tokio::spawn(learner.run(rx, reload));
         Ok(Learning {
             snapshot,
             updates: tx,
@@ -145,6 +140,41 @@ impl Policy for Learning {
     }
 }
 
+/// The state from the warm start plus every reward in the log.
+async fn rebuild(
+    store: &Store,
+    dim: usize,
+    warm_start: Option<&Path>,
+) -> anyhow::Result<BanditState> {
+    let mut state = match warm_start {
+        Some(p) => {
+            let s = crate::policy::file::load_warm_start(p)?;
+            anyhow::ensure!(
+                s.dim == dim,
+                "warm start {} has dimension {}, the context {dim}",
+                p.display(),
+                s.dim
+            );
+            s
+        }
+        None => BanditState::new(dim),
+    };
+    let mut skipped = 0usize;
+    let observations = store.observations().await?;
+    for o in &observations {
+        let x = unpack_f32(&o.context);
+        if x.len() != dim || state.observe(&o.arm, &x, o.reward).is_err() {
+            skipped += 1; // logged under another feature layout
+        }
+    }
+    tracing::info!(
+        observations = observations.len() - skipped,
+        skipped,
+        "bandit state rebuilt from the log"
+    );
+    Ok(state)
+}
+
 /// After publishing a snapshot the learner waits this long before the next,
 /// so a feedback storm costs at most a few rebuilds (and log rows) a second.
 const COALESCE: Duration = Duration::from_millis(100);
@@ -155,29 +185,90 @@ struct Learner {
     arms: Vec<(String, f64)>,
     snapshot: Arc<ArcSwap<Bandit>>,
     store: Store,
+    dim: usize,
+    /// The newest promotion id already handled.
+    seen: i64,
+    /// The promoted policy's version the state started from, if any.
+    promoted: Option<String>,
 }
 
 impl Learner {
     /// Applies every queued update, then publishes one new snapshot: under a
-    /// burst of feedback the O(arms·d³) rebuild happens once per burst.
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Update>) {
-        while let Some(first) = rx.recv().await {
-            apply(&mut self.state, first);
-            while let Ok(more) = rx.try_recv() {
-                apply(&mut self.state, more);
+    /// burst of feedback the O(arms·d³) rebuild happens once per burst. Every
+    /// `reload` it also checks (one indexed read, off the request path) for a
+    /// newly promoted policy and swaps it in.
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Update>, reload: Option<Duration>) {
+        let mut ticker = tokio::time::interval(reload.unwrap_or(Duration::from_secs(3600)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await; // the first tick is immediate; start already loaded
+        loop {
+            tokio::select! {
+                update = rx.recv() => {
+                    let Some(first) = update else { break };
+                    apply(&mut self.state, first);
+                    while let Ok(more) = rx.try_recv() {
+                        apply(&mut self.state, more);
+                    }
+                    self.publish().await;
+                    tokio::time::sleep(COALESCE).await;
+                }
+                _ = ticker.tick(), if reload.is_some() => self.poll_promotion(&mut rx).await,
             }
-            let bandit = Bandit::build(&self.state, self.params, &self.arms);
-            record(&self.store, &bandit, &self.state, &self.params).await;
-            self.snapshot.store(Arc::new(bandit));
-            tokio::time::sleep(COALESCE).await;
+        }
+    }
+
+    async fn publish(&self) {
+        let bandit = Bandit::build(&self.state, self.params, &self.arms);
+        record(
+            &self.store,
+            &bandit,
+            &self.state,
+            &self.params,
+            self.promoted.as_deref(),
+        )
+        .await;
+        self.snapshot.store(Arc::new(bandit));
+    }
+
+    /// Swaps in a policy promoted since the last check. Updates already queued
+    /// were committed before the read below, so they are in it: drop them.
+    async fn poll_promotion(&mut self, rx: &mut mpsc::UnboundedReceiver<Update>) {
+        match self.store.latest_promotion_id().await {
+            Ok(id) if id > self.seen => self.seen = id,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "checking for a promoted policy failed");
+                return;
+            }
+        }
+        while rx.try_recv().is_ok() {}
+        match promoted::load_current(&self.store, self.dim).await {
+            Ok(Some(p)) => {
+                tracing::info!(version = %p.version, "switching to the promoted policy");
+                self.state = p.state;
+                self.params = p.params;
+                self.promoted = Some(p.version);
+                self.publish().await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "promoted policy not used; keeping the current one")
+            }
         }
     }
 }
 
 /// Logs a version with everything needed to rebuild it: parameters and sums.
 /// Recorded before it serves, so every decision's version resolves in the log.
-async fn record(store: &Store, bandit: &Bandit, state: &BanditState, p: &BanditParams) {
+async fn record(
+    store: &Store,
+    bandit: &Bandit,
+    state: &BanditState,
+    p: &BanditParams,
+    promoted: Option<&str>,
+) {
     let params = serde_json::json!({
+        "promoted": promoted,
         "lambda": p.lambda(),
         "sigma": p.sigma(),
         "explore_floor": p.explore_floor(),

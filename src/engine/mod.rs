@@ -6,6 +6,7 @@
 mod complete;
 pub mod learn;
 pub mod output_tokens;
+mod promoted;
 pub mod read;
 pub mod validate;
 

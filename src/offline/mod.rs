@@ -3,5 +3,9 @@
 //! classifier code as the service, so what is measured here is what the service does.
 
 pub mod distill;
+pub mod evaluate;
 pub mod intents;
+pub mod logset;
+pub mod ope;
 pub mod replay;
+pub mod train;

@@ -11,6 +11,7 @@
 pub mod bandit;
 pub mod eligibility;
 pub mod features;
+pub mod file;
 pub mod prior;
 
 use rand::RngCore;

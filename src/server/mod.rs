@@ -106,6 +106,7 @@ pub async fn run_with(
                     config.bandit.params,
                     features::dim(intents),
                     config.bandit.warm_start.as_deref(),
+                    config.bandit.reload_interval,
                 )
                 .await?,
             );

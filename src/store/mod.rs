@@ -6,6 +6,7 @@
 //! power loss, with `NORMAL` a process crash (`kill -9`). Reads use a small
 //! pool of separate connections; WAL lets them run beside the writer.
 
+mod offline;
 mod rows;
 mod writer;
 
@@ -17,6 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+pub use offline::{LoggedDecision, Promotion, PromotionRow};
 pub use rows::{AttemptRow, DecisionRow, FeedbackRow};
 use writer::{Job, Write};
 
