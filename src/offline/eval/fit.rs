@@ -1,0 +1,194 @@
+//! What `eval` learns from the training split: the task head, the bandit's
+//! sums (full information: every model's outcome on every training prompt is
+//! known), expected output tokens per model for cost estimates, and the kNN
+//! quality predictor used as the simple learned baseline.
+
+use crate::classify::{IntentHead, TrainOptions, intent};
+use crate::offline::replay::{DatasetModel, Row};
+use crate::policy::bandit::BanditState;
+use crate::tokens;
+
+use super::data::Prepared;
+
+/// A task head (softmax regression over the embedding) fitted to the
+/// training rows' `task` labels: the routing head the service can load.
+pub fn task_head(rows: &[Row], embeddings: &[Vec<f32>]) -> anyhow::Result<IntentHead> {
+    let examples: Vec<(Vec<f32>, String)> = embeddings
+        .iter()
+        .cloned()
+        .zip(rows.iter().map(|r| r.task.clone()))
+        .collect();
+    Ok(intent::train(&examples, &TrainOptions::default())?)
+}
+
+/// The bandit's sums from every (prompt, model) pair of the training rows.
+pub fn bandit_state(
+    rows: &[Row],
+    prepared: &[Prepared],
+    models: &[DatasetModel],
+) -> anyhow::Result<BanditState> {
+    let dim = prepared.first().map_or(2, |p| p.features.len());
+    let mut state = BanditState::new(dim);
+    for (r, p) in rows.iter().zip(prepared) {
+        for m in models {
+            state.observe(&m.name, &p.features, r.outcomes[&m.name].quality)?;
+        }
+    }
+    Ok(state)
+}
+
+/// Expected cost per model of a prompt, as the service estimates it: the
+/// prompt's estimated tokens at the input price plus the model's mean output
+/// tokens at the output price. Output tokens are backed out of the training
+/// rows' costs (the service learns the same mean from its log).
+#[derive(Debug, Clone)]
+pub struct CostModel {
+    prices: Vec<(f64, f64)>,
+    output_tokens: Vec<f64>,
+}
+
+impl CostModel {
+    pub fn fit(rows: &[Row], models: &[DatasetModel]) -> CostModel {
+        let output_tokens = models
+            .iter()
+            .map(|m| {
+                if m.output_usd_per_mtok <= 0.0 || rows.is_empty() {
+                    return 0.0;
+                }
+                let sum: f64 = rows
+                    .iter()
+                    .map(|r| {
+                        let input = f64::from(tokens::estimate_text_tokens(&r.prompt))
+                            * m.input_usd_per_mtok
+                            / 1e6;
+                        ((r.outcomes[&m.name].cost_usd - input) * 1e6 / m.output_usd_per_mtok)
+                            .max(0.0)
+                    })
+                    .sum();
+                sum / rows.len() as f64
+            })
+            .collect();
+        CostModel {
+            prices: models
+                .iter()
+                .map(|m| (m.input_usd_per_mtok, m.output_usd_per_mtok))
+                .collect(),
+            output_tokens,
+        }
+    }
+
+    pub fn expected(&self, model: usize, prompt_tokens: u32) -> f64 {
+        let (i, o) = self.prices[model];
+        (f64::from(prompt_tokens) * i + self.output_tokens[model] * o) / 1e6
+    }
+
+    pub fn output_tokens(&self) -> &[f64] {
+        &self.output_tokens
+    }
+}
+
+/// Quality per model predicted by the mean over the `k` most similar training
+/// prompts (cosine similarity of the unit-norm embeddings): the simple learned
+/// router the issue compares against.
+pub struct Knn<'a> {
+    k: usize,
+    train: &'a [Vec<f32>],
+    /// Per training row, quality per model (dataset order).
+    quality: Vec<Vec<f64>>,
+}
+
+impl<'a> Knn<'a> {
+    pub fn new(k: usize, train: &'a [Vec<f32>], rows: &[Row], models: &[DatasetModel]) -> Self {
+        let quality = rows
+            .iter()
+            .map(|r| models.iter().map(|m| r.outcomes[&m.name].quality).collect())
+            .collect();
+        Knn {
+            k: k.clamp(1, train.len().max(1)),
+            train,
+            quality,
+        }
+    }
+
+    pub fn predict(&self, e: &[f32]) -> Vec<f64> {
+        let mut sims: Vec<(f32, usize)> = self
+            .train
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.iter().zip(e).map(|(a, b)| a * b).sum::<f32>(), i))
+            .collect();
+        // Ties broken by index so the result does not depend on sort stability.
+        sims.select_nth_unstable_by(self.k - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let models = self.quality.first().map_or(0, Vec::len);
+        let mut q = vec![0.0; models];
+        for &(_, i) in &sims[..self.k] {
+            for (s, v) in q.iter_mut().zip(&self.quality[i]) {
+                *s += v;
+            }
+        }
+        q.iter().map(|s| s / self.k as f64).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::offline::replay::Outcome;
+
+    fn model(name: &str, price: f64) -> DatasetModel {
+        DatasetModel {
+            name: name.into(),
+            input_usd_per_mtok: price,
+            output_usd_per_mtok: price,
+        }
+    }
+
+    fn row(prompt: &str, q: [f64; 2], cost: [f64; 2]) -> Row {
+        let outcomes: HashMap<String, Outcome> = ["a", "b"]
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                (
+                    m.to_string(),
+                    Outcome {
+                        quality: q[i],
+                        cost_usd: cost[i],
+                    },
+                )
+            })
+            .collect();
+        Row {
+            id: prompt.into(),
+            prompt: prompt.into(),
+            task: "t".into(),
+            outcomes,
+        }
+    }
+
+    #[test]
+    fn output_tokens_are_backed_out_of_costs() {
+        // 8 chars = 2 tokens in; 100 tokens out at $1/Mtok.
+        let models = [model("a", 1.0), model("b", 2.0)];
+        let rows = [row("12345678", [1.0, 0.0], [102e-6, 2.0 * 102e-6])];
+        let c = CostModel::fit(&rows, &models);
+        assert!((c.output_tokens()[0] - 100.0).abs() < 1e-9);
+        assert!((c.output_tokens()[1] - 100.0).abs() < 1e-9);
+        assert!((c.expected(1, 10) - 2.0 * 110e-6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn knn_averages_the_nearest_neighbours() {
+        let models = [model("a", 1.0), model("b", 1.0)];
+        let rows = [
+            row("x", [1.0, 0.0], [0.0; 2]),
+            row("y", [0.0, 1.0], [0.0; 2]),
+            row("z", [0.0, 0.0], [0.0; 2]),
+        ];
+        let emb = vec![vec![1.0, 0.0], vec![0.9, 0.436], vec![0.0, 1.0]];
+        let knn = Knn::new(2, &emb, &rows, &models);
+        assert_eq!(knn.predict(&[1.0, 0.0]), vec![0.5, 0.5]);
+        assert_eq!(knn.predict(&[0.0, 1.0]), vec![0.0, 0.5]);
+    }
+}
