@@ -134,7 +134,8 @@ struct EvalArgs {
     /// Use only this many rows of --dataset, chosen by seed (0: all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
-    /// Routing head: "task" (fit to the training rows' task labels), "none", or a head file.
+    /// Routing head: "task", "task-difficulty" or "clusters:K" (fit to the training rows),
+    /// "none", or a head file.
     #[arg(long, default_value = "task")]
     head: String,
     /// Only these models (comma-separated), e.g. two for APGR/CPT.
@@ -142,7 +143,8 @@ struct EvalArgs {
     models_subset: Option<Vec<String>>,
     #[arg(long, default_value_t = 40)]
     sweep_points: usize,
-    #[arg(long, default_value_t = 20)]
+    /// Neighbours of the kNN baseline.
+    #[arg(long, default_value_t = 50)]
     knn_k: usize,
     /// Online mode's cost weight (default: the config's routing.cost_weight).
     #[arg(long)]
@@ -180,11 +182,7 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         seed: a.seed,
         holdout: a.holdout,
         limit: a.limit,
-        head: match a.head.as_str() {
-            "task" => HeadChoice::Task,
-            "none" => HeadChoice::None,
-            p => HeadChoice::File(p.into()),
-        },
+        head: a.head.parse::<HeadChoice>()?,
         models_subset: a.models_subset,
         sweep_points: a.sweep_points,
         knn_k: a.knn_k,

@@ -10,14 +10,95 @@ use crate::tokens;
 
 use super::data::Prepared;
 
-/// A task head (softmax regression over the embedding) fitted to the
-/// training rows' `task` labels: the routing head the service can load.
-pub fn task_head(rows: &[Row], embeddings: &[Vec<f32>]) -> anyhow::Result<IntentHead> {
-    let examples: Vec<(Vec<f32>, String)> = embeddings
-        .iter()
-        .cloned()
-        .zip(rows.iter().map(|r| r.task.clone()))
+/// What the routing head is trained to predict from a training prompt's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The row's `task` label.
+    Task,
+    /// The task and how hard the prompt was for the models (the tercile of its
+    /// mean quality over all models among the training rows): easy prompts are
+    /// where a cheap model suffices.
+    TaskDifficulty,
+    /// One of `k` k-means clusters of the training embeddings (seeded): a
+    /// smoothed nearest-neighbour context.
+    Clusters(usize),
+}
+
+/// The label of each training row for `target`.
+pub fn labels(target: Target, rows: &[Row], embeddings: &[Vec<f32>], seed: u64) -> Vec<String> {
+    match target {
+        Target::Task => rows.iter().map(|r| r.task.clone()).collect(),
+        Target::TaskDifficulty => {
+            let mean = |r: &Row| {
+                r.outcomes.values().map(|o| o.quality).sum::<f64>() / r.outcomes.len().max(1) as f64
+            };
+            let mut sorted: Vec<f64> = rows.iter().map(mean).collect();
+            sorted.sort_by(f64::total_cmp);
+            let cut = |q: f64| sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)];
+            let (lo, hi) = (cut(1.0 / 3.0), cut(2.0 / 3.0));
+            rows.iter()
+                .map(|r| {
+                    let m = mean(r);
+                    let d = if m < lo {
+                        "hard"
+                    } else if m < hi {
+                        "medium"
+                    } else {
+                        "easy"
+                    };
+                    format!("{}/{d}", r.task)
+                })
+                .collect()
+        }
+        Target::Clusters(k) => kmeans(embeddings, k, seed)
+            .into_iter()
+            .map(|c| format!("cluster-{c:03}"))
+            .collect(),
+    }
+}
+
+/// Spherical k-means (dot-product assignment, renormalised centroids) from a
+/// seeded choice of distinct rows; a fixed number of rounds keeps it bounded.
+fn kmeans(x: &[Vec<f32>], k: usize, seed: u64) -> Vec<usize> {
+    use rand::SeedableRng;
+    use rand::seq::index::sample;
+    const ROUNDS: usize = 25;
+    let k = k.clamp(1, x.len().max(1));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut centroids: Vec<Vec<f32>> = sample(&mut rng, x.len(), k)
+        .into_iter()
+        .map(|i| x[i].clone())
         .collect();
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f32>();
+    let mut assign = vec![0; x.len()];
+    for _ in 0..ROUNDS {
+        for (a, v) in assign.iter_mut().zip(x) {
+            *a = (0..k)
+                .max_by(|&i, &j| {
+                    dot(v, &centroids[i])
+                        .total_cmp(&dot(v, &centroids[j]))
+                        .then(j.cmp(&i))
+                })
+                .unwrap_or(0);
+        }
+        for (c, cent) in centroids.iter_mut().enumerate() {
+            let mut sum = vec![0.0f32; cent.len()];
+            for (v, _) in x.iter().zip(&assign).filter(|(_, a)| **a == c) {
+                sum.iter_mut().zip(v).for_each(|(s, t)| *s += t);
+            }
+            let norm = dot(&sum, &sum).sqrt();
+            if norm > 0.0 {
+                *cent = sum.iter().map(|s| s / norm).collect();
+            }
+        }
+    }
+    assign
+}
+
+/// A routing head (softmax regression over the embedding) fitted to `labels`
+/// of the training rows: a head the service loads as `classifier.intent_head`.
+pub fn head(labels: Vec<String>, embeddings: &[Vec<f32>]) -> anyhow::Result<IntentHead> {
+    let examples: Vec<(Vec<f32>, String)> = embeddings.iter().cloned().zip(labels).collect();
     Ok(intent::train(&examples, &TrainOptions::default())?)
 }
 
@@ -176,6 +257,29 @@ mod tests {
         assert!((c.output_tokens()[0] - 100.0).abs() < 1e-9);
         assert!((c.output_tokens()[1] - 100.0).abs() < 1e-9);
         assert!((c.expected(1, 10) - 2.0 * 110e-6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn difficulty_labels_split_by_mean_quality_and_kmeans_separates_clusters() {
+        let rows = [
+            row("a", [1.0, 1.0], [0.0; 2]),
+            row("b", [1.0, 0.0], [0.0; 2]),
+            row("c", [0.0, 0.0], [0.0; 2]),
+        ];
+        assert_eq!(
+            labels(Target::TaskDifficulty, &rows, &[], 1),
+            vec!["t/easy", "t/medium", "t/hard"]
+        );
+        let emb = vec![
+            vec![1.0, 0.0],
+            vec![0.99, 0.14],
+            vec![0.0, 1.0],
+            vec![0.14, 0.99],
+        ];
+        let l = labels(Target::Clusters(2), &[], &emb, 3);
+        assert_eq!(l[0], l[1]);
+        assert_eq!(l[2], l[3]);
+        assert_ne!(l[0], l[2]);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!
 //! Outputs in `--out`: `decisions.jsonl` (`{"id","model","setting"}` per
 //! prompt and setting), `summary.json` (see [`report`]), `frontier.png` or
-//! `online.png`, and what was fitted: `task-head.json` (the routing head) and
+//! `online.png`, and what was fitted: `task-head.json` (the fitted routing head) and
 //! `prior.json` (the bandit's sums, a `bandit.warm_start` file).
 //! Everything is seeded: the same inputs give byte-identical outputs.
 
@@ -46,8 +46,9 @@ pub enum Mode {
 /// Which head's probabilities become the bandit's features.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeadChoice {
-    /// A head fitted to the training rows' `task` labels (the default).
-    Task,
+    /// A head fitted to the training rows' labels of this kind (the default:
+    /// their `task`).
+    Fit(fit::Target),
     /// No head: the context is bias and length only.
     None,
     /// An existing head file (for example the service's default head).
@@ -156,8 +157,11 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
     drop(embedder);
 
     let head = match &opts.head {
-        HeadChoice::Task => {
-            let h = fit::task_head(&train, &emb_train)?;
+        HeadChoice::Fit(target) => {
+            let h = fit::head(
+                fit::labels(*target, &train, &emb_train, opts.seed),
+                &emb_train,
+            )?;
             h.save(&opts.out.join("task-head.json"))?;
             Some(h)
         }
@@ -166,7 +170,7 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
     };
     let head_accuracy = head
         .as_ref()
-        .filter(|_| opts.head == HeadChoice::Task)
+        .filter(|_| opts.head == HeadChoice::Fit(fit::Target::Task))
         .map(|h| {
             let ex: Vec<(Vec<f32>, String)> = emb_eval
                 .iter()
@@ -300,4 +304,30 @@ pub fn headline(s: &Summary) -> String {
         );
     }
     out
+}
+
+impl std::str::FromStr for HeadChoice {
+    type Err = anyhow::Error;
+
+    /// `task`, `task-difficulty`, `clusters:K`, `none`, or a head file's path.
+    fn from_str(s: &str) -> anyhow::Result<HeadChoice> {
+        Ok(match s {
+            "task" => HeadChoice::Fit(fit::Target::Task),
+            "task-difficulty" => HeadChoice::Fit(fit::Target::TaskDifficulty),
+            "none" => HeadChoice::None,
+            _ => match s.strip_prefix("clusters:") {
+                Some(k) => {
+                    let k: usize = k.parse().map_err(|_| {
+                        anyhow::anyhow!("--head clusters:K needs a number, got {k:?}")
+                    })?;
+                    anyhow::ensure!(
+                        (2..=512).contains(&k),
+                        "--head clusters:K needs K in 2..=512"
+                    );
+                    HeadChoice::Fit(fit::Target::Clusters(k))
+                }
+                None => HeadChoice::File(s.into()),
+            },
+        })
+    }
 }

@@ -29,7 +29,7 @@ pub struct Context<'a> {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HeadInfo {
-    /// "task" (fitted to the training rows' labels), "none", or a file name.
+    /// "task", "task-difficulty", "clusters:K" (fitted to the training rows), "none", or a file name.
     pub kind: String,
     pub labels: usize,
     /// Accuracy at predicting the evaluation rows' task (task head only).
@@ -107,7 +107,11 @@ fn summary(c: &Context<'_>) -> Summary {
         models: c.models.iter().map(|m| m.name.clone()).collect(),
         head: HeadInfo {
             kind: match &c.opts.head {
-                HeadChoice::Task => "task".into(),
+                HeadChoice::Fit(t) => match t {
+                    super::fit::Target::Task => "task".into(),
+                    super::fit::Target::TaskDifficulty => "task-difficulty".into(),
+                    super::fit::Target::Clusters(k) => format!("clusters:{k}"),
+                },
                 HeadChoice::None => "none".into(),
                 HeadChoice::File(p) => name(p),
             },
