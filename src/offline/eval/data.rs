@@ -124,7 +124,7 @@ pub fn prepare(rows: &[Row], embeddings: &[Vec<f32>], head: Option<&IntentHead>)
                 truncated: false,
                 micros: 0,
                 intent: None,
-                intent_probs: h.predict(e).into_iter().map(|(_, p)| p).collect(),
+                intent_probs: h.probabilities(e),
                 custom_intent: None,
             });
             Prepared {

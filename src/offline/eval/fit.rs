@@ -22,6 +22,9 @@ pub enum Target {
     /// One of `k` k-means clusters of the training embeddings (seeded): a
     /// smoothed nearest-neighbour context.
     Clusters(usize),
+    /// The task and one of `k` k-means clusters within that task: sub-tasks
+    /// (a source's templates, a subject's topics) the task label lumps together.
+    TaskClusters(usize),
 }
 
 /// The label of each training row for `target`.
@@ -54,6 +57,20 @@ pub fn labels(target: Target, rows: &[Row], embeddings: &[Vec<f32>], seed: u64) 
             .into_iter()
             .map(|c| format!("cluster-{c:03}"))
             .collect(),
+        Target::TaskClusters(k) => {
+            let mut out = vec![String::new(); rows.len()];
+            let mut tasks: Vec<&str> = rows.iter().map(|r| r.task.as_str()).collect();
+            tasks.sort_unstable();
+            tasks.dedup();
+            for t in tasks {
+                let idx: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].task == t).collect();
+                let x: Vec<Vec<f32>> = idx.iter().map(|&i| embeddings[i].clone()).collect();
+                for (&i, c) in idx.iter().zip(kmeans(&x, k, seed)) {
+                    out[i] = format!("{t}/{c:02}");
+                }
+            }
+            out
+        }
     }
 }
 

@@ -199,6 +199,12 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
         Mode::Offline => {
             let weights = route::sweep(&costs, &prep_eval, models.len(), opts.sweep_points);
             let bandit = Bandit::build(&state, route::greedy(&params), &route::arms(&models));
+            // A model whose sums are unusable falls back to its prior: say so.
+            anyhow::ensure!(
+                bandit.degraded().is_empty(),
+                "the fitted statistics of {:?} are unusable",
+                bandit.degraded()
+            );
             let bar = indicatif::ProgressBar::new(weights.len() as u64).with_message("routing");
             let router: Vec<route::Choices> = weights
                 .iter()
@@ -309,25 +315,27 @@ pub fn headline(s: &Summary) -> String {
 impl std::str::FromStr for HeadChoice {
     type Err = anyhow::Error;
 
-    /// `task`, `task-difficulty`, `clusters:K`, `none`, or a head file's path.
+    /// `task`, `task-difficulty`, `clusters:K`, `task-clusters:K`, `none`, or a head file's path.
     fn from_str(s: &str) -> anyhow::Result<HeadChoice> {
         Ok(match s {
             "task" => HeadChoice::Fit(fit::Target::Task),
             "task-difficulty" => HeadChoice::Fit(fit::Target::TaskDifficulty),
             "none" => HeadChoice::None,
             _ => match s.strip_prefix("clusters:") {
-                Some(k) => {
-                    let k: usize = k.parse().map_err(|_| {
-                        anyhow::anyhow!("--head clusters:K needs a number, got {k:?}")
-                    })?;
-                    anyhow::ensure!(
-                        (2..=512).contains(&k),
-                        "--head clusters:K needs K in 2..=512"
-                    );
-                    HeadChoice::Fit(fit::Target::Clusters(k))
-                }
-                None => HeadChoice::File(s.into()),
+                Some(k) => HeadChoice::Fit(fit::Target::Clusters(parse_k(k)?)),
+                None => match s.strip_prefix("task-clusters:") {
+                    Some(k) => HeadChoice::Fit(fit::Target::TaskClusters(parse_k(k)?)),
+                    None => HeadChoice::File(s.into()),
+                },
             },
         })
     }
+}
+
+fn parse_k(k: &str) -> anyhow::Result<usize> {
+    let k: usize = k
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--head ...:K needs a number, got {k:?}"))?;
+    anyhow::ensure!((2..=512).contains(&k), "--head ...:K needs K in 2..=512");
+    Ok(k)
 }

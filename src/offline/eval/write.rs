@@ -111,6 +111,7 @@ fn summary(c: &Context<'_>) -> Summary {
                     super::fit::Target::Task => "task".into(),
                     super::fit::Target::TaskDifficulty => "task-difficulty".into(),
                     super::fit::Target::Clusters(k) => format!("clusters:{k}"),
+                    super::fit::Target::TaskClusters(k) => format!("task-clusters:{k}"),
                 },
                 HeadChoice::None => "none".into(),
                 HeadChoice::File(p) => name(p),
