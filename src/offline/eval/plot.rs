@@ -177,8 +177,15 @@ impl Chart {
         };
         // Grid and tick labels: decades on a log axis, five steps otherwise.
         let xticks: Vec<f64> = if self.log_x {
-            (x0.ceil() as i64..=x1.floor() as i64)
-                .map(|e| e as f64)
+            // Decades, plus 2x and 5x when the axis spans too few decades to read.
+            let steps: &[f64] = if x1 - x0 < 2.0 {
+                &[1.0, 2.0, 5.0]
+            } else {
+                &[1.0]
+            };
+            (x0.floor() as i64..=x1.ceil() as i64)
+                .flat_map(|e| steps.iter().map(move |m| e as f64 + m.log10()))
+                .filter(|t| (x0..=x1).contains(t))
                 .collect()
         } else {
             (0..=5).map(|i| x0 + (x1 - x0) * i as f64 / 5.0).collect()
@@ -187,7 +194,8 @@ impl Chart {
             let x = LEFT as i64 + ((t - x0) / (x1 - x0) * pw) as i64;
             cv.line((x, TOP as i64), (x, (H - BOTTOM) as i64), 0, LIGHT);
             let label = if self.log_x {
-                format!("1E{t:.0}")
+                let e = t.floor();
+                format!("{:.0}E{e:.0}", 10f64.powf(t - e))
             } else {
                 format!("{t:.3}")
             };
