@@ -103,99 +103,13 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Replay a routing-outcomes dataset offline or online and measure the router.
-    Eval(Box<EvalArgs>),
+    Eval(Box<switchyard::offline::eval::cli::EvalArgs>),
     /// Validate a config file and print the catalog it yields.
     CheckConfig {
         #[arg(long)]
         config: Option<PathBuf>,
     },
 }
-
-// --- eval (issue 7b) ---
-#[derive(clap::Args)]
-struct EvalArgs {
-    #[arg(long)]
-    dataset: PathBuf,
-    /// The dataset's `*.models.json`.
-    #[arg(long)]
-    models: PathBuf,
-    /// Training rows (default: a seeded split of --dataset).
-    #[arg(long)]
-    train: Option<PathBuf>,
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long, value_enum, default_value = "offline")]
-    mode: EvalMode,
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
-    /// Share of --dataset held out for evaluation when there is no --train.
-    #[arg(long, default_value_t = 0.3)]
-    holdout: f64,
-    /// Use only this many rows of --dataset, chosen by seed (0: all).
-    #[arg(long, default_value_t = 0)]
-    limit: usize,
-    /// Routing head: "task", "task-difficulty" or "clusters:K" (fit to the training rows),
-    /// "none", or a head file.
-    #[arg(long, default_value = "task")]
-    head: String,
-    /// Only these models (comma-separated), e.g. two for APGR/CPT.
-    #[arg(long, value_delimiter = ',')]
-    models_subset: Option<Vec<String>>,
-    #[arg(long, default_value_t = 40)]
-    sweep_points: usize,
-    /// Neighbours of the kNN baseline.
-    #[arg(long, default_value_t = 50)]
-    knn_k: usize,
-    /// Online mode's cost weight (default: the config's routing.cost_weight).
-    #[arg(long)]
-    cost_weight: Option<f64>,
-    #[arg(long, default_value_t = 32)]
-    refit_every: usize,
-    /// Online mode: start from this bandit state instead of the priors alone.
-    #[arg(long)]
-    warm_start: Option<PathBuf>,
-    /// Classifier and bandit settings (embedded defaults when absent).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    #[arg(long, default_value = "target/eval-cache")]
-    cache_dir: PathBuf,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum EvalMode {
-    Offline,
-    Online,
-}
-
-fn eval(a: EvalArgs) -> anyhow::Result<()> {
-    use switchyard::offline::eval::{EvalOptions, HeadChoice, Mode};
-    let config = load_config(a.config.as_ref())?;
-    let opts = EvalOptions {
-        dataset: a.dataset,
-        models: a.models,
-        train: a.train,
-        out: a.out,
-        mode: match a.mode {
-            EvalMode::Offline => Mode::Offline,
-            EvalMode::Online => Mode::Online,
-        },
-        seed: a.seed,
-        holdout: a.holdout,
-        limit: a.limit,
-        head: a.head.parse::<HeadChoice>()?,
-        models_subset: a.models_subset,
-        sweep_points: a.sweep_points,
-        knn_k: a.knn_k,
-        cost_weight: a.cost_weight.unwrap_or(config.routing.cost_weight),
-        refit_every: a.refit_every,
-        warm_start: a.warm_start,
-        cache_dir: a.cache_dir,
-    };
-    let s = switchyard::offline::eval::run(&opts, &config)?;
-    println!("{}", switchyard::offline::eval::headline(&s));
-    Ok(())
-}
-// --- end eval ---
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     Ok(match path {
@@ -313,7 +227,7 @@ fn main() -> anyhow::Result<()> {
                 out.unwrap_or_else(|| model_dir.join(switchyard::offline::distill::TABLE_FILE));
             switchyard::offline::distill::run(&model_dir, &out).map(|_| ())
         }
-        Command::Eval(a) => eval(*a),
+        Command::Eval(a) => switchyard::offline::eval::cli::run(*a),
         Command::CheckConfig { config } => {
             let config = load_config(config.as_ref())?;
             let catalog = Catalog::from_env(&config);

@@ -19,6 +19,7 @@
 //! Everything is seeded: the same inputs give byte-identical outputs.
 
 pub mod cache;
+pub mod cli;
 pub mod data;
 pub mod fit;
 pub mod metrics;
@@ -260,56 +261,6 @@ fn read_state(path: &Path, dim: usize) -> anyhow::Result<BanditState> {
         s.dim
     );
     Ok(s)
-}
-
-/// A few lines for the terminal: the numbers a reader looks for first.
-pub fn headline(s: &Summary) -> String {
-    let r = &s.reference;
-    let mut out = format!(
-        "{} ({}): {} train / {} eval rows\nbest single {} quality {:.4} cost ${:.3e}; oracle quality {:.4} cost ${:.3e}; single-model frontier area {:.4}",
-        s.dataset,
-        s.mode,
-        s.train_rows,
-        s.eval_rows,
-        r.best_single.model,
-        r.best_single.quality,
-        r.best_single.cost,
-        r.oracle.quality,
-        r.oracle.cost,
-        r.single_frontier_area
-    );
-    if let Some(a) = s.head.eval_accuracy {
-        out += &format!("\ntask head accuracy on eval rows {a:.4}");
-    }
-    for (name, c) in [("router", &s.router), ("knn", &s.knn)] {
-        if let Some(c) = c {
-            out += &format!(
-                "\n{name}: frontier area {:.4}; quality at best single's cost {:.4}; matches best single at {}",
-                c.frontier_area,
-                c.quality_at_best_cost,
-                c.cost_fraction_to_match_best
-                    .map_or("never".into(), |f| format!("{:.1}% of its cost", 100.0 * f))
-            );
-            if let Some(t) = &c.two_model {
-                out += &format!(
-                    "; APGR {:.4} CPT(50%) {} CPT(80%) {}",
-                    t.apgr,
-                    t.cpt50.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v)),
-                    t.cpt80.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v))
-                );
-            }
-        }
-    }
-    if let Some(o) = &s.online {
-        out += &format!(
-            "\nonline at cost_weight {}: quality {:.4} cost ${:.3e}; last window quality {:.4}",
-            o.cost_weight,
-            o.overall.quality,
-            o.overall.cost,
-            o.windows.last().map_or(0.0, |w| w.quality)
-        );
-    }
-    out
 }
 
 impl std::str::FromStr for HeadChoice {
