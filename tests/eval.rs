@@ -185,3 +185,50 @@ fn bad_input_is_refused_with_a_clear_message() {
     o.dataset = bad;
     assert!(err(o).contains("bad.jsonl"));
 }
+
+#[test]
+fn the_command_line_runs_eval_and_rejects_bad_flags() {
+    let Some(dir) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_BACKTRACE", "0")
+            .args(["eval", "--dataset"])
+            .arg(dir.join("llmrouter.train.jsonl"))
+            .arg("--models")
+            .arg(dir.join("llmrouter.models.json"))
+            .arg("--out")
+            .arg(tmp.path().join("out"))
+            .arg("--cache-dir")
+            .arg(tmp.path().join("cache"))
+            .args(["--limit", "60", "--sweep-points", "4"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&["--mode", "online", "--cost-weight", "100"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("online at cost_weight 100"));
+    let s: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("out/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(s["mode"], "online");
+    assert_eq!(s["eval_rows"], 18);
+
+    for (flag, value, says) in [
+        ("--head", "clusters:x", "needs a number"),
+        ("--holdout", "0", "--holdout"),
+        ("--mode", "sideways", "sideways"),
+    ] {
+        let bad = run(&[flag, value]);
+        assert!(!bad.status.success());
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(err.contains(says), "{flag} {value}: {err}");
+    }
+}
