@@ -137,6 +137,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+
+    /// Replay a routing-outcomes dataset offline or online and measure the router.
+    Eval(Box<switchyard::offline::eval::cli::EvalArgs>),
     /// Validate a config file and print the catalog it yields.
     CheckConfig {
         #[arg(long)]
@@ -362,6 +365,8 @@ fn main() -> anyhow::Result<()> {
             println!("{how}      {} as promotion {id}: {}", e.candidate, v.reason);
             Ok(())
         }
+
+        Command::Eval(a) => switchyard::offline::eval::cli::run(*a),
         Command::CheckConfig { config } => {
             let config = load_config(config.as_ref())?;
             let catalog = Catalog::from_env(&config);

@@ -125,6 +125,20 @@ impl IntentHead {
 
     /// Every label with its probability, most probable first.
     pub fn predict(&self, embedding: &[f32]) -> Vec<(String, f32)> {
+        let mut out: Vec<(String, f32)> = self
+            .labels
+            .iter()
+            .cloned()
+            .zip(self.probabilities(embedding))
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out
+    }
+
+    /// The probabilities in label order ([`IntentHead::labels`]): a fixed
+    /// layout, as features must be (sorted by probability, the k-th feature
+    /// would mean "the k-th likeliest intent", a different one per prompt).
+    pub fn probabilities(&self, embedding: &[f32]) -> Vec<f32> {
         assert_eq!(
             embedding.len(),
             self.dim,
@@ -137,9 +151,7 @@ impl IntentHead {
             .map(|(w, b)| super::simd::dot(w, embedding) + b)
             .collect();
         softmax(&mut logits);
-        let mut out: Vec<(String, f32)> = self.labels.iter().cloned().zip(logits).collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1));
-        out
+        logits
     }
 
     /// The top label, or [`OOS_LABEL`] when its probability is below `oos_threshold`.
@@ -326,5 +338,30 @@ pub fn evaluate(
         },
         top_confusions: top,
         oos_recall: (oos_total > 0).then(|| oos_hit as f64 / oos_total as f64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probabilities_keep_label_order_whatever_is_likeliest() {
+        let ex = vec![
+            (vec![1.0, 0.0], "a".to_owned()),
+            (vec![0.0, 1.0], "b".to_owned()),
+        ];
+        let h = IntentHead::from_centroids(&ex, 0.1).unwrap();
+        for e in [[1.0, 0.0], [0.0, 1.0]] {
+            let p = h.probabilities(&e);
+            let sorted = h.predict(&e);
+            for (label, q) in &sorted {
+                let i = h.labels().iter().position(|l| l == label).unwrap();
+                assert_eq!(p[i], *q);
+            }
+        }
+        // The likeliest label moves, the layout does not.
+        assert!(h.probabilities(&[1.0, 0.0])[0] > 0.5);
+        assert!(h.probabilities(&[0.0, 1.0])[1] > 0.5);
     }
 }

@@ -105,8 +105,18 @@ impl Reader {
             .map_err(classify_error)?;
         let (intent, intent_probs) = match &self.routing_head {
             Some(h) => {
-                let probs = h.predict(&c.embedding);
-                (best(&probs), probs.iter().map(|(_, p)| *p).collect())
+                // Features in label order (`predict` sorts by probability).
+                let probs = h.probabilities(&c.embedding);
+                let intent = h
+                    .labels()
+                    .iter()
+                    .zip(&probs)
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(label, p)| Intent {
+                        label: label.clone(),
+                        confidence: f64::from(*p),
+                    });
+                (intent, probs)
             }
             None => (None, Vec::new()),
         };

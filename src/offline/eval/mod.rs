@@ -1,0 +1,292 @@
+//! `switchyard eval`: replays a routing-outcomes dataset (format in
+//! `../shared/data/README.md`) through the service's classifier and policy
+//! code, in process, and measures the router's quality–cost trade-off.
+//!
+//! * **offline**: fit on the training rows (full information: every model's
+//!   outcome is known for each training prompt), then route every evaluation
+//!   prompt once per cost weight of a sweep from "best regardless of cost" to
+//!   "cheapest always", with the greedy snapshot of the fitted bandit. The kNN
+//!   quality predictor on the same embeddings runs on the same sweep as the
+//!   simple learned baseline.
+//! * **online**: the bandit starts from its priors (or `--warm-start`) and
+//!   learns from the dataset's outcome for each model it picks, with the
+//!   configured exploration, at one cost weight.
+//!
+//! Outputs in `--out`: `decisions.jsonl` (`{"id","model","setting"}` per
+//! prompt and setting), `summary.json` (see [`report`]), `frontier.png` or
+//! `online.png`, and what was fitted: `task-head.json` (the fitted routing head) and
+//! `prior.json` (the bandit's sums, a `bandit.warm_start` file).
+//! Everything is seeded: the same inputs give byte-identical outputs.
+
+pub mod cache;
+pub mod cli;
+pub mod data;
+pub mod fit;
+pub mod metrics;
+pub mod plot;
+pub mod report;
+pub mod route;
+mod write;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::classify::{IntentHead, intent};
+use crate::config::Config;
+use crate::policy::bandit::{Bandit, BanditState};
+
+pub use write::Summary;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Offline,
+    Online,
+}
+
+/// Which head's probabilities become the bandit's features.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadChoice {
+    /// A head fitted to the training rows' labels of this kind (the default:
+    /// their `task`).
+    Fit(fit::Target),
+    /// No head: the context is bias and length only.
+    None,
+    /// An existing head file (for example the service's default head).
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub dataset: PathBuf,
+    pub models: PathBuf,
+    /// Training rows; `None`: a seeded split of `dataset`.
+    pub train: Option<PathBuf>,
+    pub out: PathBuf,
+    pub mode: Mode,
+    pub seed: u64,
+    /// Share of `dataset` held out for evaluation when there is no `train`.
+    pub holdout: f64,
+    /// Use only this many rows of `dataset` (seeded choice; 0: all).
+    pub limit: usize,
+    pub head: HeadChoice,
+    pub models_subset: Option<Vec<String>>,
+    /// Geometric grid points of the offline sweep (besides cost weight 0).
+    pub sweep_points: usize,
+    pub knn_k: usize,
+    /// The online run's cost weight.
+    pub cost_weight: f64,
+    /// Online: prompts between snapshot rebuilds.
+    pub refit_every: usize,
+    /// Online: a state to start from instead of the priors alone.
+    pub warm_start: Option<PathBuf>,
+    /// Where embeddings are cached.
+    pub cache_dir: PathBuf,
+}
+
+impl EvalOptions {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.holdout > 0.0 && self.holdout < 1.0,
+            "--holdout must be in (0, 1), got {}",
+            self.holdout
+        );
+        anyhow::ensure!(
+            (2..=1000).contains(&self.sweep_points),
+            "--sweep-points must be in 2..=1000"
+        );
+        anyhow::ensure!(self.knn_k >= 1, "--knn-k must be at least 1");
+        anyhow::ensure!(
+            self.cost_weight.is_finite() && self.cost_weight >= 0.0,
+            "--cost-weight must be finite and >= 0"
+        );
+        anyhow::ensure!(self.refit_every >= 1, "--refit-every must be at least 1");
+        Ok(())
+    }
+}
+
+/// Runs the evaluation and writes its outputs; returns the summary.
+pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
+    opts.validate()?;
+    let data = data::load(&opts.dataset, &opts.models)?;
+    let mut data = data::restrict(data, opts.models_subset.as_deref())?;
+    if opts.limit > 0 {
+        data = data.shuffled(opts.seed, opts.limit);
+    }
+    let models = data.models.clone();
+    let (train, eval) = match &opts.train {
+        Some(t) => {
+            let td = data::restrict(data::load(t, &opts.models)?, opts.models_subset.as_deref())?;
+            (td.rows, data.rows)
+        }
+        None => {
+            anyhow::ensure!(
+                data.rows.len() >= 2,
+                "the dataset needs at least two rows to split"
+            );
+            data::split(data.rows, opts.seed, opts.holdout)
+        }
+    };
+    anyhow::ensure!(
+        !train.is_empty() && !eval.is_empty(),
+        "empty train or eval rows"
+    );
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
+    eprintln!(
+        "{} models; {} training rows, {} evaluation rows",
+        models.len(),
+        train.len(),
+        eval.len()
+    );
+
+    let cs = &config.classifier;
+    let embedder = crate::offline::intents::embedder(
+        &cs.model_dir,
+        cs.max_tokens,
+        cs.static_table.as_deref(),
+    )?;
+    let mut cache = cache::EmbeddingCache::open(
+        &opts.cache_dir,
+        &cs.model_dir,
+        cs.max_tokens,
+        cs.static_table.as_deref(),
+        embedder.dim(),
+    )?;
+    let emb_train = data::embed(&embedder, &mut cache, &train)?;
+    let emb_eval = data::embed(&embedder, &mut cache, &eval)?;
+    drop(embedder);
+
+    let head = match &opts.head {
+        HeadChoice::Fit(target) => {
+            let h = fit::head(
+                fit::labels(*target, &train, &emb_train, opts.seed),
+                &emb_train,
+            )?;
+            h.save(&opts.out.join("task-head.json"))?;
+            Some(h)
+        }
+        HeadChoice::None => None,
+        HeadChoice::File(p) => Some(IntentHead::load(p)?),
+    };
+    let head_accuracy = head
+        .as_ref()
+        .filter(|_| opts.head == HeadChoice::Fit(fit::Target::Task))
+        .map(|h| {
+            let ex: Vec<(Vec<f32>, String)> = emb_eval
+                .iter()
+                .cloned()
+                .zip(eval.iter().map(|r| r.task.clone()))
+                .collect();
+            intent::evaluate(h, &ex, None).accuracy
+        });
+    let prep_train = data::prepare(&train, &emb_train, head.as_ref());
+    let prep_eval = data::prepare(&eval, &emb_eval, head.as_ref());
+    let costs = fit::CostModel::fit(&train, &models);
+    let state = fit::bandit_state(&train, &prep_train, &models)?;
+    write::json(&opts.out.join("prior.json"), &state)?;
+    let refs = report::reference(&eval, &models);
+    let params = config.bandit.params;
+    let ctx = write::Context {
+        opts,
+        models: &models,
+        eval: &eval,
+        train_rows: train.len(),
+        head: head.as_ref(),
+        head_accuracy,
+        refs: &refs,
+    };
+    match opts.mode {
+        Mode::Offline => {
+            let weights = route::sweep(&costs, &prep_eval, models.len(), opts.sweep_points);
+            let bandit = Bandit::build(&state, route::greedy(&params), &route::arms(&models));
+            // A model whose sums are unusable falls back to its prior: say so.
+            anyhow::ensure!(
+                bandit.degraded().is_empty(),
+                "the fitted statistics of {:?} are unusable",
+                bandit.degraded()
+            );
+            let bar = indicatif::ProgressBar::new(weights.len() as u64).with_message("routing");
+            let router: Vec<route::Choices> = weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| {
+                    bar.inc(1);
+                    route::offline(
+                        &bandit,
+                        &prep_eval,
+                        &costs,
+                        models.len(),
+                        w,
+                        opts.seed ^ i as u64,
+                    )
+                })
+                .collect();
+            bar.finish();
+            let knn = fit::Knn::new(opts.knn_k, &emb_train, &train, &models);
+            let baseline = route::knn(&knn, &emb_eval, &prep_eval, &costs, &weights);
+            write::offline(&ctx, &weights, &router, &baseline)
+        }
+        Mode::Online => {
+            let dim = prep_eval.first().map_or(2, |p| p.features.len());
+            let start = match &opts.warm_start {
+                Some(p) => read_state(p, dim)?,
+                None => BanditState::new(dim),
+            };
+            let choices = route::online(
+                &eval,
+                &prep_eval,
+                &models,
+                &costs,
+                params,
+                start,
+                opts.cost_weight,
+                opts.refit_every,
+                opts.seed,
+            )?;
+            write::online(&ctx, &choices)
+        }
+    }
+}
+
+fn read_state(path: &Path, dim: usize) -> anyhow::Result<BanditState> {
+    let s: BanditState = serde_json::from_str(
+        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not a bandit state", path.display()))?;
+    anyhow::ensure!(
+        s.dim == dim,
+        "{} has {} features but this run's context has {dim}",
+        path.display(),
+        s.dim
+    );
+    Ok(s)
+}
+
+impl std::str::FromStr for HeadChoice {
+    type Err = anyhow::Error;
+
+    /// `task`, `task-difficulty`, `clusters:K`, `task-clusters:K`, `none`, or a head file's path.
+    fn from_str(s: &str) -> anyhow::Result<HeadChoice> {
+        Ok(match s {
+            "task" => HeadChoice::Fit(fit::Target::Task),
+            "task-difficulty" => HeadChoice::Fit(fit::Target::TaskDifficulty),
+            "none" => HeadChoice::None,
+            _ => match s.strip_prefix("clusters:") {
+                Some(k) => HeadChoice::Fit(fit::Target::Clusters(parse_k(k)?)),
+                None => match s.strip_prefix("task-clusters:") {
+                    Some(k) => HeadChoice::Fit(fit::Target::TaskClusters(parse_k(k)?)),
+                    None => HeadChoice::File(s.into()),
+                },
+            },
+        })
+    }
+}
+
+fn parse_k(k: &str) -> anyhow::Result<usize> {
+    let k: usize = k
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--head ...:K needs a number, got {k:?}"))?;
+    anyhow::ensure!((2..=512).contains(&k), "--head ...:K needs K in 2..=512");
+    Ok(k)
+}
