@@ -18,6 +18,7 @@
 //! | `429x<n>`       | the first `n` requests get 429 with Retry-After           |
 //! | `ra<ms>`        | the Retry-After sent with 429s (default 1000 ms)          |
 //! | `flaky<pct>`    | `pct`% of requests fail: 500, 502, 503, reset or hang     |
+//! | `until<n>`      | `flaky` applies to the first `n` requests only (recovery) |
 
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ pub struct Behaviour {
     pub rate_limit_first: u64,
     pub retry_after: Duration,
     pub flaky_pct: u32,
+    pub flaky_until: Option<u64>,
 }
 
 impl Behaviour {
@@ -73,6 +75,8 @@ impl Behaviour {
                         b.rate_limit_first = v;
                     } else if let Some(v) = d.strip_prefix("ra").and_then(ms) {
                         b.retry_after = v;
+                    } else if let Some(v) = d.strip_prefix("until").and_then(|v| v.parse().ok()) {
+                        b.flaky_until = Some(v);
                     } else if let Some(v) = d.strip_prefix("flaky").and_then(|v| v.parse().ok())
                     {
                         b.flaky_pct = v;
@@ -111,7 +115,8 @@ pub fn outcome(b: &Behaviour, seen: u64, server_fail: Option<u16>, rng: &mut imp
     if let Some(code) = server_fail {
         return Outcome::Fail(code);
     }
-    if b.flaky_pct > 0 && rng.random_range(0..100) < b.flaky_pct {
+    let flaky = b.flaky_pct > 0 && b.flaky_until.is_none_or(|n| seen <= n);
+    if flaky && rng.random_range(0..100) < b.flaky_pct {
         return match rng.random_range(0..5) {
             0 => Outcome::Fail(500),
             1 => Outcome::Fail(502),
