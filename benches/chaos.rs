@@ -23,7 +23,10 @@ use tokio::sync::oneshot;
 const MOCK_LATENCY: &str = "slow40+jitter20";
 
 fn env_u64(k: &str, d: u64) -> u64 {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {

@@ -26,7 +26,11 @@ const KINDS: [ProviderKind; 3] = [
 const TIMEOUT: Duration = Duration::from_millis(400);
 
 fn provider(mock: &Mock, kind: ProviderKind) -> Provider {
-    let path = if kind == ProviderKind::Gemini { "v1beta" } else { "v1" };
+    let path = if kind == ProviderKind::Gemini {
+        "v1beta"
+    } else {
+        "v1"
+    };
     Provider {
         name: format!("{kind:?}"),
         kind,
@@ -85,7 +89,10 @@ async fn success_translates_the_request_and_normalises_the_answer() {
         assert_eq!(r.content, "[m1] hello there world", "{kind:?}");
         assert_eq!(r.finish_reason, "stop", "{kind:?}");
         let u = r.usage.unwrap();
-        assert!(u.prompt_tokens > 3 && u.completion_tokens > 0, "{kind:?} {u:?}");
+        assert!(
+            u.prompt_tokens > 3 && u.completion_tokens > 0,
+            "{kind:?} {u:?}"
+        );
         assert_eq!(u.cached_tokens, 3, "{kind:?}");
 
         // The wire body carries system, roles, limits and stops the protocol's way.
@@ -133,7 +140,10 @@ async fn streaming_yields_the_text_then_done_with_usage() {
         while let Some(ev) = s.next().await {
             match ev.unwrap() {
                 StreamEvent::Delta(t) => text.push_str(&t),
-                StreamEvent::Done { finish_reason, usage } => done = Some((finish_reason, usage)),
+                StreamEvent::Done {
+                    finish_reason,
+                    usage,
+                } => done = Some((finish_reason, usage)),
             }
         }
         assert_eq!(text, "[m2] hello there world", "{kind:?}");
@@ -151,13 +161,17 @@ async fn client_errors_are_not_retryable_and_server_errors_are() {
     for kind in KINDS {
         let p = provider(&mock, kind);
         for code in [400, 401, 404] {
-            let e = complete(&d, &p, &format!("m+fail{code}")).await.unwrap_err();
+            let e = complete(&d, &p, &format!("m+fail{code}"))
+                .await
+                .unwrap_err();
             assert_eq!(status(&e), Some(code), "{kind:?}");
             assert!(!e.is_retryable(), "{kind:?} {code}");
             assert!(e.to_string().contains("scripted failure"), "{kind:?}: {e}");
         }
         for code in [500, 502, 503] {
-            let e = complete(&d, &p, &format!("m+fail{code}")).await.unwrap_err();
+            let e = complete(&d, &p, &format!("m+fail{code}"))
+                .await
+                .unwrap_err();
             assert_eq!(status(&e), Some(code), "{kind:?}");
             assert!(e.is_retryable(), "{kind:?} {code}");
         }
@@ -181,7 +195,11 @@ async fn rate_limits_carry_retry_after() {
         let e = complete(&d, &p, &model).await.unwrap_err();
         assert_eq!(status(&e), Some(429), "{kind:?}");
         assert!(e.is_retryable());
-        assert_eq!(e.retry_after(), Some(Duration::from_millis(250)), "{kind:?}");
+        assert_eq!(
+            e.retry_after(),
+            Some(Duration::from_millis(250)),
+            "{kind:?}"
+        );
         // The burst is over: the next call is answered.
         assert!(complete(&d, &p, &model).await.is_ok(), "{kind:?}");
     }
@@ -204,7 +222,10 @@ async fn resets_hangs_and_broken_bodies_are_retryable_errors() {
 
         for broken in ["m+badjson", "m+truncate"] {
             let e = complete(&d, &p, broken).await.unwrap_err();
-            assert!(matches!(e, DispatchError::Malformed(_)), "{kind:?} {broken}: {e:?}");
+            assert!(
+                matches!(e, DispatchError::Malformed(_)),
+                "{kind:?} {broken}: {e:?}"
+            );
             assert!(e.is_retryable());
         }
     }

@@ -146,7 +146,11 @@ async fn a_flaky_primary_with_a_healthy_fallback_loses_nothing() {
     let mut recovered = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let r = c.complete(among("again", &pair)).await.unwrap().into_inner();
+        let r = c
+            .complete(among("again", &pair))
+            .await
+            .unwrap()
+            .into_inner();
         if r.model == "primary" && reason(&mut c, "primary", &pair).await.is_empty() {
             recovered = true;
             break;
@@ -187,7 +191,11 @@ async fn all_models_down_is_unavailable_quickly() {
     let started = Instant::now();
     let e = c.complete(among("x", &down)).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-    assert!(started.elapsed() < Duration::from_millis(100), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(e.message().contains("circuit open"), "{}", e.message());
 }
 

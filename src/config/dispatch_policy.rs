@@ -43,7 +43,9 @@ pub(super) fn validate(raw: &RawDispatch, d: &RawDispatch) -> Result<FailurePoli
         )?,
         window: at_least_one(
             "dispatch.breaker_window",
-            raw.breaker_window.or(d.breaker_window).unwrap_or(def.window),
+            raw.breaker_window
+                .or(d.breaker_window)
+                .unwrap_or(def.window),
         )?,
         open_for: Duration::from_millis(
             raw.breaker_open_ms
@@ -53,7 +55,9 @@ pub(super) fn validate(raw: &RawDispatch, d: &RawDispatch) -> Result<FailurePoli
         ),
         probes: at_least_one(
             "dispatch.breaker_probes",
-            raw.breaker_probes.or(d.breaker_probes).unwrap_or(def.probes),
+            raw.breaker_probes
+                .or(d.breaker_probes)
+                .unwrap_or(def.probes),
         )?,
     };
     Ok(FailurePolicy {
@@ -61,7 +65,9 @@ pub(super) fn validate(raw: &RawDispatch, d: &RawDispatch) -> Result<FailurePoli
         backoff,
         retry_budget_ratio: fraction(
             "dispatch.retry_budget_ratio",
-            raw.retry_budget_ratio.or(d.retry_budget_ratio).unwrap_or(0.2),
+            raw.retry_budget_ratio
+                .or(d.retry_budget_ratio)
+                .unwrap_or(0.2),
         )?,
         retry_budget_reserve: raw
             .retry_budget_reserve

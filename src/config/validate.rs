@@ -345,7 +345,10 @@ fn validate_models(
         .map(|(i, m)| {
             let field = |k: &str| format!("models[{i}].{k}");
             let fallback = m.fallback.clone().unwrap_or_default();
-            if let Some(bad) = fallback.iter().find(|f| !names.contains(*f) || **f == m.name) {
+            if let Some(bad) = fallback
+                .iter()
+                .find(|f| !names.contains(*f) || **f == m.name)
+            {
                 return Err(invalid(
                     field("fallback"),
                     format!("{bad:?} is not another model of the catalog"),

@@ -246,7 +246,9 @@ impl SseParser for Parser {
             "message_stop" => return Ok((out, true)),
             "error" => {
                 let msg = ev.error.map_or_else(|| "unknown".into(), |e| e.message);
-                return Err(DispatchError::Stream(format!("provider error event: {msg}")));
+                return Err(DispatchError::Stream(format!(
+                    "provider error event: {msg}"
+                )));
             }
             _ => {} // ping, content_block_start/stop
         }

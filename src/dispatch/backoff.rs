@@ -33,12 +33,7 @@ impl Backoff {
     /// The wait before retry number `retry` (0 for the first), given what the
     /// provider asked for. A Retry-After longer than `max` is still honoured:
     /// the caller decides whether the deadline leaves room for it.
-    pub fn delay(
-        &self,
-        retry: u32,
-        retry_after: Option<Duration>,
-        rng: &mut impl Rng,
-    ) -> Duration {
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>, rng: &mut impl Rng) -> Duration {
         let cap = self
             .base
             .saturating_mul(1u32 << retry.min(20))

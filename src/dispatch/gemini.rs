@@ -127,7 +127,14 @@ impl GeminiClient {
             contents: req
                 .turns()
                 .map(|m| WireContent {
-                    role: Some(if m.role == "assistant" { "model" } else { "user" }.into()),
+                    role: Some(
+                        if m.role == "assistant" {
+                            "model"
+                        } else {
+                            "user"
+                        }
+                        .into(),
+                    ),
                     parts: vec![WirePart {
                         text: m.content.clone(),
                     }],

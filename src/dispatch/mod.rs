@@ -21,9 +21,9 @@ pub mod breaker;
 pub mod budget;
 pub mod gemini;
 pub mod health;
-pub mod policy;
 mod http;
 pub mod openai;
+pub mod policy;
 
 use std::future::Future;
 use std::time::Duration;
@@ -231,7 +231,11 @@ impl Dispatcher {
     ) -> Result<EventStream, DispatchError> {
         match provider.kind {
             ProviderKind::OpenAi => self.openai.stream(provider, upstream, req, timeout).await,
-            ProviderKind::Anthropic => self.anthropic.stream(provider, upstream, req, timeout).await,
+            ProviderKind::Anthropic => {
+                self.anthropic
+                    .stream(provider, upstream, req, timeout)
+                    .await
+            }
             ProviderKind::Gemini => self.gemini.stream(provider, upstream, req, timeout).await,
         }
     }

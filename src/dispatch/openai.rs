@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{self, SseParser};
 use super::{
-    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent,
-    Usage,
+    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent, Usage,
 };
 use crate::catalog::Provider;
 

@@ -115,7 +115,8 @@ impl Engine {
                 let now = Instant::now();
                 if now >= deadline {
                     self.learn_failure(routed, m, model_failed);
-                    return Err(last.unwrap_or_else(|| Failed {
+                    // Only when the deadline was spent before any attempt.
+                    return Err(last.unwrap_or(Failed {
                         error: DispatchError::Timeout(Duration::ZERO),
                         model: m,
                     }));
@@ -145,8 +146,11 @@ impl Engine {
                     }
                     Err(e) => {
                         let fault = e.is_provider_fault();
-                        self.health
-                            .finish(guard, fault.then_some(false), e.http_status() == Some(429));
+                        self.health.finish(
+                            guard,
+                            fault.then_some(false),
+                            e.http_status() == Some(429),
+                        );
                         rows.push(self.failed_attempt(m, started, &e));
                         model_failed |= fault;
                         tracing::warn!(
@@ -165,13 +169,9 @@ impl Engine {
                         if !retryable || retry >= policy.max_retries {
                             break;
                         }
-                        let delay =
-                            policy
-                                .backoff
-                                .delay(retry, retry_after, &mut rand::rng());
+                        let delay = policy.backoff.delay(retry, retry_after, &mut rand::rng());
                         // Waiting past the deadline helps no one: fall back now.
-                        if Instant::now() + delay >= deadline || !self.retry_budget.try_withdraw()
-                        {
+                        if Instant::now() + delay >= deadline || !self.retry_budget.try_withdraw() {
                             break;
                         }
                         tokio::time::sleep(delay).await;

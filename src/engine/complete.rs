@@ -209,13 +209,9 @@ impl Engine {
             Err(f) => {
                 let n = rows.len();
                 self.log_attempts(&id, rows, None).await;
-                let _ = opened.send(Err(self.dispatch_error(
-                    &id,
-                    f.model,
-                    f.error,
-                    p.deadline,
-                    n,
-                )));
+                let _ = opened.send(Err(
+                    self.dispatch_error(&id, f.model, f.error, p.deadline, n)
+                ));
                 return;
             }
         };

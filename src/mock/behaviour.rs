@@ -77,8 +77,7 @@ impl Behaviour {
                         b.retry_after = v;
                     } else if let Some(v) = d.strip_prefix("until").and_then(|v| v.parse().ok()) {
                         b.flaky_until = Some(v);
-                    } else if let Some(v) = d.strip_prefix("flaky").and_then(|v| v.parse().ok())
-                    {
+                    } else if let Some(v) = d.strip_prefix("flaky").and_then(|v| v.parse().ok()) {
                         b.flaky_pct = v;
                     }
                 }
@@ -144,9 +143,8 @@ mod tests {
 
     #[test]
     fn directives_parse_and_flaky_mixes_kinds() {
-        let b = Behaviour::parse(
-            "slow20+jitter5+429x2+ra250+cached7+slowstream3+flaky50".split('+'),
-        );
+        let b =
+            Behaviour::parse("slow20+jitter5+429x2+ra250+cached7+slowstream3+flaky50".split('+'));
         assert_eq!(b.delay, Duration::from_millis(20));
         assert_eq!(b.stream_delay, Some(Duration::from_millis(3)));
         assert_eq!((b.rate_limit_first, b.cached, b.flaky_pct), (2, 7, 50));

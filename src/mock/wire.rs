@@ -51,7 +51,10 @@ pub(super) fn parse(
             .iter()
             .map(|m| {
                 let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
-                Ok((role.to_owned(), text(m.get(content).unwrap_or(&Value::Null))))
+                Ok((
+                    role.to_owned(),
+                    text(m.get(content).unwrap_or(&Value::Null)),
+                ))
             })
             .collect()
     };
@@ -173,7 +176,9 @@ pub(super) fn plain(proto: Proto, model: &str, a: &Answer) -> Response {
 pub(super) fn error(proto: Proto, status: u16, message: &str) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = match proto {
-        Proto::OpenAi => json!({"error": {"message": message, "type": "mock_error", "code": status}}),
+        Proto::OpenAi => {
+            json!({"error": {"message": message, "type": "mock_error", "code": status}})
+        }
         Proto::Anthropic => {
             json!({"type": "error", "error": {"type": "mock_error", "message": message}})
         }
@@ -212,25 +217,18 @@ pub(super) fn bad_json() -> Response {
 pub(super) fn truncated(proto: Proto, model: &str, a: &Answer) -> Response {
     let mut full = plain_json(proto, model, a).to_string();
     full.truncate(full.len() / 2);
-    (
-        StatusCode::OK,
-        [("content-type", "application/json")],
-        full,
-    )
-        .into_response()
+    (StatusCode::OK, [("content-type", "application/json")], full).into_response()
 }
 
 /// The answer as the protocol's SSE stream; `cut` stops after two deltas
 /// without the protocol's terminator.
-pub(super) fn stream(
-    proto: Proto,
-    model: &str,
-    a: Answer,
-    cut: bool,
-    delay: Duration,
-) -> Response {
+pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Duration) -> Response {
     let words: Vec<&str> = a.content.split_inclusive(' ').collect();
-    let words = if cut { &words[..words.len().min(2)] } else { &words[..] };
+    let words = if cut {
+        &words[..words.len().min(2)]
+    } else {
+        &words[..]
+    };
     let mut events: Vec<(Option<&'static str>, Value)> = Vec::new();
     match proto {
         Proto::OpenAi => {
@@ -238,7 +236,10 @@ pub(super) fn stream(
                 json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0,
                        "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
             };
-            events.push((None, chunk(json!({"role": "assistant", "content": ""}), Value::Null)));
+            events.push((
+                None,
+                chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            ));
             for w in words {
                 events.push((None, chunk(json!({"content": w}), Value::Null)));
             }
@@ -258,15 +259,24 @@ pub(super) fn stream(
                     "output_tokens": 1, "cache_read_input_tokens": cached});
             }
             events.push((Some("message_start"), start));
-            events.push((Some("content_block_start"), json!({"type": "content_block_start",
-                "index": 0, "content_block": {"type": "text", "text": ""}})));
+            events.push((
+                Some("content_block_start"),
+                json!({"type": "content_block_start",
+                "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ));
             events.push((Some("ping"), json!({"type": "ping"})));
             for w in words {
-                events.push((Some("content_block_delta"), json!({"type": "content_block_delta",
-                    "index": 0, "delta": {"type": "text_delta", "text": w}})));
+                events.push((
+                    Some("content_block_delta"),
+                    json!({"type": "content_block_delta",
+                    "index": 0, "delta": {"type": "text_delta", "text": w}}),
+                ));
             }
             if !cut {
-                events.push((Some("content_block_stop"), json!({"type": "content_block_stop", "index": 0})));
+                events.push((
+                    Some("content_block_stop"),
+                    json!({"type": "content_block_stop", "index": 0}),
+                ));
                 let mut delta = json!({"type": "message_delta",
                     "delta": {"stop_reason": "end_turn", "stop_sequence": null}});
                 if let Some((_, c, _)) = a.usage {
@@ -291,8 +301,10 @@ pub(super) fn stream(
             }
         }
     }
-    let mut data: Vec<(Option<&'static str>, String)> =
-        events.into_iter().map(|(e, v)| (e, v.to_string())).collect();
+    let mut data: Vec<(Option<&'static str>, String)> = events
+        .into_iter()
+        .map(|(e, v)| (e, v.to_string()))
+        .collect();
     if proto == Proto::OpenAi && !cut {
         data.push((None, "[DONE]".into()));
     }
