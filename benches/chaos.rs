@@ -9,7 +9,8 @@
 //! fallback served.
 //!
 //! `cargo bench --bench chaos`. Knobs: `CHAOS_SECONDS` (chaos phase,
-//! default 60), `CHAOS_BASELINE_SECONDS` (default 15), `CHAOS_RPS` (default 20).
+//! default 60), `CHAOS_BASELINE_SECONDS` (default 15), `CHAOS_RPS` (default 20),
+//! `CHAOS_NO_BREAKER=1` (a breaker that never opens: retries and fallback alone).
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,9 @@ struct Outcome {
     ok: bool,
     latency_ms: f64,
     attempts: usize,
+    /// Attempts on the same model as the one before (retries) and on another (fallbacks).
+    retries: usize,
+    switches: usize,
     fallback: bool,
 }
 
@@ -64,11 +68,13 @@ impl Phase {
         let n = self.outcomes.len() as f64;
         let ok = self.outcomes.iter().filter(|o| o.ok).count() as f64;
         let attempts: usize = self.outcomes.iter().map(|o| o.attempts).sum();
+        let retries: usize = self.outcomes.iter().map(|o| o.retries).sum();
+        let switches: usize = self.outcomes.iter().map(|o| o.switches).sum();
         let fallbacks = self.outcomes.iter().filter(|o| o.fallback).count() as f64;
         let xs = self.latencies();
         println!(
             "{:<9} requests {:>5}  success {:>7.3}%  p50 {:>6.1} ms  p90 {:>6.1} ms  p99 {:>6.1} ms  \
-             attempts/req {:.3}  retries+fallbacks/req {:.3}  served by fallback {:.1}%",
+             attempts/req {:.3}  retries/req {:.3}  fallbacks/req {:.3}  served by fallback {:.1}%",
             self.name,
             n,
             100.0 * ok / n,
@@ -76,13 +82,19 @@ impl Phase {
             pct(&xs, 0.9),
             pct(&xs, 0.99),
             attempts as f64 / n,
-            (attempts as f64 - n) / n,
+            retries as f64 / n,
+            switches as f64 / n,
             100.0 * fallbacks / n,
         );
     }
 }
 
-fn config(mock: std::net::SocketAddr, db: &std::path::Path) -> Config {
+fn config(mock: std::net::SocketAddr, db: &std::path::Path, breaker: bool) -> Config {
+    let breaker = if breaker {
+        "breaker_open_ms = 5000"
+    } else {
+        "breaker_consecutive_failures = 1000000\nbreaker_failure_rate = 1.0\nbreaker_window = 1000000"
+    };
     let model = |name: &str, provider: &str, upstream: &str, prior: f64| {
         format!(
             "[[models]]\nname = \"{name}\"\nprovider = \"{provider}\"\nupstream = \"{upstream}+{MOCK_LATENCY}\"\n\
@@ -107,7 +119,7 @@ policy = "prior"
 [dispatch]
 attempt_timeout_ms = 1000
 deadline_ms = 5000
-breaker_open_ms = 5000
+{breaker}
 
 [[providers]]
 name = "oa"
@@ -124,6 +136,7 @@ base_url = "http://{mock}/v1"
         model("primary-flaky", "oa", "primary-flaky+flaky50", 0.9),
         model("backup", "an", "backup", 0.6),
         db = db.display(),
+        breaker = breaker,
     );
     Config::from_toml(&toml).expect("bench config is valid")
 }
@@ -164,10 +177,17 @@ async fn drive(
             match r {
                 Ok(r) => {
                     let r = r.into_inner();
+                    let same = r
+                        .attempts
+                        .windows(2)
+                        .filter(|w| w[0].model == w[1].model)
+                        .count();
                     Outcome {
                         ok: true,
                         latency_ms,
                         attempts: r.attempts.len(),
+                        retries: same,
+                        switches: r.attempts.len().saturating_sub(1) - same,
                         fallback: r.model == "backup",
                     }
                 }
@@ -175,6 +195,8 @@ async fn drive(
                     ok: false,
                     latency_ms,
                     attempts: 0,
+                    retries: 0,
+                    switches: 0,
                     fallback: false,
                 },
             }
@@ -191,6 +213,7 @@ fn main() -> anyhow::Result<()> {
     let chaos_s = env_u64("CHAOS_SECONDS", 60);
     let base_s = env_u64("CHAOS_BASELINE_SECONDS", 15);
     let rps = env_u64("CHAOS_RPS", 20);
+    let breaker = std::env::var("CHAOS_NO_BREAKER").is_err();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let dir = tempfile::tempdir()?;
@@ -207,7 +230,7 @@ fn main() -> anyhow::Result<()> {
                 let _ = mock_rx.await;
             },
         ));
-        let config = config(mock_addr, &dir.path().join("chaos.db"));
+        let config = config(mock_addr, &dir.path().join("chaos.db"), breaker);
         let catalog = Catalog::from_env(&config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -226,7 +249,9 @@ fn main() -> anyhow::Result<()> {
         let client = client.ok_or_else(|| anyhow::anyhow!("server did not start"))?;
         println!(
             "chaos: {rps} Complete/s; baseline {base_s} s, then {chaos_s} s with the primary \
-             failing 50% (500/502/503/reset/hang); provider latency {MOCK_LATENCY} ms"
+             failing 50% (500/502/503/reset/hang); provider latency {MOCK_LATENCY} ms; \
+             breaker {}",
+            if breaker { "on" } else { "off" }
         );
         let baseline = drive(&client, "baseline", "primary-ok", base_s, rps).await;
         let chaos = drive(&client, "chaos", "primary-flaky", chaos_s, rps).await;

@@ -35,6 +35,8 @@ fn config(mock: &Mock, dir: &tempfile::TempDir) -> Config {
         model("bad400", "oa", "bad+fail400", 0.99),
         model("nokey401", "ge", "nokey+fail401", 0.99),
         model("cutter", "an", "cutter+cutstream", 0.99),
+        model("chained", "oa", "chained+fail503", 0.99),
+        "fallback = [\"gem\"]\n".to_owned(),
     ]
     .concat();
     let toml = format!(
@@ -232,6 +234,20 @@ async fn request_errors_do_not_fall_back_but_provider_errors_do() {
     assert_eq!(r.model, "backup");
     let codes: Vec<u32> = r.attempts.iter().map(|a| a.http_status).collect();
     assert_eq!(codes, [401, 200]);
+}
+
+#[tokio::test]
+async fn a_configured_chain_comes_before_the_ranking() {
+    let (_mock, _server, _dir, mut c) = start().await;
+    // backup outranks gem, but chained's own fallback names gem.
+    let r = c
+        .complete(among("x", &["chained", "backup", "gem"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.model, "gem");
+    let models: Vec<&str> = r.attempts.iter().map(|a| a.model.as_str()).collect();
+    assert_eq!(models, ["chained", "chained", "gem"]);
 }
 
 #[tokio::test]

@@ -12,17 +12,20 @@ use super::{DispatchError, EventStream, StreamEvent};
 const MAX_ERROR_BODY: usize = 512;
 
 /// Sends and checks the status: the one path from a request to a successful
-/// response head for every adapter, plain or streamed.
+/// response head for every adapter, plain or streamed. `timeout` bounds the
+/// head only (a stream's body may take longer; its reader bounds it), and
+/// reading an error body.
 pub(super) async fn send(
     rb: reqwest::RequestBuilder,
     timeout: Duration,
 ) -> Result<reqwest::Response, DispatchError> {
-    let resp = rb
-        .timeout(timeout)
-        .send()
+    let head = async {
+        let resp = rb.send().await.map_err(|e| transport_error(e, timeout))?;
+        check_status(resp).await
+    };
+    tokio::time::timeout(timeout, head)
         .await
-        .map_err(|e| transport_error(e, timeout))?;
-    check_status(resp).await
+        .map_err(|_| DispatchError::Timeout(timeout))?
 }
 
 /// Sends and reads the whole body, parsed as `T`.
@@ -30,10 +33,11 @@ pub(super) async fn send_json<T: serde::de::DeserializeOwned>(
     rb: reqwest::RequestBuilder,
     timeout: Duration,
 ) -> Result<T, DispatchError> {
+    let started = tokio::time::Instant::now();
     let resp = send(rb, timeout).await?;
-    let bytes = resp
-        .bytes()
+    let bytes = tokio::time::timeout_at(started + timeout, resp.bytes())
         .await
+        .map_err(|_| DispatchError::Timeout(timeout))?
         .map_err(|e| transport_error(e, timeout))?;
     serde_json::from_slice(&bytes).map_err(|e| DispatchError::Malformed(e.to_string()))
 }
