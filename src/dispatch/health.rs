@@ -237,3 +237,54 @@ impl Health {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::dispatch::policy::FailurePolicy;
+
+    #[test]
+    fn load_signals_track_attempts_and_429s_shed_a_provider() {
+        let catalog = Catalog::new(&Config::embedded(), |_| None);
+        let h = Health::new(&catalog, FailurePolicy::default_breaker(), 3);
+        let (m, p) = (0, catalog.models[0].provider);
+        let now = Instant::now();
+        let g = h.begin(m, p, now).unwrap();
+        assert_eq!(h.snapshot(&catalog, budget()).models[m].load.in_flight, 1);
+        h.finish(g, Some(true), false);
+        for _ in 0..2 {
+            let g = h.begin(m, p, Instant::now()).unwrap();
+            h.finish(g, Some(false), true);
+        }
+        assert_eq!(
+            h.shed_reason(p, Instant::now()),
+            None,
+            "two 429s are not three"
+        );
+        let g = h.begin(m, p, Instant::now()).unwrap();
+        h.finish(g, Some(false), true);
+        assert!(
+            h.shed_reason(p, Instant::now())
+                .unwrap()
+                .contains("429 3 times")
+        );
+        // Out of the window, forgiven.
+        assert_eq!(
+            h.shed_reason(p, Instant::now() + RECENT_429_WINDOW * 2),
+            None
+        );
+        let s = h.snapshot(&catalog, budget());
+        let mh = &s.models[m];
+        assert_eq!(
+            (mh.load.in_flight, mh.load.attempts, mh.load.failures),
+            (0, 4, 3)
+        );
+        assert_eq!(s.providers[p].load.recent_429s, 3);
+        assert!(mh.load.latency_ewma_ms >= 0.0);
+    }
+
+    fn budget() -> BudgetSnapshot {
+        crate::dispatch::budget::RetryBudget::new(0.2, 1).snapshot()
+    }
+}

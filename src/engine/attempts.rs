@@ -187,7 +187,7 @@ impl Engine {
 
     /// One bandit observation per model that failed a request through its
     /// provider's fault (the same rule the log replays at start).
-    fn learn_failure(&self, routed: &Routed, m: usize, failed: bool) {
+    pub(super) fn learn_failure(&self, routed: &Routed, m: usize, failed: bool) {
         let policy = &self.config.dispatch.policy;
         if !failed || !policy.learn_from_failures {
             return;

@@ -267,6 +267,7 @@ impl Engine {
                 Err(e) => {
                     // Text already reached the client: no fallback, a clear error.
                     self.health.finish(s.guard, Some(false), false);
+                    self.learn_failure(&p.routed, m, e.is_provider_fault());
                     rows.push(self.failed_attempt(m, s.started, &e));
                     let n = rows.len();
                     self.log_attempts(&id, rows, None).await;
