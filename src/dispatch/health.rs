@@ -51,17 +51,14 @@ impl Load {
     }
 
     fn snapshot(&self, now: Instant) -> LoadSnapshot {
+        // Its own statement: the guard must be gone before recent_429s locks again.
+        let ewma = self.timing.lock().unwrap_or_else(|p| p.into_inner()).0;
         LoadSnapshot {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             attempts: self.attempts.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
-            latency_ewma_ms: self
-                .timing
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .0
-                .unwrap_or(0.0),
+            latency_ewma_ms: ewma.unwrap_or(0.0),
             recent_429s: self.recent_429s(now),
         }
     }
@@ -269,11 +266,6 @@ mod tests {
                 .unwrap()
                 .contains("429 3 times")
         );
-        // Out of the window, forgiven.
-        assert_eq!(
-            h.shed_reason(p, Instant::now() + RECENT_429_WINDOW * 2),
-            None
-        );
         let s = h.snapshot(&catalog, budget());
         let mh = &s.models[m];
         assert_eq!(
@@ -282,6 +274,11 @@ mod tests {
         );
         assert_eq!(s.providers[p].load.recent_429s, 3);
         assert!(mh.load.latency_ewma_ms >= 0.0);
+        // Out of the window, forgiven.
+        assert_eq!(
+            h.shed_reason(p, Instant::now() + RECENT_429_WINDOW * 2),
+            None
+        );
     }
 
     fn budget() -> BudgetSnapshot {
