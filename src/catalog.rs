@@ -52,6 +52,8 @@ pub struct Model {
     pub output_usd_per_mtok: f64,
     pub context_window: u32,
     pub prior_quality: f64,
+    /// Configured fallback chain, as model indices.
+    pub fallback: Vec<usize>,
 }
 
 impl Model {
@@ -74,7 +76,14 @@ impl Catalog {
     /// environment in production, a map in tests).
     pub fn new(config: &Config, env: impl Fn(&str) -> Option<String>) -> Self {
         let providers: Vec<Provider> = config.providers.iter().map(|p| provider(p, &env)).collect();
-        let models = config.models.iter().map(|m| model(m, &providers)).collect();
+        let mut models: Vec<Model> = config.models.iter().map(|m| model(m, &providers)).collect();
+        for (i, m) in config.models.iter().enumerate() {
+            models[i].fallback = m
+                .fallback
+                .iter()
+                .filter_map(|f| config.models.iter().position(|x| &x.name == f))
+                .collect();
+        }
         Catalog { providers, models }
     }
 
@@ -113,5 +122,6 @@ fn model(m: &ModelConfig, providers: &[Provider]) -> Model {
         output_usd_per_mtok: m.output_usd_per_mtok,
         context_window: m.context_window,
         prior_quality: m.prior_quality,
+        fallback: Vec::new(),
     }
 }

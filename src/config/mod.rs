@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod dispatch_policy;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -115,6 +116,8 @@ pub struct BanditConfig {
 pub struct DispatchConfig {
     pub attempt_timeout: Duration,
     pub deadline: Duration,
+    /// Failure policy (retries, fallback, breaker, learning from failures).
+    pub policy: crate::dispatch::policy::FailurePolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +152,10 @@ pub struct IntentExamples {
 pub enum ProviderKind {
     /// OpenAI-compatible chat completions.
     OpenAi,
+    /// Anthropic Messages API.
+    Anthropic,
+    /// Google Gemini generateContent.
+    Gemini,
 }
 
 #[derive(Debug, Clone)]
@@ -169,6 +176,8 @@ pub struct ModelConfig {
     pub output_usd_per_mtok: f64,
     pub context_window: u32,
     pub prior_quality: f64,
+    /// Configured fallback chain (model names, validated to exist).
+    pub fallback: Vec<String>,
 }
 
 impl Config {

@@ -74,6 +74,22 @@ pub(super) struct RawBandit {
 pub(super) struct RawDispatch {
     pub(super) attempt_timeout_ms: Option<u64>,
     pub(super) deadline_ms: Option<u64>,
+    // Failure policy (issue 5).
+    pub(super) max_retries: Option<u32>,
+    pub(super) backoff_base_ms: Option<u64>,
+    pub(super) backoff_max_ms: Option<u64>,
+    pub(super) retry_budget_ratio: Option<f64>,
+    pub(super) retry_budget_reserve: Option<u32>,
+    pub(super) fallback: Option<bool>,
+    pub(super) max_fallbacks: Option<u32>,
+    pub(super) breaker_consecutive_failures: Option<u32>,
+    pub(super) breaker_failure_rate: Option<f64>,
+    pub(super) breaker_window: Option<u32>,
+    pub(super) breaker_open_ms: Option<u64>,
+    pub(super) breaker_probes: Option<u32>,
+    pub(super) shed_after_429s: Option<u32>,
+    pub(super) learn_from_failures: Option<bool>,
+    pub(super) failure_reward: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,4 +137,6 @@ pub(super) struct RawModel {
     pub(super) output_usd_per_mtok: f64,
     pub(super) context_window: u32,
     pub(super) prior_quality: f64,
+    /// Models to fall back to, in order, before the selector's ranking.
+    pub(super) fallback: Option<Vec<String>>,
 }

@@ -64,3 +64,35 @@ fn invalid_values_name_their_field() {
         assert!(err.contains(field), "{field}: {err}");
     }
 }
+
+#[test]
+fn failure_policy_keys_are_validated() {
+    let c = Config::embedded();
+    assert_eq!(c.dispatch.policy.max_retries, 2);
+    assert!(c.dispatch.policy.fallback);
+    for (toml, field) in [
+        (
+            "[dispatch]\nretry_budget_ratio = 1.5\n",
+            "dispatch.retry_budget_ratio",
+        ),
+        (
+            "[dispatch]\nbackoff_base_ms = 5000\nbackoff_max_ms = 10\n",
+            "dispatch.backoff_base_ms",
+        ),
+        (
+            "[dispatch]\nbreaker_probes = 0\n",
+            "dispatch.breaker_probes",
+        ),
+        (
+            "[dispatch]\nfailure_reward = -1.0\n",
+            "dispatch.failure_reward",
+        ),
+        (
+            "[[providers]]\nname=\"p\"\nkind=\"anthropic\"\nbase_url=\"http://x\"\n[[models]]\nname=\"m\"\nprovider=\"p\"\ninput_usd_per_mtok=1.0\noutput_usd_per_mtok=1.0\ncontext_window=1\nprior_quality=0.5\nfallback=[\"nope\"]\n",
+            "models[0].fallback",
+        ),
+    ] {
+        let e = Config::from_toml(toml).unwrap_err().to_string();
+        assert!(e.contains(field), "{field}: {e}");
+    }
+}

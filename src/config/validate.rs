@@ -137,6 +137,7 @@ pub(super) fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigErr
             raw.dispatch.deadline_ms.or(d.dispatch.deadline_ms),
             120_000,
         )?),
+        policy: super::dispatch_policy::validate(&raw.dispatch, &d.dispatch)?,
     };
 
     let classifier = validate_classifier(raw.classifier, d.classifier)?;
@@ -322,10 +323,14 @@ fn validate_providers(raw: Vec<RawProvider>) -> Result<Vec<ProviderConfig>, Conf
             }
             let kind = match p.kind.as_str() {
                 "openai" => ProviderKind::OpenAi,
+                "anthropic" => ProviderKind::Anthropic,
+                "gemini" => ProviderKind::Gemini,
                 other => {
                     return Err(invalid(
                         field("kind"),
-                        format!("{other:?} is not a supported kind (\"openai\")"),
+                        format!(
+                            "{other:?} is not a supported kind (\"openai\", \"anthropic\", \"gemini\")"
+                        ),
                     ));
                 }
             };
@@ -356,10 +361,21 @@ fn validate_models(
         return Err(invalid("models", "the catalog needs at least one model"));
     }
     let mut seen = HashSet::new();
+    let names: HashSet<String> = raw.iter().map(|m| m.name.clone()).collect();
     raw.into_iter()
         .enumerate()
         .map(|(i, m)| {
             let field = |k: &str| format!("models[{i}].{k}");
+            let fallback = m.fallback.clone().unwrap_or_default();
+            if let Some(bad) = fallback
+                .iter()
+                .find(|f| !names.contains(*f) || **f == m.name)
+            {
+                return Err(invalid(
+                    field("fallback"),
+                    format!("{bad:?} is not another model of the catalog"),
+                ));
+            }
             if m.name.is_empty() || !seen.insert(m.name.clone()) {
                 return Err(invalid(
                     field("name"),
@@ -394,6 +410,7 @@ fn validate_models(
                 output_usd_per_mtok: m.output_usd_per_mtok,
                 context_window: m.context_window,
                 prior_quality: m.prior_quality,
+                fallback,
             })
         })
         .collect()

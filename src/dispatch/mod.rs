@@ -1,14 +1,37 @@
-//! Dispatch: calling the chosen model's provider and recording each attempt.
+//! Dispatch: calling one model's provider over its wire protocol, and the
+//! failure policy around those calls.
 //!
-//! One module per wire protocol; today the OpenAI-compatible chat-completions
-//! protocol ([`openai`]), which OpenAI, Anthropic's and Gemini's compatibility
-//! endpoints, OpenRouter, vLLM and Ollama all speak.
+//! One file per wire protocol behind one [`Adapter`] trait: [`openai`]
+//! (OpenAI-compatible chat completions: OpenAI, OpenRouter, Together, Groq,
+//! vLLM, Ollama…), [`anthropic`] (Messages API) and [`gemini`]
+//! (`generateContent`). Each turns our [`ChatRequest`] into its wire body and
+//! its answers (plain or SSE) back into [`ChatResponse`] / [`StreamEvent`]s;
+//! wire types stay private to the file. [`Dispatcher`] picks the adapter by
+//! the provider's kind.
+//!
+//! The failure policy lives beside them, one concept per module: [`backoff`]
+//! (exponential backoff with jitter, Retry-After), [`budget`] (retries as a
+//! bounded fraction of traffic), [`breaker`] (per-model circuit breaker) and
+//! [`health`] (the breaker plus load signals per model, read by selection and
+//! exported as a snapshot). `engine::complete` orchestrates them.
 
+pub mod anthropic;
+pub mod backoff;
+pub mod breaker;
+pub mod budget;
+pub mod gemini;
+pub mod health;
+mod http;
 pub mod openai;
+pub mod policy;
 
+use std::future::Future;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
+
+use crate::catalog::Provider;
+use crate::config::ProviderKind;
 
 /// A chat message as sent upstream.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -18,11 +41,32 @@ pub struct ChatMessage {
 }
 
 /// What we ask of a provider, in our terms.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
+    /// Stop sequences; empty for none.
+    pub stop: Vec<String>,
+}
+
+impl ChatRequest {
+    /// The system prompt: every `system` message, joined. Anthropic and Gemini
+    /// take it apart from the turns.
+    pub fn system(&self) -> Option<String> {
+        let parts: Vec<&str> = self
+            .messages
+            .iter()
+            .filter(|m| m.role == "system")
+            .map(|m| m.content.as_str())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("\n\n"))
+    }
+
+    /// The conversation without system messages.
+    pub fn turns(&self) -> impl Iterator<Item = &ChatMessage> {
+        self.messages.iter().filter(|m| m.role != "system")
+    }
 }
 
 /// Token usage as the provider reported it.
@@ -30,6 +74,8 @@ pub struct ChatRequest {
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// Prompt tokens served from the provider's cache, where it reports them.
+    pub cached_tokens: u32,
 }
 
 /// A complete (non-streamed) answer.
@@ -86,6 +132,111 @@ impl DispatchError {
         match self {
             DispatchError::Status { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// Whether the same call may succeed if tried again. Requests the
+    /// provider rejected as such (400, 401, 403, 404, 413, 422) will fail the
+    /// same way every time; everything transient is retryable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DispatchError::Status { status, .. } => {
+                matches!(status, 408 | 409 | 425 | 429) || *status >= 500
+            }
+            DispatchError::Timeout(_)
+            | DispatchError::Connect(_)
+            | DispatchError::Malformed(_)
+            | DispatchError::Stream(_) => true,
+        }
+    }
+
+    /// Whether the failure says something about the model/provider (and so
+    /// counts for its breaker and as a bandit observation), rather than about
+    /// the request or our configuration.
+    pub fn is_provider_fault(&self) -> bool {
+        self.is_retryable()
+    }
+
+    /// How long the provider asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            DispatchError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// One wire protocol. `upstream` is the provider's model id; `timeout` bounds
+/// the whole call (for streams: until the response head arrives; the caller
+/// bounds the body).
+pub trait Adapter: Send + Sync {
+    fn complete<'a>(
+        &'a self,
+        provider: &'a Provider,
+        upstream: &'a str,
+        req: &'a ChatRequest,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ChatResponse, DispatchError>> + Send + 'a;
+
+    fn stream<'a>(
+        &'a self,
+        provider: &'a Provider,
+        upstream: &'a str,
+        req: &'a ChatRequest,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<EventStream, DispatchError>> + Send + 'a;
+}
+
+/// Every adapter over one shared HTTP client; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    openai: openai::OpenAiClient,
+    anthropic: anthropic::AnthropicClient,
+    gemini: gemini::GeminiClient,
+}
+
+impl Dispatcher {
+    pub fn new(http: reqwest::Client) -> Self {
+        Dispatcher {
+            openai: openai::OpenAiClient::new(http.clone()),
+            anthropic: anthropic::AnthropicClient::new(http.clone()),
+            gemini: gemini::GeminiClient::new(http),
+        }
+    }
+
+    pub async fn complete(
+        &self,
+        provider: &Provider,
+        upstream: &str,
+        req: &ChatRequest,
+        timeout: Duration,
+    ) -> Result<ChatResponse, DispatchError> {
+        match provider.kind {
+            ProviderKind::OpenAi => self.openai.complete(provider, upstream, req, timeout).await,
+            ProviderKind::Anthropic => {
+                self.anthropic
+                    .complete(provider, upstream, req, timeout)
+                    .await
+            }
+            ProviderKind::Gemini => self.gemini.complete(provider, upstream, req, timeout).await,
+        }
+    }
+
+    pub async fn stream(
+        &self,
+        provider: &Provider,
+        upstream: &str,
+        req: &ChatRequest,
+        timeout: Duration,
+    ) -> Result<EventStream, DispatchError> {
+        match provider.kind {
+            ProviderKind::OpenAi => self.openai.stream(provider, upstream, req, timeout).await,
+            ProviderKind::Anthropic => {
+                self.anthropic
+                    .stream(provider, upstream, req, timeout)
+                    .await
+            }
+            ProviderKind::Gemini => self.gemini.stream(provider, upstream, req, timeout).await,
         }
     }
 }

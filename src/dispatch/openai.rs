@@ -3,16 +3,13 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::http::{self, SseParser};
 use super::{
-    ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent, Usage,
+    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent, Usage,
 };
 use crate::catalog::Provider;
-
-/// Longest provider error body kept in messages and logs.
-const MAX_ERROR_BODY: usize = 512;
 
 #[derive(Serialize)]
 struct WireRequest<'a> {
@@ -22,6 +19,8 @@ struct WireRequest<'a> {
     max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
@@ -54,6 +53,13 @@ struct WireMessage {
 struct WireUsage {
     prompt_tokens: u32,
     completion_tokens: u32,
+    prompt_tokens_details: Option<WireDetails>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct WireDetails {
+    #[serde(default)]
+    cached_tokens: u32,
 }
 
 impl From<WireUsage> for Usage {
@@ -61,6 +67,7 @@ impl From<WireUsage> for Usage {
         Usage {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
+            cached_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
         }
     }
 }
@@ -89,13 +96,13 @@ impl OpenAiClient {
         upstream: &str,
         req: &ChatRequest,
         stream: bool,
-        timeout: Duration,
     ) -> reqwest::RequestBuilder {
         let body = WireRequest {
             model: upstream,
             messages: &req.messages,
             max_tokens: req.max_tokens,
             temperature: req.temperature,
+            stop: &req.stop,
             stream,
             stream_options: stream.then_some(StreamOptions {
                 include_usage: true,
@@ -104,34 +111,24 @@ impl OpenAiClient {
         let mut rb = self
             .http
             .post(format!("{}/chat/completions", provider.base_url))
-            .timeout(timeout)
             .json(&body);
         if let Some(key) = &provider.api_key {
             rb = rb.bearer_auth(key);
         }
         rb
     }
+}
 
-    /// One non-streamed call.
-    pub async fn complete(
+impl Adapter for OpenAiClient {
+    async fn complete(
         &self,
         provider: &Provider,
         upstream: &str,
         req: &ChatRequest,
         timeout: Duration,
     ) -> Result<ChatResponse, DispatchError> {
-        let resp = self
-            .request(provider, upstream, req, false, timeout)
-            .send()
-            .await
-            .map_err(|e| transport_error(e, timeout))?;
-        let resp = check_status(resp).await?;
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| transport_error(e, timeout))?;
-        let wire: WireResponse =
-            serde_json::from_slice(&bytes).map_err(|e| DispatchError::Malformed(e.to_string()))?;
+        let rb = self.request(provider, upstream, req, false);
+        let wire: WireResponse = http::send_json(rb, timeout).await?;
         let choice = wire
             .choices
             .into_iter()
@@ -148,109 +145,58 @@ impl OpenAiClient {
         })
     }
 
-    /// One streamed call. The returned stream yields deltas and ends with
-    /// `Done`, or with an error if the provider stops without `[DONE]`.
-    pub async fn stream(
+    async fn stream(
         &self,
         provider: &Provider,
         upstream: &str,
         req: &ChatRequest,
         timeout: Duration,
     ) -> Result<EventStream, DispatchError> {
-        let resp = self
-            .request(provider, upstream, req, true, timeout)
-            .send()
-            .await
-            .map_err(|e| transport_error(e, timeout))?;
-        let resp = check_status(resp).await?;
-        let mut bytes = resp.bytes_stream();
-        Ok(async_stream::stream! {
-            let mut buf: Vec<u8> = Vec::new();
-            let mut finish: Option<String> = None;
-            let mut usage: Option<Usage> = None;
-            loop {
-                // Emit every complete line in the buffer before reading more.
-                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=pos).collect();
-                    let line = String::from_utf8_lossy(&line);
-                    let Some(data) = line.trim_end().strip_prefix("data:") else { continue };
-                    let data = data.trim_start();
-                    if data == "[DONE]" {
-                        yield Ok(StreamEvent::Done {
-                            finish_reason: finish.take().unwrap_or_else(|| "stop".into()),
-                            usage: usage.take(),
-                        });
-                        return;
-                    }
-                    match serde_json::from_str::<WireStreamChunk>(data) {
-                        Ok(chunk) => {
-                            if let Some(u) = chunk.usage { usage = Some(u.into()); }
-                            for c in chunk.choices {
-                                if let Some(r) = c.finish_reason { finish = Some(r); }
-                                if let Some(text) = c.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
-                                    yield Ok(StreamEvent::Delta(text));
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            yield Err(DispatchError::Malformed(format!("bad stream chunk: {e}")));
-                            return;
-                        }
-                    }
-                }
-                match bytes.next().await {
-                    Some(Ok(b)) => buf.extend_from_slice(&b),
-                    Some(Err(e)) => {
-                        yield Err(DispatchError::Stream(transport_error(e, timeout).to_string()));
-                        return;
-                    }
-                    None => {
-                        yield Err(DispatchError::Stream("ended before [DONE]".into()));
-                        return;
-                    }
-                }
+        let resp = http::send(self.request(provider, upstream, req, true), timeout).await?;
+        Ok(http::sse(resp, timeout, Parser::default()))
+    }
+}
+
+/// Chunks carry deltas and, at the end, the finish reason and (with
+/// `include_usage`) a usage-only chunk; `[DONE]` closes the stream.
+#[derive(Default)]
+struct Parser {
+    finish: Option<String>,
+    usage: Option<Usage>,
+}
+
+impl SseParser for Parser {
+    const TERMINATOR: &'static str = "[DONE]";
+
+    fn feed(
+        &mut self,
+        _event: Option<&str>,
+        data: &str,
+    ) -> Result<(Vec<StreamEvent>, bool), DispatchError> {
+        if data == "[DONE]" {
+            return Ok((Vec::new(), true));
+        }
+        let chunk: WireStreamChunk = serde_json::from_str(data)
+            .map_err(|e| DispatchError::Malformed(format!("bad stream chunk: {e}")))?;
+        if let Some(u) = chunk.usage {
+            self.usage = Some(u.into());
+        }
+        let mut out = Vec::new();
+        for c in chunk.choices {
+            if let Some(r) = c.finish_reason {
+                self.finish = Some(r);
+            }
+            if let Some(text) = c.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
+                out.push(StreamEvent::Delta(text));
             }
         }
-        .boxed())
+        Ok((out, false))
     }
-}
 
-fn transport_error(e: reqwest::Error, timeout: Duration) -> DispatchError {
-    if e.is_timeout() {
-        DispatchError::Timeout(timeout)
-    } else if e.is_connect() {
-        DispatchError::Connect(e.to_string())
-    } else {
-        DispatchError::Stream(e.to_string())
+    fn finish(&mut self) -> StreamEvent {
+        StreamEvent::Done {
+            finish_reason: self.finish.take().unwrap_or_else(|| "stop".into()),
+            usage: self.usage.take(),
+        }
     }
-}
-
-async fn check_status(resp: reqwest::Response) -> Result<reqwest::Response, DispatchError> {
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(resp);
-    }
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let body = resp.text().await.unwrap_or_default();
-    let mut message = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned))
-        .unwrap_or(body);
-    if message.len() > MAX_ERROR_BODY {
-        let cut = (0..=MAX_ERROR_BODY)
-            .rev()
-            .find(|i| message.is_char_boundary(*i))
-            .unwrap_or(0);
-        message.truncate(cut);
-    }
-    Err(DispatchError::Status {
-        status: status.as_u16(),
-        message,
-        retry_after,
-    })
 }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::{Engine, RouteInput, Routed, Rpc, now_ms, validate};
+use super::attempts::elapsed_ms;
+use super::{Engine, RouteInput, Routed, Rpc, validate};
 use crate::dispatch::{ChatRequest, DispatchError, StreamEvent, Usage};
 use crate::error::Error;
 use crate::store::AttemptRow;
@@ -86,113 +87,138 @@ impl Engine {
                 messages: route.messages,
                 max_tokens,
                 temperature,
+                // The API takes no stop sequences yet; adapters translate them.
+                stop: Vec::new(),
             },
             deadline: Instant::now() + deadline,
         })
     }
 
-    fn attempt_timeout(&self, deadline: Instant) -> Duration {
-        self.config
-            .dispatch
-            .attempt_timeout
-            .min(deadline.saturating_duration_since(Instant::now()))
-    }
-
-    /// Complete: route, call the provider, log the attempt, answer.
+    /// Complete: route, call providers under the failure policy (retries,
+    /// fallback, breaker) within the deadline, log every attempt, answer.
     pub async fn complete(self: &Arc<Self>, input: &CompleteInput) -> Result<Completed, Error> {
         let p = self.prepare(input, Rpc::Complete).await?;
         let engine = Arc::clone(self);
-        tokio::spawn(async move { engine.dispatch_once(p).await })
+        tokio::spawn(async move { engine.dispatch(p).await })
             .await
             .map_err(|e| Error::Internal(format!("dispatch task failed: {e}")))?
     }
 
-    async fn dispatch_once(&self, p: Prepared) -> Result<Completed, Error> {
-        let m = p.routed.decision.model;
-        let model = &self.catalog.models[m];
-        let provider = self.catalog.provider_of(m);
-        let timeout = self.attempt_timeout(p.deadline);
-        let started = (Instant::now(), now_ms());
-        let result = self
-            .openai
-            .complete(provider, &model.upstream, &p.request, timeout)
-            .await;
-        let latency = elapsed_ms(started.0);
+    async fn dispatch(&self, p: Prepared) -> Result<Completed, Error> {
         let id = p.routed.decision_id.clone();
+        let mut rows = Vec::new();
+        let result = self
+            .run_attempts(&p.routed, p.deadline, &mut rows, |m, timeout| {
+                let model = &self.catalog.models[m];
+                self.dispatcher.complete(
+                    self.catalog.provider_of(m),
+                    &model.upstream,
+                    &p.request,
+                    timeout,
+                )
+            })
+            .await;
         match result {
-            Ok(resp) => {
+            Ok(s) => {
+                let m = s.model;
+                let model = &self.catalog.models[m];
+                self.health.finish(s.guard, Some(true), false);
+                let resp = s.value;
                 let (usage, estimated) = usage_or_estimate(resp.usage, &p.request, &resp.content);
                 let cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
-                let attempt = ok_attempt(self, m, started.1, latency, usage, estimated, cost);
-                self.log_attempts(&id, vec![attempt.clone()], Some(model.name.clone()))
+                rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
+                self.log_attempts(&id, rows.clone(), Some(model.name.clone()))
                     .await;
                 self.learn_output(&p.routed, m, usage.completion_tokens);
                 Ok(Completed {
                     decision_id: id,
                     model: model.name.clone(),
-                    provider: provider.name.clone(),
+                    provider: self.catalog.provider_of(m).name.clone(),
                     content: resp.content,
                     finish_reason: resp.finish_reason,
                     usage,
                     usage_estimated: estimated,
                     cost_usd: cost,
-                    attempts: vec![attempt],
+                    attempts: rows,
                 })
             }
-            Err(e) => {
-                let attempt = failed_attempt(self, m, started.1, latency, &e);
-                self.log_attempts(&id, vec![attempt], None).await;
-                Err(self.dispatch_error(&id, m, e, p.deadline))
+            Err(f) => {
+                let n = rows.len();
+                self.log_attempts(&id, rows, None).await;
+                Err(self.dispatch_error(&id, f.model, f.error, p.deadline, n))
             }
         }
     }
 
-    /// CompleteStream: route, open the provider's stream, then relay it. A
-    /// failure before the stream opens is returned as the RPC's error; a
-    /// failure after text was sent ends the stream with an error.
+    /// CompleteStream: route, then open streams under the failure policy
+    /// until one yields its first event; only then is the model committed
+    /// and the stream relayed. A failure before the first token falls back
+    /// transparently; a failure after it ends the stream with an error,
+    /// never with a second model's text spliced in.
     pub async fn complete_stream(
         self: &Arc<Self>,
         input: &CompleteInput,
     ) -> Result<mpsc::Receiver<Result<StreamItem, Error>>, Error> {
         let p = self.prepare(input, Rpc::CompleteStream).await?;
-        let m = p.routed.decision.model;
-        let model = &self.catalog.models[m];
-        let provider = self.catalog.provider_of(m);
-        let started = (Instant::now(), now_ms());
-        let id = p.routed.decision_id.clone();
-        let opened = self
-            .openai
-            .stream(
-                provider,
-                &model.upstream,
-                &p.request,
-                self.attempt_timeout(p.deadline),
-            )
-            .await;
-        let events = match opened {
-            Ok(events) => events,
-            Err(e) => {
-                let attempt = failed_attempt(self, m, started.1, elapsed_ms(started.0), &e);
-                self.log_attempts(&id, vec![attempt], None).await;
-                return Err(self.dispatch_error(&id, m, e, p.deadline));
-            }
-        };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (opened_tx, opened_rx) = oneshot::channel();
         let engine = Arc::clone(self);
-        tokio::spawn(async move { engine.pump(p, events, started, tx).await });
-        Ok(rx)
+        // Its own task, so a client that goes away while we open cannot stop
+        // the attempts from being logged.
+        tokio::spawn(async move { engine.open_and_pump(p, tx, opened_tx).await });
+        match opened_rx.await {
+            Ok(Ok(())) => Ok(rx),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::Internal("stream task ended early".into())),
+        }
     }
 
-    async fn pump(
+    async fn open_and_pump(
         &self,
         p: Prepared,
-        mut events: crate::dispatch::EventStream,
-        started: (Instant, i64),
         tx: mpsc::Sender<Result<StreamItem, Error>>,
+        opened: oneshot::Sender<Result<(), Error>>,
     ) {
-        let m = p.routed.decision.model;
-        let model = &self.catalog.models[m];
         let id = p.routed.decision_id.clone();
+        let mut rows = Vec::new();
+        let deadline = tokio::time::Instant::from_std(p.deadline);
+        let result = self
+            .run_attempts(&p.routed, p.deadline, &mut rows, |m, timeout| {
+                let model = &self.catalog.models[m];
+                let provider = self.catalog.provider_of(m);
+                let req = &p.request;
+                async move {
+                    let mut events = self
+                        .dispatcher
+                        .stream(provider, &model.upstream, req, timeout)
+                        .await?;
+                    // The first event decides: until it arrives, the model
+                    // can still be swapped without the client noticing.
+                    let first = tokio::time::timeout(timeout, events.next()).await;
+                    match first {
+                        Err(_) => Err(DispatchError::Timeout(timeout)),
+                        Ok(None) => Err(DispatchError::Stream("ended before any event".into())),
+                        Ok(Some(Err(e))) => Err(e),
+                        Ok(Some(Ok(ev))) => Ok((ev, events)),
+                    }
+                }
+            })
+            .await;
+        let s = match result {
+            Ok(s) => s,
+            Err(f) => {
+                let n = rows.len();
+                self.log_attempts(&id, rows, None).await;
+                let _ = opened.send(Err(
+                    self.dispatch_error(&id, f.model, f.error, p.deadline, n)
+                ));
+                return;
+            }
+        };
+        let _ = opened.send(Ok(()));
+        let m = s.model;
+        let model = &self.catalog.models[m];
+        let (first, mut events) = s.value;
         let start = StreamItem::Start {
             decision_id: id.clone(),
             model: model.name.clone(),
@@ -200,15 +226,17 @@ impl Engine {
         };
         let mut client_gone = tx.send(Ok(start)).await.is_err();
         let mut text = String::new();
-        let deadline = tokio::time::Instant::from_std(p.deadline);
+        let mut next = Some(Ok(first));
         while !client_gone {
-            let next = tokio::time::timeout_at(deadline, events.next()).await;
-            let event = match next {
-                Err(_) => Err(DispatchError::Timeout(
-                    p.deadline.saturating_duration_since(started.0),
-                )),
-                Ok(None) => Err(DispatchError::Stream("ended without a final event".into())),
-                Ok(Some(ev)) => ev,
+            let event = match next.take() {
+                Some(ev) => ev,
+                None => match tokio::time::timeout_at(deadline, events.next()).await {
+                    Err(_) => Err(DispatchError::Timeout(
+                        p.deadline.saturating_duration_since(s.started.0),
+                    )),
+                    Ok(None) => Err(DispatchError::Stream("ended without a final event".into())),
+                    Ok(Some(ev)) => ev,
+                },
             };
             match event {
                 Ok(StreamEvent::Delta(d)) => {
@@ -219,11 +247,11 @@ impl Engine {
                     finish_reason,
                     usage,
                 }) => {
+                    self.health.finish(s.guard, Some(true), false);
                     let (usage, estimated) = usage_or_estimate(usage, &p.request, &text);
                     let cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
-                    let latency = elapsed_ms(started.0);
-                    let attempt = ok_attempt(self, m, started.1, latency, usage, estimated, cost);
-                    self.log_attempts(&id, vec![attempt.clone()], Some(model.name.clone()))
+                    rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
+                    self.log_attempts(&id, rows.clone(), Some(model.name.clone()))
                         .await;
                     self.learn_output(&p.routed, m, usage.completion_tokens);
                     let end = StreamItem::End {
@@ -231,30 +259,36 @@ impl Engine {
                         usage,
                         usage_estimated: estimated,
                         cost_usd: cost,
-                        attempts: vec![attempt],
+                        attempts: rows,
                     };
                     let _ = tx.send(Ok(end)).await;
                     return;
                 }
                 Err(e) => {
-                    let attempt = failed_attempt(self, m, started.1, elapsed_ms(started.0), &e);
-                    self.log_attempts(&id, vec![attempt], None).await;
+                    // Text already reached the client: no fallback, a clear error.
+                    self.health.finish(s.guard, Some(false), false);
+                    self.learn_failure(&p.routed, m, e.is_provider_fault());
+                    rows.push(self.failed_attempt(m, s.started, &e));
+                    let n = rows.len();
+                    self.log_attempts(&id, rows, None).await;
                     tracing::warn!(decision_id = %id, error = %e, "stream failed after it started");
-                    let err = self.dispatch_error(&id, m, e, p.deadline);
+                    let err = self.dispatch_error(&id, m, e, p.deadline, n);
                     let _ = tx.send(Err(err)).await;
                     return;
                 }
             }
         }
-        let mut attempt = failed_attempt(
-            self,
+        // A client cancel says nothing about the model: no breaker verdict,
+        // no bandit observation.
+        self.health.finish(s.guard, None, false);
+        let mut attempt = self.failed_attempt(
             m,
-            started.1,
-            elapsed_ms(started.0),
+            s.started,
             &DispatchError::Stream("client cancelled".into()),
         );
         attempt.outcome = "cancelled";
-        self.log_attempts(&id, vec![attempt], None).await;
+        rows.push(attempt);
+        self.log_attempts(&id, rows, None).await;
     }
 
     fn learn_output(&self, routed: &super::Routed, m: usize, completion_tokens: u32) {
@@ -278,10 +312,18 @@ impl Engine {
         }
     }
 
-    fn dispatch_error(&self, id: &str, m: usize, e: DispatchError, deadline: Instant) -> Error {
+    /// The RPC's error for the last failed attempt, with how many were made.
+    fn dispatch_error(
+        &self,
+        id: &str,
+        m: usize,
+        e: DispatchError,
+        deadline: Instant,
+        attempts: usize,
+    ) -> Error {
         let model = &self.catalog.models[m].name;
         let provider = &self.catalog.provider_of(m).name;
-        let msg = format!("decision {id}: {model} via {provider}: {e}");
+        let msg = format!("decision {id}: {model} via {provider}: {e} ({attempts} attempts)");
         match &e {
             DispatchError::Status { status, .. } => match status {
                 400 | 413 | 422 => Error::invalid(
@@ -307,21 +349,17 @@ fn usage_or_estimate(reported: Option<Usage>, req: &ChatRequest, content: &str) 
                     req.messages.iter().map(|m| m.content.as_str()),
                 ),
                 completion_tokens: tokens::estimate_text_tokens(content),
+                cached_tokens: 0,
             },
             true,
         ),
     }
 }
 
-fn elapsed_ms(since: Instant) -> u32 {
-    u32::try_from(since.elapsed().as_millis()).unwrap_or(u32::MAX)
-}
-
 fn ok_attempt(
     e: &Engine,
     m: usize,
-    started_at_ms: i64,
-    latency_ms: u32,
+    started: (Instant, i64),
     usage: Usage,
     estimated: bool,
     cost: f64,
@@ -332,33 +370,11 @@ fn ok_attempt(
         outcome: "ok",
         error: None,
         http_status: Some(200),
-        started_at_ms,
-        latency_ms,
+        started_at_ms: started.1,
+        latency_ms: elapsed_ms(started.0),
         prompt_tokens: Some(usage.prompt_tokens),
         completion_tokens: Some(usage.completion_tokens),
         usage_estimated: estimated,
         cost_usd: Some(cost),
-    }
-}
-
-fn failed_attempt(
-    e: &Engine,
-    m: usize,
-    started_at_ms: i64,
-    latency_ms: u32,
-    err: &DispatchError,
-) -> AttemptRow {
-    AttemptRow {
-        model: e.catalog.models[m].name.clone(),
-        provider: e.catalog.provider_of(m).name.clone(),
-        outcome: err.outcome(),
-        error: Some(err.to_string()),
-        http_status: err.http_status(),
-        started_at_ms,
-        latency_ms,
-        prompt_tokens: None,
-        completion_tokens: None,
-        usage_estimated: false,
-        cost_usd: None,
     }
 }

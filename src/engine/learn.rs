@@ -124,6 +124,30 @@ impl Learning {
         let _ = self.updates.send(update);
     }
 
+    /// A model failed a request through its provider's fault: learn it as
+    /// an outcome with `reward` (never blocks). Client cancels never get here.
+    pub fn observe_failure(&self, arm: &str, context: &[f32], reward: f64) {
+        if context.len() != self.dim {
+            return;
+        }
+        let _ = self.updates.send(Update::Add {
+            arm: arm.to_owned(),
+            x: context.to_vec(),
+            reward,
+        });
+    }
+
+    /// Re-learns the failures in the log (at start, after `start`): the same
+    /// observations `observe_failure` made before a restart.
+    pub async fn replay_failures(&self, store: &Store, reward: f64) -> anyhow::Result<usize> {
+        let failures = store.failure_observations().await?;
+        let n = failures.len();
+        for (arm, ctx) in failures {
+            self.observe_failure(&arm, &unpack_f32(&ctx), reward);
+        }
+        Ok(n)
+    }
+
     /// The snapshot deciding now.
     pub fn current(&self) -> Arc<Bandit> {
         self.snapshot.load_full()

@@ -3,6 +3,7 @@
 //! inputs and call these functions; each reads top to bottom as the story of
 //! one request.
 
+mod attempts;
 mod complete;
 pub mod learn;
 pub mod output_tokens;
@@ -20,8 +21,9 @@ pub use read::{Intent, Reader, Reading};
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::dispatch::ChatMessage;
-use crate::dispatch::openai::OpenAiClient;
+use crate::dispatch::budget::RetryBudget;
+use crate::dispatch::health::{Health, HealthSnapshot};
+use crate::dispatch::{ChatMessage, Dispatcher};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::policy::eligibility::{self, Constraints};
@@ -90,7 +92,10 @@ pub struct Engine {
     reader: Option<Arc<Reader>>,
     output_tokens: output_tokens::OutputTokens,
     store: Store,
-    openai: OpenAiClient,
+    dispatcher: Dispatcher,
+    /// Breakers and load per model/provider (the failure policy's memory).
+    health: Health,
+    retry_budget: RetryBudget,
     /// Set by `bandit.seed`: one seeded generator for every decision, so a
     /// sequential replay makes the same choices every run.
     seeded: Option<std::sync::Mutex<rand::rngs::StdRng>>,
@@ -117,17 +122,34 @@ impl Engine {
             .build()
             .expect("a TLS backend is compiled in: this is a bug");
         Engine {
-            config,
-            catalog,
             policy,
             learning,
             reader,
             output_tokens,
             store,
-            openai: OpenAiClient::new(http),
+            dispatcher: Dispatcher::new(http),
+            health: Health::new(
+                &catalog,
+                config.dispatch.policy.breaker,
+                config.dispatch.policy.shed_after_429s,
+            ),
+            retry_budget: RetryBudget::new(
+                config.dispatch.policy.retry_budget_ratio,
+                config.dispatch.policy.retry_budget_reserve,
+            ),
+            config,
+            catalog,
             seeded,
             metrics: Metrics::new(),
         }
+    }
+
+    /// A read-only picture of dispatch health: breaker state, in-flight,
+    /// latency EWMA, recent 429s and retries per model and provider, and the
+    /// retry budget (for `/metrics`).
+    pub fn dispatch_health(&self) -> HealthSnapshot {
+        self.health
+            .snapshot(&self.catalog, self.retry_budget.snapshot())
     }
 
     /// Whether the classifier is loaded (false when `classifier.enabled` is off).
@@ -208,7 +230,7 @@ impl Engine {
                 input.max_tokens.map_or(expected, |cap| expected.min(cap))
             })
             .collect();
-        let screened = eligibility::screen(
+        let mut screened = eligibility::screen(
             &self.catalog,
             &Constraints {
                 allow: allow.as_deref(),
@@ -217,7 +239,14 @@ impl Engine {
                 max_cost_usd,
             },
         );
+        let unhealthy = self.screen_health(&mut screened);
         let decision = match pinned {
+            Some(p) if unhealthy.contains(&p) => {
+                return Err(Error::Unavailable(format!(
+                    "model {} is unavailable: {}",
+                    self.catalog.models[p].name, screened[p].reason
+                )));
+            }
             Some(p) => {
                 let c = &screened[p];
                 if !c.eligible {
@@ -230,6 +259,11 @@ impl Engine {
             }
             None => {
                 if !screened.iter().any(|c| c.eligible) {
+                    // Only the failure policy stood in the way: the models
+                    // exist but cannot answer now, so say UNAVAILABLE at once.
+                    if !unhealthy.is_empty() {
+                        return Err(Error::Unavailable(self.no_eligible_reasons(&screened)));
+                    }
                     return Err(self.no_eligible(&screened));
                 }
                 let ctx = Context {
@@ -277,12 +311,16 @@ impl Engine {
     }
 
     fn no_eligible(&self, screened: &[policy::Candidate]) -> Error {
+        Error::FailedPrecondition(self.no_eligible_reasons(screened))
+    }
+
+    fn no_eligible_reasons(&self, screened: &[policy::Candidate]) -> String {
         let reasons: Vec<String> = screened
             .iter()
             .filter(|c| c.reason != "not in the request's candidates")
             .map(|c| format!("{}: {}", self.catalog.models[c.model].name, c.reason))
             .collect();
-        Error::FailedPrecondition(format!("no eligible model ({})", reasons.join("; ")))
+        format!("no eligible model ({})", reasons.join("; "))
     }
 
     fn decision_row(

@@ -110,6 +110,11 @@ pub async fn run_with(
                 )
                 .await?,
             );
+            // Failed attempts are observations too (issue 5's failure policy).
+            let p = &config.dispatch.policy;
+            if p.learn_from_failures {
+                learning.replay_failures(&store, p.failure_reward).await?;
+            }
             (Arc::clone(&learning) as Arc<dyn Policy>, Some(learning))
         }
     };

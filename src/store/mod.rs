@@ -215,6 +215,29 @@ impl Store {
             .collect())
     }
 
+    /// Every (model, context) that failed a decision it did not end up
+    /// serving, through the provider's fault (timeouts, connection errors,
+    /// 408/409/425/429, 5xx; not the request's own 4xx), once per pair: the
+    /// failure observations the bandit learns with a configured reward.
+    pub async fn failure_observations(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT a.decision_id, a.model, d.context
+             FROM attempts a JOIN decisions d ON d.id = a.decision_id
+             WHERE d.context IS NOT NULL
+               AND a.outcome IN ('error', 'timeout')
+               AND (a.http_status IS NULL OR a.http_status IN (408, 409, 425, 429)
+                    OR a.http_status >= 500)
+               AND a.model IS NOT COALESCE(d.served_model, '')
+             ORDER BY a.decision_id, a.model",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("model"), r.get("context")))
+            .collect())
+    }
+
     /// Records the parameters behind a policy version and marks it serving.
     pub async fn record_policy_version(
         &self,

@@ -1,0 +1,228 @@
+//! The failure policy at work for one request: which models to try in which
+//! order, retries with backoff within the deadline, the breaker and load
+//! bookkeeping around every attempt, one attempt row per try, and failures
+//! learned as bandit observations.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use super::{Engine, Routed, now_ms};
+use crate::dispatch::DispatchError;
+use crate::dispatch::health::AttemptGuard;
+use crate::policy::Candidate;
+use crate::store::AttemptRow;
+
+/// The attempt that answered: its model, what it returned, and its health
+/// slot (still counted in flight, so a stream's whole life is measured).
+pub(super) struct Served<T> {
+    pub model: usize,
+    pub value: T,
+    pub guard: AttemptGuard,
+    pub started: (Instant, i64),
+}
+
+/// Every attempt failed (or none could be made): the last error and model.
+pub(super) struct Failed {
+    pub error: DispatchError,
+    pub model: usize,
+}
+
+impl Engine {
+    /// Marks models whose breaker is open as ineligible, then sheds
+    /// providers that are rate-limiting us, as long as another model stays
+    /// eligible. Returns the models the failure policy made ineligible.
+    pub(super) fn screen_health(&self, screened: &mut [Candidate]) -> Vec<usize> {
+        let now = Instant::now();
+        let mut refused = Vec::new();
+        for c in screened.iter_mut().filter(|c| c.eligible) {
+            if let Some(r) = self.health.breaker_refusal(c.model, now) {
+                c.eligible = false;
+                c.reason = r;
+                refused.push(c.model);
+            }
+        }
+        let shed: Vec<(usize, String)> = screened
+            .iter()
+            .filter(|c| c.eligible)
+            .filter_map(|c| {
+                let p = self.catalog.models[c.model].provider;
+                self.health.shed_reason(p, now).map(|r| (c.model, r))
+            })
+            .collect();
+        let eligible = screened.iter().filter(|c| c.eligible).count();
+        // Shedding moves load elsewhere; it never leaves a request nowhere to go.
+        if !shed.is_empty() && shed.len() < eligible {
+            for (m, r) in shed {
+                screened[m].eligible = false;
+                screened[m].reason = r;
+                refused.push(m);
+            }
+        }
+        refused
+    }
+
+    /// The models to try, in order: the decision's model; then (unless it
+    /// was pinned or fallback is off) its configured chain, then the other
+    /// eligible models by the policy's score, up to `max_fallbacks` more.
+    pub(super) fn plan(&self, routed: &Routed) -> Vec<usize> {
+        let d = &routed.decision;
+        let policy = &self.config.dispatch.policy;
+        let mut plan = vec![d.model];
+        if d.policy_version == "pinned" || !policy.fallback {
+            return plan;
+        }
+        let eligible = |m: usize| d.candidates.get(m).is_some_and(|c| c.eligible);
+        let mut ranked: Vec<&Candidate> = d.candidates.iter().filter(|c| c.eligible).collect();
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.model.cmp(&b.model)));
+        let chain = self.catalog.models[d.model].fallback.iter().copied();
+        for m in chain
+            .filter(|m| eligible(*m))
+            .chain(ranked.iter().map(|c| c.model))
+        {
+            if plan.len() > policy.max_fallbacks as usize {
+                break;
+            }
+            if !plan.contains(&m) {
+                plan.push(m);
+            }
+        }
+        plan
+    }
+
+    /// Tries the plan until an attempt succeeds, the deadline passes or the
+    /// error is the request's own fault. `call(model, timeout)` makes one
+    /// attempt. Failed attempts are appended to `rows`.
+    pub(super) async fn run_attempts<T, F, Fut>(
+        &self,
+        routed: &Routed,
+        deadline: Instant,
+        rows: &mut Vec<AttemptRow>,
+        call: F,
+    ) -> Result<Served<T>, Failed>
+    where
+        F: Fn(usize, Duration) -> Fut,
+        Fut: Future<Output = Result<T, DispatchError>>,
+    {
+        let policy = &self.config.dispatch.policy;
+        self.retry_budget.deposit();
+        let plan = self.plan(routed);
+        let mut last: Option<Failed> = None;
+        for &m in &plan {
+            let provider = self.catalog.models[m].provider;
+            let mut retry = 0u32;
+            let mut model_failed = false;
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    self.learn_failure(routed, m, model_failed);
+                    // Only when the deadline was spent before any attempt.
+                    return Err(last.unwrap_or(Failed {
+                        error: DispatchError::Timeout(Duration::ZERO),
+                        model: m,
+                    }));
+                }
+                let Some(guard) = self.health.begin(m, provider, now) else {
+                    // The breaker opened while we were busy: move on.
+                    last.get_or_insert(Failed {
+                        error: DispatchError::Connect("circuit open".into()),
+                        model: m,
+                    });
+                    break;
+                };
+                let timeout = self
+                    .config
+                    .dispatch
+                    .attempt_timeout
+                    .min(deadline.saturating_duration_since(now));
+                let started = (now, now_ms());
+                match call(m, timeout).await {
+                    Ok(value) => {
+                        return Ok(Served {
+                            model: m,
+                            value,
+                            guard,
+                            started,
+                        });
+                    }
+                    Err(e) => {
+                        let fault = e.is_provider_fault();
+                        self.health.finish(
+                            guard,
+                            fault.then_some(false),
+                            e.http_status() == Some(429),
+                        );
+                        rows.push(self.failed_attempt(m, started, &e));
+                        model_failed |= fault;
+                        tracing::warn!(
+                            decision_id = %routed.decision_id,
+                            model = %self.catalog.models[m].name,
+                            retry, error = %e, "attempt failed"
+                        );
+                        let request_fault = matches!(e.http_status(), Some(400 | 413 | 422));
+                        let retry_after = e.retry_after();
+                        let retryable = e.is_retryable();
+                        last = Some(Failed { error: e, model: m });
+                        if request_fault {
+                            // Every model would reject it the same way.
+                            return Err(last.expect("just set"));
+                        }
+                        if !retryable || retry >= policy.max_retries {
+                            break;
+                        }
+                        let delay = policy.backoff.delay(retry, retry_after, &mut rand::rng());
+                        // Waiting past the deadline helps no one: fall back now.
+                        if Instant::now() + delay >= deadline || !self.retry_budget.try_withdraw() {
+                            break;
+                        }
+                        tokio::time::sleep(delay).await;
+                        retry += 1;
+                        self.health.retried(m, provider);
+                    }
+                }
+            }
+            self.learn_failure(routed, m, model_failed);
+        }
+        Err(last.expect("the plan holds at least the chosen model: this is a bug"))
+    }
+
+    /// One bandit observation per model that failed a request through its
+    /// provider's fault (the same rule the log replays at start).
+    pub(super) fn learn_failure(&self, routed: &Routed, m: usize, failed: bool) {
+        let policy = &self.config.dispatch.policy;
+        if !failed || !policy.learn_from_failures {
+            return;
+        }
+        if let Some(l) = &self.learning {
+            l.observe_failure(
+                &self.catalog.models[m].name,
+                &routed.context,
+                policy.failure_reward,
+            );
+        }
+    }
+
+    pub(super) fn failed_attempt(
+        &self,
+        m: usize,
+        started: (Instant, i64),
+        err: &DispatchError,
+    ) -> AttemptRow {
+        AttemptRow {
+            model: self.catalog.models[m].name.clone(),
+            provider: self.catalog.provider_of(m).name.clone(),
+            outcome: err.outcome(),
+            error: Some(err.to_string()),
+            http_status: err.http_status(),
+            started_at_ms: started.1,
+            latency_ms: elapsed_ms(started.0),
+            prompt_tokens: None,
+            completion_tokens: None,
+            usage_estimated: false,
+            cost_usd: None,
+        }
+    }
+}
+
+pub(super) fn elapsed_ms(since: Instant) -> u32 {
+    u32::try_from(since.elapsed().as_millis()).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,323 @@
+//! The mock's three wire protocols: reading requests into [`MockRequest`]
+//! and writing answers, errors and SSE streams the way each provider does.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream;
+use serde_json::{Value, json};
+
+use super::MockRequest;
+use crate::tokens::{estimate_prompt_tokens, estimate_text_tokens};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Proto {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+/// Text of a string or of an array of `{text}` blocks.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b.get("text")?.as_str())
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+pub(super) fn parse(
+    proto: Proto,
+    v: &Value,
+    gemini_call: Option<(String, bool)>,
+) -> Result<MockRequest, String> {
+    let str_field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let max = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    let turns = |key: &str, content: &str| -> Result<Vec<(String, String)>, String> {
+        v.get(key)
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("missing {key}"))?
+            .iter()
+            .map(|m| {
+                let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+                Ok((
+                    role.to_owned(),
+                    text(m.get(content).unwrap_or(&Value::Null)),
+                ))
+            })
+            .collect()
+    };
+    let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    match proto {
+        Proto::OpenAi => Ok(MockRequest {
+            model: str_field("model").ok_or("missing model")?,
+            messages: turns("messages", "content")?,
+            stream,
+            max_tokens: max("/max_tokens"),
+        }),
+        Proto::Anthropic => {
+            let mut messages = Vec::new();
+            if let Some(s) = v.get("system") {
+                messages.push(("system".to_owned(), text(s)));
+            }
+            messages.extend(turns("messages", "content")?);
+            Ok(MockRequest {
+                model: str_field("model").ok_or("missing model")?,
+                messages,
+                stream,
+                max_tokens: Some(max("/max_tokens").ok_or("max_tokens is required")?),
+            })
+        }
+        Proto::Gemini => {
+            let (model, stream) = gemini_call.ok_or("no model in the path")?;
+            let mut messages = Vec::new();
+            if let Some(parts) = v.pointer("/systemInstruction/parts") {
+                messages.push(("system".to_owned(), text(parts)));
+            }
+            messages.extend(turns("contents", "parts")?);
+            Ok(MockRequest {
+                model,
+                messages,
+                stream,
+                max_tokens: max("/generationConfig/maxOutputTokens"),
+            })
+        }
+    }
+}
+
+/// The answer's text and usage.
+pub(super) struct Answer {
+    content: String,
+    usage: Option<(u32, u32, u32)>,
+}
+
+impl Answer {
+    pub(super) fn new(
+        base: &str,
+        echo: &str,
+        req: &MockRequest,
+        with_usage: bool,
+        cached: u32,
+    ) -> Self {
+        let mut content = format!("[{base}] {echo}");
+        if let Some(max) = req.max_tokens {
+            // Honour max_tokens roughly, as a real model would by stopping early.
+            let limit = usize::try_from(max).unwrap_or(usize::MAX).saturating_mul(4);
+            if content.len() > limit {
+                let cut = (0..=limit)
+                    .rev()
+                    .find(|i| content.is_char_boundary(*i))
+                    .unwrap_or(0);
+                content.truncate(cut);
+            }
+        }
+        let usage = with_usage.then(|| {
+            let p = estimate_prompt_tokens(req.messages.iter().map(|(_, t)| t.as_str()));
+            (p, estimate_text_tokens(&content), cached.min(p))
+        });
+        Answer { content, usage }
+    }
+}
+
+fn usage_json(proto: Proto, (p, c, cached): (u32, u32, u32)) -> Value {
+    match proto {
+        Proto::OpenAi => json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+                                "prompt_tokens_details": {"cached_tokens": cached}}),
+        // Anthropic counts cache reads apart from input_tokens.
+        Proto::Anthropic => json!({"input_tokens": p - cached, "output_tokens": c,
+                                   "cache_read_input_tokens": cached}),
+        Proto::Gemini => json!({"promptTokenCount": p, "candidatesTokenCount": c,
+                                "totalTokenCount": p + c, "cachedContentTokenCount": cached}),
+    }
+}
+
+fn plain_json(proto: Proto, model: &str, a: &Answer) -> Value {
+    let mut body = match proto {
+        Proto::OpenAi => json!({
+            "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": a.content},
+                         "finish_reason": "stop"}],
+        }),
+        Proto::Anthropic => json!({
+            "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": a.content}], "stop_reason": "end_turn",
+        }),
+        Proto::Gemini => json!({
+            "candidates": [{"content": {"role": "model", "parts": [{"text": a.content}]},
+                            "finishReason": "STOP", "index": 0}],
+        }),
+    };
+    if let Some(u) = a.usage {
+        let key = if proto == Proto::Gemini {
+            "usageMetadata"
+        } else {
+            "usage"
+        };
+        body[key] = usage_json(proto, u);
+    }
+    body
+}
+
+pub(super) fn plain(proto: Proto, model: &str, a: &Answer) -> Response {
+    axum::Json(plain_json(proto, model, a)).into_response()
+}
+
+pub(super) fn error(proto: Proto, status: u16, message: &str) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = match proto {
+        Proto::OpenAi => {
+            json!({"error": {"message": message, "type": "mock_error", "code": status}})
+        }
+        Proto::Anthropic => {
+            json!({"type": "error", "error": {"type": "mock_error", "message": message}})
+        }
+        Proto::Gemini => {
+            json!({"error": {"code": status, "message": message, "status": "MOCK_ERROR"}})
+        }
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+pub(super) fn rate_limited(proto: Proto, retry_after: Duration) -> Response {
+    let mut resp = error(proto, 429, "rate limited (scripted)");
+    let secs = format!("{}", retry_after.as_secs_f64());
+    if let Ok(v) = HeaderValue::from_str(&secs) {
+        resp.headers_mut().insert("retry-after", v);
+    }
+    resp
+}
+
+/// Headers, then the connection drops: what a reset looks like to a client.
+pub(super) fn reset() -> Response {
+    let body = Body::from_stream(stream::once(async {
+        Err::<bytes::Bytes, _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "scripted reset",
+        ))
+    }));
+    (StatusCode::OK, body).into_response()
+}
+
+pub(super) fn bad_json() -> Response {
+    (StatusCode::OK, "{\"choices\": [ this is not json").into_response()
+}
+
+/// A well-formed answer cut in half.
+pub(super) fn truncated(proto: Proto, model: &str, a: &Answer) -> Response {
+    let mut full = plain_json(proto, model, a).to_string();
+    full.truncate(full.len() / 2);
+    (StatusCode::OK, [("content-type", "application/json")], full).into_response()
+}
+
+/// The answer as the protocol's SSE stream; `cut` stops after two deltas
+/// without the protocol's terminator.
+pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Duration) -> Response {
+    let words: Vec<&str> = a.content.split_inclusive(' ').collect();
+    let words = if cut {
+        &words[..words.len().min(2)]
+    } else {
+        &words[..]
+    };
+    let mut events: Vec<(Option<&'static str>, Value)> = Vec::new();
+    match proto {
+        Proto::OpenAi => {
+            let chunk = |delta: Value, finish: Value| {
+                json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0,
+                       "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            };
+            events.push((
+                None,
+                chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            ));
+            for w in words {
+                events.push((None, chunk(json!({"content": w}), Value::Null)));
+            }
+            if !cut {
+                events.push((None, chunk(json!({}), json!("stop"))));
+                if let Some(u) = a.usage {
+                    events.push((None, json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
+                        "created": 0, "model": model, "choices": [], "usage": usage_json(proto, u)})));
+                }
+            }
+        }
+        Proto::Anthropic => {
+            let mut start = json!({"type": "message_start", "message": {"id": "msg_mock",
+                "type": "message", "role": "assistant", "model": model, "content": []}});
+            if let Some((p, _, cached)) = a.usage {
+                start["message"]["usage"] = json!({"input_tokens": p - cached,
+                    "output_tokens": 1, "cache_read_input_tokens": cached});
+            }
+            events.push((Some("message_start"), start));
+            events.push((
+                Some("content_block_start"),
+                json!({"type": "content_block_start",
+                "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ));
+            events.push((Some("ping"), json!({"type": "ping"})));
+            for w in words {
+                events.push((
+                    Some("content_block_delta"),
+                    json!({"type": "content_block_delta",
+                    "index": 0, "delta": {"type": "text_delta", "text": w}}),
+                ));
+            }
+            if !cut {
+                events.push((
+                    Some("content_block_stop"),
+                    json!({"type": "content_block_stop", "index": 0}),
+                ));
+                let mut delta = json!({"type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": null}});
+                if let Some((_, c, _)) = a.usage {
+                    delta["usage"] = json!({"output_tokens": c});
+                }
+                events.push((Some("message_delta"), delta));
+                events.push((Some("message_stop"), json!({"type": "message_stop"})));
+            }
+        }
+        Proto::Gemini => {
+            let n = words.len();
+            for (i, w) in words.iter().enumerate() {
+                let mut chunk = json!({"candidates": [{"content": {"role": "model",
+                    "parts": [{"text": w}]}, "index": 0}]});
+                if !cut && i + 1 == n {
+                    chunk["candidates"][0]["finishReason"] = json!("STOP");
+                    if let Some(u) = a.usage {
+                        chunk["usageMetadata"] = usage_json(proto, u);
+                    }
+                }
+                events.push((None, chunk));
+            }
+        }
+    }
+    let mut data: Vec<(Option<&'static str>, String)> = events
+        .into_iter()
+        .map(|(e, v)| (e, v.to_string()))
+        .collect();
+    if proto == Proto::OpenAi && !cut {
+        data.push((None, "[DONE]".into()));
+    }
+    let events = stream::unfold(data.into_iter(), move |mut it| async move {
+        let (name, payload) = it.next()?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let mut ev = Event::default().data(payload);
+        if let Some(n) = name {
+            ev = ev.event(n);
+        }
+        Some((Ok::<_, Infallible>(ev), it))
+    });
+    Sse::new(events).into_response()
+}

@@ -1,0 +1,263 @@
+//! One conformance suite for every wire protocol: each adapter against the
+//! real mock provider on loopback speaking that protocol. Success (with the
+//! request translation checked on the wire), streaming, 4xx (not
+//! retryable), 429 with Retry-After, 5xx, connection reset, hang, truncated
+//! and malformed bodies, mid-stream failure, usage and cached tokens.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Mock;
+use futures::StreamExt;
+use switchyard::catalog::Provider;
+use switchyard::config::ProviderKind;
+use switchyard::dispatch::{
+    ChatMessage, ChatRequest, DispatchError, Dispatcher, StreamEvent, Usage,
+};
+
+const KINDS: [ProviderKind; 3] = [
+    ProviderKind::OpenAi,
+    ProviderKind::Anthropic,
+    ProviderKind::Gemini,
+];
+
+/// Short: the hang case waits this long.
+const TIMEOUT: Duration = Duration::from_millis(400);
+
+fn provider(mock: &Mock, kind: ProviderKind) -> Provider {
+    let path = if kind == ProviderKind::Gemini {
+        "v1beta"
+    } else {
+        "v1"
+    };
+    Provider {
+        name: format!("{kind:?}"),
+        kind,
+        base_url: format!("http://{}/{path}", mock.addr),
+        api_key_env: Some("TEST_KEY".into()),
+        api_key: Some("sk-test-123".into()),
+    }
+}
+
+fn request() -> ChatRequest {
+    let msg = |role: &str, content: &str| ChatMessage {
+        role: role.into(),
+        content: content.into(),
+    };
+    ChatRequest {
+        messages: vec![
+            msg("system", "be brief"),
+            msg("user", "first"),
+            msg("assistant", "ok"),
+            msg("user", "hello there world"),
+        ],
+        max_tokens: Some(64),
+        temperature: Some(0.5),
+        stop: vec!["END".into()],
+    }
+}
+
+async fn stats(mock: &Mock) -> serde_json::Value {
+    reqwest::get(format!("http://{}/mock/stats", mock.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn complete(
+    d: &Dispatcher,
+    p: &Provider,
+    model: &str,
+) -> Result<switchyard::dispatch::ChatResponse, DispatchError> {
+    d.complete(p, model, &request(), TIMEOUT).await
+}
+
+fn status(e: &DispatchError) -> Option<u16> {
+    e.http_status()
+}
+
+#[tokio::test]
+async fn success_translates_the_request_and_normalises_the_answer() {
+    let mock = Mock::start().await;
+    let d = Dispatcher::new(reqwest::Client::new());
+    for kind in KINDS {
+        let p = provider(&mock, kind);
+        let r = complete(&d, &p, "m1+cached3").await.unwrap();
+        assert_eq!(r.content, "[m1] hello there world", "{kind:?}");
+        assert_eq!(r.finish_reason, "stop", "{kind:?}");
+        let u = r.usage.unwrap();
+        assert!(
+            u.prompt_tokens > 3 && u.completion_tokens > 0,
+            "{kind:?} {u:?}"
+        );
+        assert_eq!(u.cached_tokens, 3, "{kind:?}");
+
+        // The wire body carries system, roles, limits and stops the protocol's way.
+        let s = stats(&mock).await;
+        let b = &s["last_body"];
+        match kind {
+            ProviderKind::OpenAi => {
+                assert_eq!(s["last_authorization"], "Bearer sk-test-123");
+                assert_eq!(b["messages"][0]["role"], "system");
+                assert_eq!(b["max_tokens"], 64);
+                assert_eq!(b["stop"][0], "END");
+            }
+            ProviderKind::Anthropic => {
+                assert_eq!(s["last_authorization"], "sk-test-123");
+                assert_eq!(b["system"], "be brief");
+                assert_eq!(b["messages"].as_array().unwrap().len(), 3);
+                assert_eq!(b["messages"][1]["role"], "assistant");
+                assert_eq!(b["max_tokens"], 64);
+                assert_eq!(b["stop_sequences"][0], "END");
+            }
+            ProviderKind::Gemini => {
+                assert_eq!(s["last_authorization"], "sk-test-123");
+                assert_eq!(b["systemInstruction"]["parts"][0]["text"], "be brief");
+                assert_eq!(b["contents"][1]["role"], "model");
+                assert_eq!(b["generationConfig"]["maxOutputTokens"], 64);
+                assert_eq!(b["generationConfig"]["temperature"], 0.5);
+                assert_eq!(b["generationConfig"]["stopSequences"][0], "END");
+            }
+        }
+        // No usage reported: None, for the caller to estimate and mark.
+        let r = complete(&d, &p, "m1+nousage").await.unwrap();
+        assert_eq!(r.usage, None, "{kind:?}");
+    }
+}
+
+#[tokio::test]
+async fn streaming_yields_the_text_then_done_with_usage() {
+    let mock = Mock::start().await;
+    let d = Dispatcher::new(reqwest::Client::new());
+    for kind in KINDS {
+        let p = provider(&mock, kind);
+        let mut s = d.stream(&p, "m2", &request(), TIMEOUT).await.unwrap();
+        let mut text = String::new();
+        let mut done = None;
+        while let Some(ev) = s.next().await {
+            match ev.unwrap() {
+                StreamEvent::Delta(t) => text.push_str(&t),
+                StreamEvent::Done {
+                    finish_reason,
+                    usage,
+                } => done = Some((finish_reason, usage)),
+            }
+        }
+        assert_eq!(text, "[m2] hello there world", "{kind:?}");
+        let (finish, usage) = done.expect("a final event");
+        assert_eq!(finish, "stop");
+        let u: Usage = usage.expect("usage in the stream");
+        assert!(u.completion_tokens > 0, "{kind:?}");
+    }
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retryable_and_server_errors_are() {
+    let mock = Mock::start().await;
+    let d = Dispatcher::new(reqwest::Client::new());
+    for kind in KINDS {
+        let p = provider(&mock, kind);
+        for code in [400, 401, 404] {
+            let e = complete(&d, &p, &format!("m+fail{code}"))
+                .await
+                .unwrap_err();
+            assert_eq!(status(&e), Some(code), "{kind:?}");
+            assert!(!e.is_retryable(), "{kind:?} {code}");
+            assert!(e.to_string().contains("scripted failure"), "{kind:?}: {e}");
+        }
+        for code in [500, 502, 503] {
+            let e = complete(&d, &p, &format!("m+fail{code}"))
+                .await
+                .unwrap_err();
+            assert_eq!(status(&e), Some(code), "{kind:?}");
+            assert!(e.is_retryable(), "{kind:?} {code}");
+        }
+        // A stream refused up front is the same error.
+        let e = d
+            .stream(&p, "m+fail503", &request(), TIMEOUT)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(status(&e), Some(503));
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_carry_retry_after() {
+    let mock = Mock::start().await;
+    let d = Dispatcher::new(reqwest::Client::new());
+    for kind in KINDS {
+        let p = provider(&mock, kind);
+        let model = format!("rl-{kind:?}+429x1+ra250");
+        let e = complete(&d, &p, &model).await.unwrap_err();
+        assert_eq!(status(&e), Some(429), "{kind:?}");
+        assert!(e.is_retryable());
+        assert_eq!(
+            e.retry_after(),
+            Some(Duration::from_millis(250)),
+            "{kind:?}"
+        );
+        // The burst is over: the next call is answered.
+        assert!(complete(&d, &p, &model).await.is_ok(), "{kind:?}");
+    }
+}
+
+#[tokio::test]
+async fn resets_hangs_and_broken_bodies_are_retryable_errors() {
+    let mock = Mock::start().await;
+    let d = Dispatcher::new(reqwest::Client::new());
+    for kind in KINDS {
+        let p = provider(&mock, kind);
+        let e = complete(&d, &p, "m+reset").await.unwrap_err();
+        assert!(matches!(e, DispatchError::Stream(_)), "{kind:?}: {e:?}");
+        assert!(e.is_retryable());
+
+        let started = Instant::now();
+        let e = complete(&d, &p, "m+hang").await.unwrap_err();
+        assert!(matches!(e, DispatchError::Timeout(_)), "{kind:?}: {e:?}");
+        assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
+
+        for broken in ["m+badjson", "m+truncate"] {
+            let e = complete(&d, &p, broken).await.unwrap_err();
+            assert!(
+                matches!(e, DispatchError::Malformed(_)),
+                "{kind:?} {broken}: {e:?}"
+            );
+            assert!(e.is_retryable());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_off_ends_with_an_error_after_its_text() {
+    let mock = Mock::start().await;
+    let d = Dispatcher::new(reqwest::Client::new());
+    for kind in KINDS {
+        let p = provider(&mock, kind);
+        let mut s = d
+            .stream(&p, "m+cutstream", &request(), TIMEOUT)
+            .await
+            .unwrap();
+        let mut deltas = 0;
+        let err = loop {
+            match s.next().await {
+                Some(Ok(StreamEvent::Delta(_))) => deltas += 1,
+                Some(Ok(StreamEvent::Done { .. })) => panic!("{kind:?}: a cut stream completed"),
+                Some(Err(e)) => break e,
+                None => panic!("{kind:?}: ended silently"),
+            }
+        };
+        assert_eq!(deltas, 2, "{kind:?}");
+        assert!(err.to_string().contains("ended before"), "{kind:?}: {err}");
+
+        // A stream whose connection resets fails on opening or on its first
+        // read, never with an empty success.
+        match d.stream(&p, "m+reset", &request(), TIMEOUT).await {
+            Err(e) => assert!(e.is_retryable(), "{kind:?}: {e:?}"),
+            Ok(mut s) => assert!(matches!(s.next().await, Some(Err(_))), "{kind:?}"),
+        }
+    }
+}

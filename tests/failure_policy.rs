@@ -1,0 +1,294 @@
+//! The failure policy end to end: the real server over the real mock (all
+//! three protocols), a real SQLite file. A flaky primary with a healthy
+//! fallback loses no request and its breaker opens then closes; all models
+//! down fails fast; 429s wait for Retry-After; streams fall back only before
+//! their first token; failures are logged as attempts and learned.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Client, Mock, Server, complete_req, route_req};
+use switchyard::config::Config;
+use switchyard::pb;
+use tonic::Code;
+
+const DEADLINE_MS: u64 = 2000;
+
+fn config(mock: &Mock, dir: &tempfile::TempDir) -> Config {
+    let a = mock.addr;
+    let model = |name: &str, provider: &str, upstream: &str, prior: f64| {
+        format!(
+            "[[models]]\nname = \"{name}\"\nprovider = \"{provider}\"\nupstream = \"{upstream}\"\n\
+             input_usd_per_mtok = 1.0\noutput_usd_per_mtok = 1.0\ncontext_window = 16000\n\
+             prior_quality = {prior}\n"
+        )
+    };
+    let models = [
+        // 50% mixed failures (5xx, resets, hangs) for its first 60 requests.
+        model("primary", "oa", "primary+flaky50+until60", 0.95),
+        model("backup", "an", "backup", 0.6),
+        model("gem", "ge", "gem", 0.5),
+        model("down503", "oa", "down+fail503", 0.9),
+        model("downhang", "ge", "downhang+hang", 0.9),
+        model("limited", "an", "limited+429x1+ra300", 0.9),
+        model("bad400", "oa", "bad+fail400", 0.99),
+        model("nokey401", "ge", "nokey+fail401", 0.99),
+        model("cutter", "an", "cutter+cutstream", 0.99),
+        model("chained", "oa", "chained+fail503", 0.99),
+        "fallback = [\"gem\"]\n".to_owned(),
+    ]
+    .concat();
+    let toml = format!(
+        r#"
+[server]
+grpc_listen = "127.0.0.1:0"
+database = "{db}"
+drain_timeout_ms = 3000
+
+[classifier]
+enabled = false
+auto_fetch = false
+
+[routing]
+cost_weight = 0.0
+policy = "prior"
+
+[dispatch]
+attempt_timeout_ms = 250
+deadline_ms = {DEADLINE_MS}
+max_retries = 1
+backoff_base_ms = 10
+backoff_max_ms = 50
+retry_budget_ratio = 0.5
+breaker_consecutive_failures = 3
+breaker_failure_rate = 0.5
+breaker_window = 10
+breaker_open_ms = 400
+breaker_probes = 1
+shed_after_429s = 0
+
+[[providers]]
+name = "oa"
+kind = "openai"
+base_url = "http://{a}/v1"
+
+[[providers]]
+name = "an"
+kind = "anthropic"
+base_url = "http://{a}/v1"
+
+[[providers]]
+name = "ge"
+kind = "gemini"
+base_url = "http://{a}/v1beta"
+
+{models}"#,
+        db = dir.path().join("s.db").display()
+    );
+    Config::from_toml(&toml).unwrap()
+}
+
+async fn start() -> (Mock, Server, tempfile::TempDir, Client) {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(&mock, &dir)).await;
+    let client = server.client().await;
+    (mock, server, dir, client)
+}
+
+fn among(content: &str, candidates: &[&str]) -> pb::CompleteRequest {
+    let mut r = complete_req(content, None);
+    r.route.as_mut().unwrap().candidates = candidates.iter().map(|s| s.to_string()).collect();
+    r
+}
+
+/// The reason Route gives for `model` among `candidates`.
+async fn reason(c: &mut Client, model: &str, candidates: &[&str]) -> String {
+    let mut r = route_req("x");
+    r.candidates = candidates.iter().map(|s| s.to_string()).collect();
+    let resp = c.route(r).await.unwrap().into_inner();
+    resp.candidates
+        .into_iter()
+        .find(|x| x.model == model)
+        .unwrap()
+        .reason
+}
+
+#[tokio::test]
+async fn a_flaky_primary_with_a_healthy_fallback_loses_nothing() {
+    let (_mock, server, _dir, mut c) = start().await;
+    let pair = ["primary", "backup"];
+    let (mut by_backup, mut retried, mut saw_open) = (0, 0, false);
+    for i in 0..40 {
+        let started = Instant::now();
+        let r = c
+            .complete(among(&format!("request {i}"), &pair))
+            .await
+            .unwrap_or_else(|e| panic!("request {i} failed: {e:?}"))
+            .into_inner();
+        assert!(started.elapsed() < Duration::from_millis(DEADLINE_MS));
+        assert!(r.content.ends_with(&format!("request {i}")));
+        by_backup += usize::from(r.model == "backup");
+        retried += usize::from(r.attempts.len() > 1);
+        // Every attempt is in the log, and the reply says who served.
+        let d = server_decision(&server, &r.decision_id).await;
+        assert_eq!(d.attempts, r.attempts.len() as i64);
+        assert_eq!(d.served_model.as_deref(), Some(r.model.as_str()));
+        assert_eq!(r.attempts.last().unwrap().model, r.model);
+        saw_open |= reason(&mut c, "primary", &pair)
+            .await
+            .contains("circuit open");
+    }
+    assert!(by_backup > 0 && retried > 0, "{by_backup} {retried}");
+    assert!(saw_open, "the primary's breaker never opened");
+
+    // The primary recovers (the mock stops failing it): after the cool-down
+    // a probe succeeds, the breaker closes and the primary serves again.
+    let mut recovered = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let r = c
+            .complete(among("again", &pair))
+            .await
+            .unwrap()
+            .into_inner();
+        if r.model == "primary" && reason(&mut c, "primary", &pair).await.is_empty() {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "the primary's breaker never closed");
+
+    // Its failures are bandit observations (replayed from the log at start).
+    let store = switchyard::store::Store::open(&server.db, &Config::embedded().store)
+        .await
+        .unwrap()
+        .0;
+    let failures = store.failure_observations().await.unwrap();
+    assert!(failures.iter().any(|(m, _)| m == "primary"));
+    assert!(failures.iter().all(|(m, _)| m == "primary"), "{failures:?}");
+}
+
+async fn server_decision(server: &Server, id: &str) -> switchyard::store::StoredDecision {
+    let store = switchyard::store::Store::open(&server.db, &Config::embedded().store)
+        .await
+        .unwrap()
+        .0;
+    store.decision(id).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn all_models_down_is_unavailable_quickly() {
+    let (_mock, _server, _dir, mut c) = start().await;
+    let down = ["down503", "downhang"];
+    // While breakers are closed: every model tried, still well within the deadline.
+    let started = Instant::now();
+    let e = c.complete(among("x", &down)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(started.elapsed() < Duration::from_millis(DEADLINE_MS));
+    assert!(e.message().contains("4 attempts"), "{}", e.message());
+    let _ = c.complete(among("x", &down)).await.unwrap_err();
+    // Both breakers open now: refused at once, naming why.
+    let started = Instant::now();
+    let e = c.complete(among("x", &down)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(e.message().contains("circuit open"), "{}", e.message());
+}
+
+#[tokio::test]
+async fn a_429_waits_for_retry_after_then_succeeds() {
+    let (_mock, _server, _dir, mut c) = start().await;
+    let started = Instant::now();
+    let r = c
+        .complete(complete_req("x", Some("limited")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let codes: Vec<u32> = r.attempts.iter().map(|a| a.http_status).collect();
+    assert_eq!(codes, [429, 200]);
+    assert_eq!(r.model, "limited");
+}
+
+#[tokio::test]
+async fn request_errors_do_not_fall_back_but_provider_errors_do() {
+    let (_mock, _server, _dir, mut c) = start().await;
+    let e = c
+        .complete(among("x", &["bad400", "backup"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("1 attempts"), "{}", e.message());
+    // A 401 is that provider's problem: not retried, the next model answers.
+    let r = c
+        .complete(among("x", &["nokey401", "backup"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.model, "backup");
+    let codes: Vec<u32> = r.attempts.iter().map(|a| a.http_status).collect();
+    assert_eq!(codes, [401, 200]);
+}
+
+#[tokio::test]
+async fn a_configured_chain_comes_before_the_ranking() {
+    let (_mock, _server, _dir, mut c) = start().await;
+    // backup outranks gem, but chained's own fallback names gem.
+    let r = c
+        .complete(among("x", &["chained", "backup", "gem"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.model, "gem");
+    let models: Vec<&str> = r.attempts.iter().map(|a| a.model.as_str()).collect();
+    assert_eq!(models, ["chained", "chained", "gem"]);
+}
+
+#[tokio::test]
+async fn streams_fall_back_before_the_first_token_and_never_after() {
+    let (_mock, _server, _dir, mut c) = start().await;
+    // Fails before any text: the client sees only the backup's stream.
+    let mut s = c
+        .complete_stream(among("stream me", &["down503", "gem"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut chunks = Vec::new();
+    while let Some(ch) = s.message().await.unwrap() {
+        chunks.push(ch);
+    }
+    assert_eq!(chunks[0].model, "gem");
+    let text: String = chunks.iter().map(|c| c.delta.as_str()).collect();
+    assert_eq!(text, "[gem] stream me");
+    let outcomes: Vec<String> = chunks
+        .last()
+        .unwrap()
+        .attempts
+        .iter()
+        .map(|a| format!("{}:{}", a.model, a.outcome))
+        .collect();
+    assert_eq!(outcomes, ["down503:error", "down503:error", "gem:ok"]);
+
+    // Fails after text: a clear error, no second model's words spliced in.
+    let mut s = c
+        .complete_stream(among("one two three four", &["cutter", "backup"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut text = String::new();
+    let err = loop {
+        match s.message().await {
+            Ok(Some(ch)) => text.push_str(&ch.delta),
+            Ok(None) => panic!("ended without an error"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.code(), Code::Unavailable);
+    assert_eq!(text, "[cutter] one ");
+}
