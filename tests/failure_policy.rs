@@ -180,7 +180,7 @@ async fn server_decision(server: &Server, id: &str) -> switchyard::store::Stored
 
 #[tokio::test]
 async fn all_models_down_is_unavailable_quickly() {
-    let (_mock, _server, _dir, mut c) = start().await;
+    let (_mock, server, _dir, mut c) = start().await;
     let down = ["down503", "downhang"];
     // While breakers are closed: every model tried, still well within the deadline.
     let started = Instant::now();
@@ -199,6 +199,29 @@ async fn all_models_down_is_unavailable_quickly() {
         started.elapsed()
     );
     assert!(e.message().contains("circuit open"), "{}", e.message());
+    // /metrics shows what selection saw: both breakers open, the others closed.
+    let metrics = reqwest::get(format!("http://{}/metrics", server.http_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let state = |model: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("switchyard_breaker_state{")
+                    && l.contains(&format!("model=\"{model}\""))
+            })
+            .unwrap_or_else(|| panic!("no breaker gauge for {model} in\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(state("down503"), "2");
+    assert_eq!(state("downhang"), "2");
+    assert!(metrics.contains("switchyard_provider_in_flight{provider=\"oa\"} 0"));
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 mod attempts;
 mod complete;
+mod gauges;
 pub mod learn;
 pub mod output_tokens;
 mod promoted;
@@ -94,8 +95,8 @@ pub struct Engine {
     store: Store,
     dispatcher: Dispatcher,
     /// Breakers and load per model/provider (the failure policy's memory).
-    health: Health,
-    retry_budget: RetryBudget,
+    health: Arc<Health>,
+    retry_budget: Arc<RetryBudget>,
     /// Set by `bandit.seed`: one seeded generator for every decision, so a
     /// sequential replay makes the same choices every run.
     seeded: Option<std::sync::Mutex<rand::rngs::StdRng>>,
@@ -121,6 +122,22 @@ impl Engine {
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build()
             .expect("a TLS backend is compiled in: this is a bug");
+        let health = Arc::new(Health::new(
+            &catalog,
+            config.dispatch.policy.breaker,
+            config.dispatch.policy.shed_after_429s,
+        ));
+        let retry_budget = Arc::new(RetryBudget::new(
+            config.dispatch.policy.retry_budget_ratio,
+            config.dispatch.policy.retry_budget_reserve,
+        ));
+        let metrics = Metrics::new();
+        gauges::register(
+            &metrics,
+            Arc::clone(&health),
+            Arc::clone(&retry_budget),
+            Arc::clone(&catalog),
+        );
         Engine {
             policy,
             learning,
@@ -128,19 +145,12 @@ impl Engine {
             output_tokens,
             store,
             dispatcher: Dispatcher::new(http),
-            health: Health::new(
-                &catalog,
-                config.dispatch.policy.breaker,
-                config.dispatch.policy.shed_after_429s,
-            ),
-            retry_budget: RetryBudget::new(
-                config.dispatch.policy.retry_budget_ratio,
-                config.dispatch.policy.retry_budget_reserve,
-            ),
+            health,
+            retry_budget,
             config,
             catalog,
             seeded,
-            metrics: Metrics::new(),
+            metrics,
         }
     }
 
