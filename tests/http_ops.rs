@@ -120,7 +120,8 @@ async fn models_health_readiness_and_metrics() {
         "switchyard_requests_total{transport=\"grpc\",route=\"Complete\",code=\"Ok\"} 1",
         "switchyard_decisions_total{model=\"mid\",pinned=\"true\"} 1",
         "switchyard_provider_attempts_total{provider=\"mock\",model=\"cheap\",outcome=\"ok\"} 1",
-        "switchyard_provider_errors_total{provider=\"mock\",model=\"broken\",outcome=\"error\"} 1",
+        // A pinned model is retried (dispatch.max_retries = 2), never replaced.
+        "switchyard_provider_errors_total{provider=\"mock\",model=\"broken\",outcome=\"error\"} 3",
         "switchyard_feedback_total{source=\"s\",replaced=\"false\"} 1",
         "switchyard_classify_queue_depth 0",
     ] {
@@ -166,9 +167,9 @@ async fn over_the_in_flight_limit_is_a_429_and_a_dropped_stream_frees_its_slot()
     )
     .await;
     error(resp, 429, "too_many_requests").await;
-    // The held request ends at its attempt timeout and frees the slot.
+    // The held request is retried until its deadline passes, then frees the slot.
     let r = held.await.unwrap().unwrap();
-    assert_eq!(r.status(), 503);
+    assert_eq!(r.status(), 504);
 
     // A stream holds the slot while open; dropping it mid-way releases it.
     let mut body = chat("cheap", "hi");

@@ -14,7 +14,7 @@ use super::attempts::elapsed_ms;
 use super::{Engine, RouteInput, Routed, Rpc, validate};
 use crate::dispatch::{ChatRequest, DispatchError, StreamEvent, Usage};
 use crate::error::Error;
-use crate::store::AttemptRow;
+use crate::store::{AttemptRow, Pending};
 use crate::tokens;
 
 /// Buffered stream items between the provider pump and the client.
@@ -64,6 +64,8 @@ pub enum StreamItem {
 
 struct Prepared {
     routed: Routed,
+    /// The decision's commit, overlapped with the first provider call.
+    logged: Option<Pending>,
     request: ChatRequest,
     deadline: Instant,
 }
@@ -76,13 +78,16 @@ impl Engine {
         let mut route = input.route.clone();
         // The reply can be no longer than max_tokens: it caps expected costs.
         route.max_tokens = max_tokens;
-        let routed = self.route(&route, input.model.as_deref(), rpc).await?;
+        let (routed, logged) = self
+            .route_queued(&route, input.model.as_deref(), rpc)
+            .await?;
         let deadline = deadline_ms
             .map(|ms| Duration::from_millis(u64::from(ms)))
             .unwrap_or(self.config.dispatch.deadline)
             .min(self.config.dispatch.deadline);
         Ok(Prepared {
             routed,
+            logged: Some(logged),
             request: ChatRequest {
                 messages: route.messages,
                 max_tokens,
@@ -104,7 +109,7 @@ impl Engine {
             .map_err(|e| Error::Internal(format!("dispatch task failed: {e}")))?
     }
 
-    async fn dispatch(&self, p: Prepared) -> Result<Completed, Error> {
+    async fn dispatch(&self, mut p: Prepared) -> Result<Completed, Error> {
         let id = p.routed.decision_id.clone();
         let mut rows = Vec::new();
         let result = self
@@ -118,6 +123,14 @@ impl Engine {
                 )
             })
             .await;
+        // Nothing about the decision is acknowledged before it is durable.
+        let logged = p.logged.take().map(Pending::committed);
+        if let Some(Err(e)) = futures::future::OptionFuture::from(logged).await {
+            if let Ok(s) = result {
+                self.health.finish(s.guard, Some(true), false);
+            }
+            return Err(e.into());
+        }
         match result {
             Ok(s) => {
                 let m = s.model;
@@ -175,7 +188,7 @@ impl Engine {
 
     async fn open_and_pump(
         &self,
-        p: Prepared,
+        mut p: Prepared,
         tx: mpsc::Sender<Result<StreamItem, Error>>,
         opened: oneshot::Sender<Result<(), Error>>,
     ) {
@@ -204,6 +217,15 @@ impl Engine {
                 }
             })
             .await;
+        // The first chunk names the decision: it must be durable by then.
+        let logged = p.logged.take().map(Pending::committed);
+        if let Some(Err(e)) = futures::future::OptionFuture::from(logged).await {
+            if let Ok(s) = result {
+                self.health.finish(s.guard, None, false);
+            }
+            let _ = opened.send(Err(e.into()));
+            return;
+        }
         let s = match result {
             Ok(s) => s,
             Err(f) => {

@@ -191,6 +191,20 @@ impl Engine {
         pin: Option<&str>,
         rpc: Rpc,
     ) -> Result<Routed, Error> {
+        let (routed, pending) = self.route_queued(input, pin, rpc).await?;
+        pending.committed().await?;
+        Ok(routed)
+    }
+
+    /// [`Engine::route`] without waiting for the decision's commit: Complete
+    /// overlaps that commit with the provider call and awaits it before it
+    /// answers, so the log stays ahead of every acknowledgement.
+    pub(crate) async fn route_queued(
+        &self,
+        input: &RouteInput,
+        pin: Option<&str>,
+        rpc: Rpc,
+    ) -> Result<(Routed, crate::store::Pending), Error> {
         let cfg = &self.config;
         validate::messages(&input.messages, cfg.server.max_prompt_bytes)?;
         validate::tenant(&input.tenant)?;
@@ -300,8 +314,9 @@ impl Engine {
             reading,
             context,
         };
-        self.store
-            .record_decision(self.decision_row(input, &routed, pinned.is_some(), max_cost_usd, rpc))
+        let pending = self
+            .store
+            .begin_decision(self.decision_row(input, &routed, pinned.is_some(), max_cost_usd, rpc))
             .await?;
         // Transports open a span per request with an empty `decision_id`
         // field: fill it now so everything after (dispatch, errors) carries it.
@@ -317,7 +332,7 @@ impl Engine {
             rpc = rpc.as_str(),
             "routed"
         );
-        Ok(routed)
+        Ok((routed, pending))
     }
 
     fn no_eligible(&self, screened: &[policy::Candidate]) -> Error {

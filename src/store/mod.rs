@@ -86,6 +86,17 @@ pub struct Store {
     jobs: mpsc::Sender<Job>,
 }
 
+/// A queued write whose commit has not been awaited yet.
+#[must_use = "await the commit before acknowledging the write"]
+pub struct Pending(oneshot::Receiver<Result<writer::Done, StoreError>>);
+
+impl Pending {
+    /// Returns once the write is durable (or failed).
+    pub async fn committed(self) -> Result<(), StoreError> {
+        self.0.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database, applies `migrations/`, and
     /// starts the writer task.
@@ -125,9 +136,24 @@ impl Store {
 
     /// Durably records a decision; returns after its commit.
     pub async fn record_decision(&self, row: DecisionRow) -> Result<(), StoreError> {
-        self.submit(Write::Decision(Box::new(row)))
+        self.begin_decision(row).await?.committed().await
+    }
+
+    /// Queues a decision for the next group commit and returns without
+    /// waiting for it, so the caller can overlap the commit with a provider
+    /// call. Writes are applied in queue order, so attempts queued after it
+    /// never precede it; the caller must await [`Pending::committed`] before
+    /// acknowledging anything about the decision.
+    pub async fn begin_decision(&self, row: DecisionRow) -> Result<Pending, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                write: Write::Decision(Box::new(row)),
+                reply,
+            })
             .await
-            .map(|_| ())
+            .map_err(|_| StoreError::Closed)?;
+        Ok(Pending(rx))
     }
 
     /// Durably records a request's provider attempts and which model served.
