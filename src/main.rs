@@ -109,39 +109,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Fit a policy from the decision log and write it as a policy directory.
-    Train {
-        #[command(flatten)]
-        log: LogArgs,
-        #[arg(long)]
-        out: PathBuf,
-        /// Bandit parameters and catalog priors (embedded defaults when absent).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// A state or policy to add the log's sums to.
-        #[arg(long)]
-        warm_start: Option<PathBuf>,
-        /// Fit sigma (reward noise) to the residuals instead of keeping the configured value.
-        #[arg(long)]
-        fit_sigma: bool,
-    },
-    /// Off-policy evaluation of a candidate policy on the decision log.
-    EvaluatePolicy {
-        #[command(flatten)]
-        eval: EvalArgs,
-        /// Print the full evaluation as JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Make a candidate current if its lower confidence bound beats the current policy.
-    Promote {
-        #[command(flatten)]
-        eval: EvalArgs,
-        /// Promote even when the rule refuses (operator override).
-        #[arg(long)]
-        force: bool,
-    },
-
+    #[command(flatten)]
+    Policy(switchyard::offline::policy_cli::PolicyCommand),
     /// Replay a routing-outcomes dataset offline or online and measure the router.
     Eval(Box<switchyard::offline::eval::cli::EvalArgs>),
     /// Validate a config file and print the catalog it yields.
@@ -149,56 +118,6 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-}
-
-#[derive(clap::Args)]
-struct LogArgs {
-    /// The decision log (SQLite file written by `serve`).
-    #[arg(long)]
-    database: PathBuf,
-    /// Only decisions from this time: Unix ms, YYYY-MM-DD[THH:MM:SSZ], or an age (7d, 12h).
-    #[arg(long)]
-    since: Option<String>,
-    /// Only feedback recorded up to this time (same forms as --since).
-    #[arg(long)]
-    until: Option<String>,
-}
-
-#[derive(clap::Args)]
-struct EvalArgs {
-    #[command(flatten)]
-    log: LogArgs,
-    /// The candidate policy directory (written by `train`).
-    #[arg(long)]
-    candidate: PathBuf,
-    /// Importance weights above this are clipped (and reported).
-    #[arg(long, default_value_t = 100.0)]
-    clip: f64,
-    /// Bootstrap resamples for the confidence intervals.
-    #[arg(long, default_value_t = 1000)]
-    resamples: usize,
-    /// Confidence level of the intervals.
-    #[arg(long, default_value_t = 0.95)]
-    level: f64,
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
-}
-
-impl EvalArgs {
-    fn into_lib(self) -> switchyard::offline::evaluate::EvalArgs {
-        switchyard::offline::evaluate::EvalArgs {
-            database: self.log.database,
-            candidate: self.candidate,
-            since: self.log.since,
-            until: self.log.until,
-            options: switchyard::offline::ope::Options {
-                clip: self.clip,
-                resamples: self.resamples,
-                level: self.level,
-                seed: self.seed,
-            },
-        }
-    }
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -329,52 +248,7 @@ fn main() -> anyhow::Result<()> {
                 out.unwrap_or_else(|| model_dir.join(switchyard::offline::distill::TABLE_FILE));
             switchyard::offline::distill::run(&model_dir, &out).map(|_| ())
         }
-        Command::Train {
-            log,
-            out,
-            config,
-            warm_start,
-            fit_sigma,
-        } => {
-            let args = switchyard::offline::train::TrainArgs {
-                database: log.database,
-                since: log.since,
-                until: log.until,
-                out,
-                config,
-                warm_start,
-                fit_sigma,
-            };
-            rt.block_on(switchyard::offline::train::run(&args))
-                .map(|_| ())
-        }
-        Command::EvaluatePolicy { eval, json } => {
-            use switchyard::offline::evaluate as ev;
-            let (e, _) = rt.block_on(ev::evaluate(&eval.into_lib()))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&e)?);
-            } else {
-                ev::print_table(&e);
-                println!("promotion     {}", ev::verdict(&e).reason);
-            }
-            Ok(())
-        }
-        Command::Promote { eval, force } => {
-            use switchyard::offline::evaluate as ev;
-            let (e, v, id) = rt.block_on(ev::promote(&eval.into_lib(), force))?;
-            ev::print_table(&e);
-            let Some(id) = id else {
-                anyhow::bail!(
-                    "refusing to promote {}: {} (use --force to override)",
-                    e.candidate,
-                    v.reason
-                );
-            };
-            let how = if v.accept { "promoted" } else { "FORCED" };
-            println!("{how}      {} as promotion {id}: {}", e.candidate, v.reason);
-            Ok(())
-        }
-
+        Command::Policy(c) => rt.block_on(c.run()),
         Command::Eval(a) => switchyard::offline::eval::cli::run(*a),
         Command::CheckConfig { config } => {
             let config = load_config(config.as_ref())?;

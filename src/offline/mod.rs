@@ -9,5 +9,6 @@ pub mod evaluate;
 pub mod intents;
 pub mod logset;
 pub mod ope;
+pub mod policy_cli;
 pub mod replay;
 pub mod train;

@@ -1,0 +1,142 @@
+//! The CLI of retraining from the log: `train`, `evaluate-policy` and
+//! `promote` (flattened into the binary's subcommands).
+
+use std::path::PathBuf;
+
+/// Retraining and off-policy evaluation subcommands.
+#[derive(clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Fit a policy from the decision log and write it as a policy directory.
+    Train {
+        #[command(flatten)]
+        log: LogArgs,
+        #[arg(long)]
+        out: PathBuf,
+        /// Bandit parameters and catalog priors (embedded defaults when absent).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A state or policy to add the log's sums to.
+        #[arg(long)]
+        warm_start: Option<PathBuf>,
+        /// Fit sigma (reward noise) to the residuals instead of keeping the configured value.
+        #[arg(long)]
+        fit_sigma: bool,
+    },
+    /// Off-policy evaluation of a candidate policy on the decision log.
+    EvaluatePolicy {
+        #[command(flatten)]
+        eval: OpeArgs,
+        /// Print the full evaluation as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a candidate current if its lower confidence bound beats the current policy.
+    Promote {
+        #[command(flatten)]
+        eval: OpeArgs,
+        /// Promote even when the rule refuses (operator override).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct LogArgs {
+    /// The decision log (SQLite file written by `serve`).
+    #[arg(long)]
+    database: PathBuf,
+    /// Only decisions from this time: Unix ms, YYYY-MM-DD[THH:MM:SSZ], or an age (7d, 12h).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only feedback recorded up to this time (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct OpeArgs {
+    #[command(flatten)]
+    log: LogArgs,
+    /// The candidate policy directory (written by `train`).
+    #[arg(long)]
+    candidate: PathBuf,
+    /// Importance weights above this are clipped (and reported).
+    #[arg(long, default_value_t = 100.0)]
+    clip: f64,
+    /// Bootstrap resamples for the confidence intervals.
+    #[arg(long, default_value_t = 1000)]
+    resamples: usize,
+    /// Confidence level of the intervals.
+    #[arg(long, default_value_t = 0.95)]
+    level: f64,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+impl OpeArgs {
+    fn into_lib(self) -> crate::offline::evaluate::EvalArgs {
+        crate::offline::evaluate::EvalArgs {
+            database: self.log.database,
+            candidate: self.candidate,
+            since: self.log.since,
+            until: self.log.until,
+            options: crate::offline::ope::Options {
+                clip: self.clip,
+                resamples: self.resamples,
+                level: self.level,
+                seed: self.seed,
+            },
+        }
+    }
+}
+
+impl PolicyCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            PolicyCommand::Train {
+                log,
+                out,
+                config,
+                warm_start,
+                fit_sigma,
+            } => {
+                let args = crate::offline::train::TrainArgs {
+                    database: log.database,
+                    since: log.since,
+                    until: log.until,
+                    out,
+                    config,
+                    warm_start,
+                    fit_sigma,
+                };
+                crate::offline::train::run(&args).await.map(|_| ())
+            }
+            PolicyCommand::EvaluatePolicy { eval, json } => {
+                use crate::offline::evaluate as ev;
+                let (e, _) = ev::evaluate(&eval.into_lib()).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&e)?);
+                } else {
+                    ev::print_table(&e);
+                    println!("promotion     {}", ev::verdict(&e).reason);
+                }
+                Ok(())
+            }
+            PolicyCommand::Promote { eval, force } => {
+                use crate::offline::evaluate as ev;
+                let (e, v, id) = ev::promote(&eval.into_lib(), force).await?;
+                ev::print_table(&e);
+                let Some(id) = id else {
+                    anyhow::bail!(
+                        "refusing to promote {}: {} (use --force to override)",
+                        e.candidate,
+                        v.reason
+                    );
+                };
+                let how = if v.accept { "promoted" } else { "FORCED" };
+                println!("{how}      {} as promotion {id}: {}", e.candidate, v.reason);
+                Ok(())
+            }
+        }
+    }
+}
