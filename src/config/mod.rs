@@ -10,11 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod raw;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 mod validate;
 
 use raw::RawConfig;
+pub use telemetry::TelemetryConfig;
 
 /// The embedded defaults used when `serve` gets no `--config`.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -49,6 +51,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     pub classifier: ClassifierSettings,
     pub bandit: BanditConfig,
+    pub telemetry: TelemetryConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }

@@ -150,6 +150,7 @@ pub(super) fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigErr
     };
     let providers = validate_providers(raw_providers)?;
     let models = validate_models(raw_models, &providers)?;
+    let telemetry = super::telemetry::validate(raw.telemetry, d.telemetry)?;
     Ok(Config {
         server,
         store,
@@ -157,6 +158,7 @@ pub(super) fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigErr
         dispatch,
         classifier,
         bandit,
+        telemetry,
         providers,
         models,
     })
