@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use common::{Mock, complete_req, mock_config_toml};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message as _;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 struct Exported {
     service: String,
     name: String,
+    kind: i32,
     attrs: Vec<(String, String)>,
 }
 
@@ -68,6 +70,7 @@ async fn collector() -> (SocketAddr, mpsc::UnboundedReceiver<Exported>) {
                         let _ = tx.send(Exported {
                             service: service.clone(),
                             name: span.name,
+                            kind: span.kind,
                             attrs,
                         });
                     }
@@ -228,6 +231,7 @@ async fn request_spans_are_exported_with_their_decision_id() {
     let id = serve.chat().await;
     let span = span_with(&mut rx, &id).await;
     assert_eq!(span.name, "http");
+    assert_eq!(span.kind, SpanKind::Server as i32, "{span:?}");
     assert_eq!(span.service, "switchyard-otlp-test");
     assert_eq!(span.attr("route"), Some("chat_completions"), "{span:?}");
     assert_eq!(span.attr("status"), Some("200"), "{span:?}");
@@ -235,6 +239,7 @@ async fn request_spans_are_exported_with_their_decision_id() {
     let id = serve.complete().await;
     let span = span_with(&mut rx, &id).await;
     assert_eq!(span.name, "grpc");
+    assert_eq!(span.kind, SpanKind::Server as i32, "{span:?}");
     assert_eq!(span.attr("rpc"), Some("Complete"), "{span:?}");
     serve.terminate().await;
 }
