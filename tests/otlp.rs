@@ -284,8 +284,42 @@ async fn a_dead_collector_does_not_disturb_serving() {
     // model take well under a second; a request waiting on the exporter would
     // take export_timeout (1 s) each.
     let took = started.elapsed();
+    eprintln!("40 requests: {took:?}");
     assert!(took < Duration::from_secs(10), "40 requests took {took:?}");
     // Shutdown still completes: the flush gives up after export_timeout.
     let took = serve.terminate().await;
+    eprintln!("shutdown: {took:?}");
     assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+}
+
+#[tokio::test]
+async fn a_silent_collector_does_not_disturb_serving() {
+    let mock = Mock::start().await;
+    // Accepts connections and never answers: each export runs into its timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            held.push(conn);
+        }
+    });
+    let serve = Serve::start(
+        &mock,
+        &format!(
+            "otlp_endpoint = \"http://{addr}\"\nbatch_delay_ms = 50\nexport_timeout_ms = 1000\n"
+        ),
+    )
+    .await;
+    let started = Instant::now();
+    for _ in 0..20 {
+        serve.chat().await;
+        serve.complete().await;
+    }
+    let took = started.elapsed();
+    eprintln!("40 requests: {took:?}");
+    assert!(took < Duration::from_secs(10), "40 requests took {took:?}");
+    let took = serve.terminate().await;
+    eprintln!("shutdown: {took:?}");
+    assert!(took < Duration::from_secs(15), "shutdown took {took:?}");
 }
