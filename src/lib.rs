@@ -26,6 +26,7 @@ pub mod offline;
 pub mod policy;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod tokens;
 
 /// Types generated from `proto/switchyard/v1/router.proto`.

@@ -128,14 +128,15 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,h2=warn,tower=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // `serve` reads its config before tracing starts: `[telemetry]` decides
+    // whether spans are exported. The guard outlives the runtime (declared
+    // first, dropped last) and flushes queued spans on the way out.
+    let mut serve_config = match &cli.command {
+        Command::Serve { config, .. } => Some(load_config(config.as_ref())?),
+        _ => None,
+    };
+    let _telemetry = switchyard::telemetry::init(serve_config.as_ref().map(|c| &c.telemetry))?;
     let rt = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Serve {
@@ -145,7 +146,10 @@ fn main() -> anyhow::Result<()> {
             database,
             model_dir,
         } => {
-            let mut config = load_config(config.as_ref())?;
+            let mut config = match serve_config.take() {
+                Some(c) => c,
+                None => load_config(config.as_ref())?,
+            };
             if let Some(l) = listen {
                 config.server.grpc_listen = l;
             }

@@ -11,11 +11,13 @@ use std::time::Duration;
 
 mod dispatch_policy;
 mod raw;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 mod validate;
 
 use raw::RawConfig;
+pub use telemetry::TelemetryConfig;
 
 /// The embedded defaults used when `serve` gets no `--config`.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -50,6 +52,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     pub classifier: ClassifierSettings,
     pub bandit: BanditConfig,
+    pub telemetry: TelemetryConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }

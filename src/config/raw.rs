@@ -20,6 +20,8 @@ pub(super) struct RawConfig {
     pub(super) classifier: RawClassifier,
     #[serde(default)]
     pub(super) bandit: RawBandit,
+    #[serde(default)]
+    pub(super) telemetry: super::telemetry::RawTelemetry,
     pub(super) providers: Option<Vec<RawProvider>>,
     pub(super) models: Option<Vec<RawModel>>,
 }

@@ -151,6 +151,7 @@ pub(super) fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigErr
     };
     let providers = validate_providers(raw_providers)?;
     let models = validate_models(raw_models, &providers)?;
+    let telemetry = super::telemetry::validate(raw.telemetry, d.telemetry)?;
     Ok(Config {
         server,
         store,
@@ -158,6 +159,7 @@ pub(super) fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigErr
         dispatch,
         classifier,
         bandit,
+        telemetry,
         providers,
         models,
     })

@@ -123,6 +123,7 @@ async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Respo
     let route = route_label(req.extensions().get::<MatchedPath>());
     let span = tracing::info_span!(
         "http",
+        otel.kind = "server",
         method = %req.method(),
         route,
         decision_id = tracing::field::Empty,

@@ -38,7 +38,12 @@ impl RouterService {
         rpc: &'static str,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        let span = tracing::info_span!("grpc", rpc, decision_id = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "grpc",
+            otel.kind = "server",
+            rpc,
+            decision_id = tracing::field::Empty
+        );
         let started = std::time::Instant::now();
         let r = call.instrument(span).await;
         let code = match &r {

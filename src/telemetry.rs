@@ -1,0 +1,110 @@
+//! Process-wide tracing: log lines on stderr, plus (when
+//! `telemetry.otlp_endpoint` is set) every request span exported over
+//! OTLP/HTTP with its `decision_id` attribute.
+//!
+//! Export runs on the SDK's own batch thread with a blocking HTTP client, so
+//! a slow or dead collector never touches the request path: spans queue
+//! (bounded; the overflow is dropped) and are sent every `batch_delay`.
+
+use anyhow::Context as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::config::TelemetryConfig;
+
+/// The default log filter when `RUST_LOG` is unset.
+const DEFAULT_FILTER: &str = "info,sqlx=warn,h2=warn,tower=warn";
+
+/// Keeps the exporter alive; dropping it flushes queued spans (bounded by
+/// `export_timeout`) so a graceful shutdown loses none.
+#[must_use = "dropping the guard stops the export"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take()
+            && let Err(e) = p.shutdown()
+        {
+            // The subscriber may be gone by now; stderr is not.
+            eprintln!("telemetry: flushing spans at shutdown failed: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber: stderr logs, and OTLP export when `otlp`
+/// names an endpoint. Call once, outside any async runtime (the exporter's
+/// blocking client must not be built or dropped on a runtime thread).
+pub fn init(otlp: Option<&TelemetryConfig>) -> anyhow::Result<Telemetry> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| DEFAULT_FILTER.into());
+    // `RUST_LOG` filters the log lines only: export keeps every request span
+    // even when the logs are turned down to warnings.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let provider = match otlp {
+        Some(cfg) if cfg.otlp_endpoint.is_some() => Some(provider(cfg)?),
+        _ => None,
+    };
+    let otel = provider.as_ref().map(|p| {
+        // Only our own spans: the exporter's HTTP client is instrumented too,
+        // and exporting its spans would feed the export back into itself.
+        let ours = tracing_subscriber::filter::Targets::new()
+            .with_target("switchyard", tracing::Level::INFO);
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("switchyard"))
+            .with_filter(ours)
+    });
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .context("installing the tracing subscriber")?;
+    if let Some(cfg) = otlp.filter(|_| provider.is_some()) {
+        tracing::info!(
+            endpoint = cfg.otlp_endpoint.as_deref().unwrap_or_default(),
+            service = %cfg.service_name,
+            sample_ratio = cfg.sample_ratio,
+            "exporting traces over OTLP/HTTP"
+        );
+    }
+    Ok(Telemetry { provider })
+}
+
+/// The tracer provider: OTLP/HTTP protobuf exporter behind a batch processor.
+fn provider(cfg: &TelemetryConfig) -> anyhow::Result<SdkTracerProvider> {
+    let endpoint = cfg.otlp_endpoint.clone().unwrap_or_default();
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(endpoint.clone())
+        .with_timeout(cfg.export_timeout)
+        .build()
+        .with_context(|| format!("building the OTLP exporter for {endpoint}"))?;
+    let batch = BatchConfigBuilder::default()
+        .with_scheduled_delay(cfg.batch_delay)
+        .build();
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(cfg.sample_ratio)));
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(
+            BatchSpanProcessor::builder(exporter)
+                .with_batch_config(batch)
+                .build(),
+        )
+        .with_sampler(sampler)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(cfg.service_name.clone())
+                .build(),
+        )
+        .build())
+}
