@@ -112,7 +112,8 @@ pub fn headline(s: &Summary) -> String {
     if let Some(a) = s.head.eval_accuracy {
         out += &format!("\ntask head accuracy on eval rows {a:.4}");
     }
-    for (name, c) in [("router", &s.router), ("knn", &s.knn)] {
+    let lr = s.logreg.as_ref().map(|l| l.curve.clone());
+    for (name, c) in [("router", &s.router), ("knn", &s.knn), ("logreg", &lr)] {
         if let Some(c) = c {
             out += &format!(
                 "\n{name}: frontier area {:.4}; quality at best single's cost {:.4}; matches best single at {}",

@@ -6,8 +6,8 @@
 //!   outcome is known for each training prompt), then route every evaluation
 //!   prompt once per cost weight of a sweep from "best regardless of cost" to
 //!   "cheapest always", with the greedy snapshot of the fitted bandit. The kNN
-//!   quality predictor on the same embeddings runs on the same sweep as the
-//!   simple learned baseline.
+//!   and logistic-regression quality predictors on the same embeddings run on
+//!   the same sweep as the simple learned baselines.
 //! * **online**: the bandit starts from its priors (or `--warm-start`) and
 //!   learns from the dataset's outcome for each model it picks, with the
 //!   configured exploration, at one cost weight.
@@ -22,6 +22,7 @@ pub mod cache;
 pub mod cli;
 pub mod data;
 pub mod fit;
+pub mod logreg;
 pub mod metrics;
 pub mod plot;
 pub mod report;
@@ -225,7 +226,10 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
             bar.finish();
             let knn = fit::Knn::new(opts.knn_k, &emb_train, &train, &models);
             let baseline = route::knn(&knn, &emb_eval, &prep_eval, &costs, &weights);
-            write::offline(&ctx, &weights, &router, &baseline)
+            let lr = logreg::LogReg::fit(&emb_train, &train, &models, opts.seed);
+            let lr_q: Vec<Vec<f64>> = emb_eval.iter().map(|e| lr.predict(e)).collect();
+            let lr_choices = route::predicted(&lr_q, &prep_eval, &costs, &weights);
+            write::offline(&ctx, &weights, &router, &baseline, (&lr_choices, lr.lambda))
         }
         Mode::Online => {
             let dim = prep_eval.first().map_or(2, |p| p.features.len());
