@@ -42,6 +42,7 @@ fn opts(dir: &Path, name: &str, out: &Path, cache: &Path) -> EvalOptions {
         refit_every: 16,
         warm_start: None,
         cache_dir: cache.to_path_buf(),
+        pca: 0,
     }
 }
 
@@ -87,6 +88,12 @@ fn offline_eval_writes_complete_outputs_and_is_reproducible() {
     let r = &s.reference;
     assert!(r.oracle.quality >= r.best_single.quality);
     assert!(router.frontier_area > 0.0 && router.frontier_area <= r.oracle.quality + 1e-9);
+    // The logistic-regression baseline runs on the same sweep, with a λ chosen
+    // by cross-validation from its grid, and lands between zero and the oracle.
+    let lr = s.logreg.as_ref().unwrap();
+    assert!(eval::logreg::LAMBDAS.contains(&lr.lambda), "{}", lr.lambda);
+    assert_eq!(lr.curve.settings.len(), 9);
+    assert!(lr.curve.frontier_area > 0.0 && lr.curve.frontier_area <= r.oracle.quality + 1e-9);
 
     let text = std::fs::read_to_string(a.join("decisions.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = text
@@ -124,6 +131,7 @@ fn a_two_model_subset_reports_apgr_and_cpt() {
     assert!(c50 <= c80 && c80 <= 1.0, "CPT(50%) {c50} CPT(80%) {c80}");
     // The baseline gets the same metrics.
     assert!(s.knn.as_ref().unwrap().two_model.is_some());
+    assert!(s.logreg.as_ref().unwrap().curve.two_model.is_some());
 }
 
 #[test]

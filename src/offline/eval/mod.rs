@@ -6,8 +6,8 @@
 //!   outcome is known for each training prompt), then route every evaluation
 //!   prompt once per cost weight of a sweep from "best regardless of cost" to
 //!   "cheapest always", with the greedy snapshot of the fitted bandit. The kNN
-//!   quality predictor on the same embeddings runs on the same sweep as the
-//!   simple learned baseline.
+//!   and logistic-regression quality predictors on the same embeddings run on
+//!   the same sweep as the simple learned baselines.
 //! * **online**: the bandit starts from its priors (or `--warm-start`) and
 //!   learns from the dataset's outcome for each model it picks, with the
 //!   configured exploration, at one cost weight.
@@ -22,7 +22,9 @@ pub mod cache;
 pub mod cli;
 pub mod data;
 pub mod fit;
+pub mod logreg;
 pub mod metrics;
+pub mod pca;
 pub mod plot;
 pub mod report;
 pub mod route;
@@ -82,6 +84,9 @@ pub struct EvalOptions {
     pub warm_start: Option<PathBuf>,
     /// Where embeddings are cached.
     pub cache_dir: PathBuf,
+    /// Append this many principal components of the embedding (fitted on the
+    /// training rows) to the bandit's context; 0: the service's context.
+    pub pca: usize,
 }
 
 impl EvalOptions {
@@ -101,6 +106,7 @@ impl EvalOptions {
             "--cost-weight must be finite and >= 0"
         );
         anyhow::ensure!(self.refit_every >= 1, "--refit-every must be at least 1");
+        anyhow::ensure!(self.pca <= 128, "--pca must be at most 128");
         Ok(())
     }
 }
@@ -180,8 +186,16 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
                 .collect();
             intent::evaluate(h, &ex, None).accuracy
         });
-    let prep_train = data::prepare(&train, &emb_train, head.as_ref());
-    let prep_eval = data::prepare(&eval, &emb_eval, head.as_ref());
+    let mut prep_train = data::prepare(&train, &emb_train, head.as_ref());
+    let mut prep_eval = data::prepare(&eval, &emb_eval, head.as_ref());
+    if opts.pca > 0 {
+        let p = pca::Pca::fit(&emb_train, opts.pca);
+        for (prep, emb) in [(&mut prep_train, &emb_train), (&mut prep_eval, &emb_eval)] {
+            for (q, e) in prep.iter_mut().zip(emb.iter()) {
+                q.features.extend(p.project(e));
+            }
+        }
+    }
     let costs = fit::CostModel::fit(&train, &models);
     let state = fit::bandit_state(&train, &prep_train, &models)?;
     write::json(&opts.out.join("prior.json"), &state)?;
@@ -225,7 +239,10 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
             bar.finish();
             let knn = fit::Knn::new(opts.knn_k, &emb_train, &train, &models);
             let baseline = route::knn(&knn, &emb_eval, &prep_eval, &costs, &weights);
-            write::offline(&ctx, &weights, &router, &baseline)
+            let lr = logreg::LogReg::fit(&emb_train, &train, &models, opts.seed);
+            let lr_q: Vec<Vec<f64>> = emb_eval.iter().map(|e| lr.predict(e)).collect();
+            let lr_choices = route::predicted(&lr_q, &prep_eval, &costs, &weights);
+            write::offline(&ctx, &weights, &router, &baseline, (&lr_choices, lr.lambda))
         }
         Mode::Online => {
             let dim = prep_eval.first().map_or(2, |p| p.features.len());

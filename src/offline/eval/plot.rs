@@ -10,6 +10,7 @@ pub type Rgb = [u8; 3];
 
 pub const BLUE: Rgb = [31, 119, 180];
 pub const ORANGE: Rgb = [255, 127, 14];
+pub const GREEN: Rgb = [44, 160, 44];
 pub const GREY: Rgb = [120, 120, 120];
 pub const RED: Rgb = [214, 39, 40];
 const BLACK: Rgb = [0, 0, 0];

@@ -105,8 +105,7 @@ pub fn offline(
         .collect()
 }
 
-/// The kNN baseline on the same sweep: argmax of predicted quality − w·cost,
-/// ties to the cheaper model then the earlier one (as the policies do).
+/// The kNN baseline on the same sweep: see [`predicted`].
 pub fn knn(
     knn: &Knn<'_>,
     embeddings: &[Vec<f32>],
@@ -114,7 +113,19 @@ pub fn knn(
     costs: &CostModel,
     weights: &[f64],
 ) -> Vec<Choices> {
-    let predicted: Vec<Vec<f64>> = embeddings.iter().map(|e| knn.predict(e)).collect();
+    let q: Vec<Vec<f64>> = embeddings.iter().map(|e| knn.predict(e)).collect();
+    predicted(&q, prepared, costs, weights)
+}
+
+/// A quality predictor's router on the sweep: per prompt, argmax of predicted
+/// quality − w·cost, ties to the cheaper model then the earlier one (as the
+/// policies do).
+pub fn predicted(
+    predicted: &[Vec<f64>],
+    prepared: &[Prepared],
+    costs: &CostModel,
+    weights: &[f64],
+) -> Vec<Choices> {
     weights
         .iter()
         .map(|&w| {

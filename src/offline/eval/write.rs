@@ -61,7 +61,18 @@ pub struct Summary {
     pub router: Option<Curve>,
     /// Offline: the kNN quality-predictor baseline on the same sweep.
     pub knn: Option<Curve>,
+    /// Offline: the per-model logistic-regression baseline on the same sweep.
+    pub logreg: Option<LogRegCurve>,
     pub online: Option<Online>,
+}
+
+/// The logistic-regression baseline's curve and the L2 strength that
+/// cross-validation inside the training rows chose.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRegCurve {
+    pub lambda: f64,
+    #[serde(flatten)]
+    pub curve: Curve,
 }
 
 pub fn json<T: Serialize>(path: &Path, v: &T) -> anyhow::Result<()> {
@@ -122,6 +133,7 @@ fn summary(c: &Context<'_>) -> Summary {
         reference: c.refs.clone(),
         router: None,
         knn: None,
+        logreg: None,
         online: None,
     }
 }
@@ -166,14 +178,17 @@ pub fn offline(
     weights: &[f64],
     router: &[Choices],
     knn: &[Choices],
+    (logreg, lambda): (&[Choices], f64),
 ) -> anyhow::Result<Summary> {
     let sets: Vec<(f64, &Choices)> = weights.iter().copied().zip(router).collect();
     decisions(&c.opts.out.join("decisions.jsonl"), c.eval, c.models, &sets)?;
     let r = report::curve(weights, router, c.eval, c.models, c.refs);
     let k = report::curve(weights, knn, c.eval, c.models, c.refs);
+    let l = report::curve(weights, logreg, c.eval, c.models, c.refs);
     let mut series = vec![
         curve_series("ROUTER (BANDIT)", plot::BLUE, &r),
         curve_series("KNN BASELINE", plot::ORANGE, &k),
+        curve_series("LOGISTIC BASELINE", plot::GREEN, &l),
     ];
     series.extend(singles_and_oracle(c.refs));
     Chart {
@@ -190,6 +205,7 @@ pub fn offline(
     let mut s = summary(c);
     s.router = Some(r);
     s.knn = Some(k);
+    s.logreg = Some(LogRegCurve { lambda, curve: l });
     json(&c.opts.out.join("summary.json"), &s)?;
     Ok(s)
 }
