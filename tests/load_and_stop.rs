@@ -107,6 +107,7 @@ async fn a_slow_model_loses_traffic_to_an_equal_fast_one() {
     // points per second makes the slow model's 120 ms cost 0.6 points.
     let (_mock, server, _dir, mut c) = start("bandit", 5.0).await;
     let (slow, fast) = serve_sequentially(&mut c, 40).await;
+    eprintln!("bandit, latency_weight 5: fast {fast}, slow {slow} of 40");
     assert!(fast >= 30, "fast {fast}, slow {slow}");
 
     // The Route explanation shows the signals and the penalty in the score.

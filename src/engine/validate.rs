@@ -215,4 +215,18 @@ mod tests {
         assert!(non_negative("cost_weight", Some(f64::INFINITY)).is_err());
         assert!(temperature(Some(f64::NAN)).is_err());
     }
+
+    #[test]
+    fn stop_sequences_are_bounded_and_name_the_bad_one() {
+        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(stop(&[]).is_ok());
+        assert!(stop(&v(&["a", "b", "c", "d"])).is_ok());
+        let field = |r: Result<(), Error>| match r {
+            Err(Error::InvalidArgument { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(stop(&v(&["a"; 5]))), "stop");
+        assert_eq!(field(stop(&v(&["a", ""]))), "stop[1]");
+        assert_eq!(field(stop(&["x".repeat(257)])), "stop[0]");
+    }
 }

@@ -358,7 +358,6 @@ mod tests {
             serde_json::json!({"n": 2}),
             serde_json::json!({"tools": [{"type": "function"}]}),
             serde_json::json!({"response_format": {"type": "json_object"}}),
-            serde_json::json!({"stop": ["\n"]}),
             serde_json::json!({"logprobs": true}),
         ] {
             let mut v =
@@ -369,6 +368,25 @@ mod tests {
             let e = body(v).into_input(&HeaderMap::new()).unwrap_err();
             assert_eq!(e.code, "unsupported_parameter", "{extra}");
         }
+    }
+
+    #[test]
+    fn stop_is_taken_as_a_string_or_an_array() {
+        let with = |stop: serde_json::Value| {
+            body(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": stop}))
+                .into_input(&HeaderMap::new())
+        };
+        assert_eq!(with(serde_json::json!("\n")).unwrap().stop, vec!["\n"]);
+        assert_eq!(
+            with(serde_json::json!(["a", "b"])).unwrap().stop,
+            vec!["a", "b"]
+        );
+        assert!(with(serde_json::Value::Null).unwrap().stop.is_empty());
+        let e = with(serde_json::json!({"a": 1})).unwrap_err();
+        assert_eq!(
+            (e.code, e.param.as_deref()),
+            ("invalid_value", Some("stop"))
+        );
     }
 
     #[test]
