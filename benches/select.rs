@@ -57,6 +57,7 @@ fn setup() -> (Bandit, Vec<Candidate>, Context) {
             expected_quality: 0.5,
             quality_std: 0.0,
             expected_cost_usd: 1e-4 * (model + 1) as f64,
+            load: Default::default(),
             score: 0.0,
             probability: 0.0,
         })

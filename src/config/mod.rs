@@ -89,6 +89,8 @@ pub struct StoreConfig {
 #[derive(Debug, Clone)]
 pub struct RoutingConfig {
     pub cost_weight: f64,
+    /// Quality points per second of expected latency (load-aware routing; 0: off).
+    pub latency_weight: f64,
     pub default_output_tokens: u32,
     pub policy: PolicyKind,
     /// Classify pinned requests too (their reading only feeds learning).

@@ -52,6 +52,7 @@ pub(super) struct RawStore {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRouting {
     pub(super) cost_weight: Option<f64>,
+    pub(super) latency_weight: Option<f64>,
     pub(super) default_output_tokens: Option<u32>,
     pub(super) policy: Option<String>,
     /// Read pinned requests' prompts with the classifier too (feeds learning, costs latency).

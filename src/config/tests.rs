@@ -48,6 +48,10 @@ fn partial_file_takes_defaults_and_own_catalog_replaces() {
 fn invalid_values_name_their_field() {
     let cases = [
         ("[routing]\ncost_weight = -1.0\n", "routing.cost_weight"),
+        (
+            "[routing]\nlatency_weight = -0.5\n",
+            "routing.latency_weight",
+        ),
         ("[server]\ngrpc_listen = \"nope\"\n", "server.grpc_listen"),
         ("[store]\nsynchronous = \"off\"\n", "store.synchronous"),
         (

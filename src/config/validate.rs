@@ -99,8 +99,20 @@ pub(super) fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigErr
             "must be a finite number >= 0",
         ));
     }
+    let latency_weight = raw
+        .routing
+        .latency_weight
+        .or(d.routing.latency_weight)
+        .unwrap_or(0.02);
+    if !latency_weight.is_finite() || latency_weight < 0.0 {
+        return Err(invalid(
+            "routing.latency_weight",
+            "must be a finite number >= 0",
+        ));
+    }
     let routing = RoutingConfig {
         cost_weight,
+        latency_weight,
         default_output_tokens: raw
             .routing
             .default_output_tokens

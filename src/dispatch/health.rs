@@ -1,7 +1,8 @@
 //! Live health per model and per provider: the circuit breaker, requests in
 //! flight, a latency EWMA and recent 429s. Dispatch updates it around every
 //! attempt; selection reads it (an open breaker or a provider that is
-//! rate-limiting us makes a model ineligible, with the reason); the engine
+//! rate-limiting us makes a model ineligible, with the reason; latency and
+//! in-flight become a soft load penalty on the score); the engine
 //! exports a read-only [`HealthSnapshot`] for metrics.
 
 use std::collections::VecDeque;
@@ -161,6 +162,15 @@ impl Health {
                 RECENT_429_WINDOW.as_secs()
             )
         })
+    }
+
+    /// Model `m`'s latency EWMA in ms (0 until it has served: an unmeasured
+    /// model is tried rather than presumed slow) and its attempts in flight,
+    /// for load-aware selection.
+    pub fn load(&self, m: usize) -> (f64, u64) {
+        let l = &self.models[m];
+        let ewma = l.timing.lock().unwrap_or_else(|p| p.into_inner()).0;
+        (ewma.unwrap_or(0.0), l.in_flight.load(Ordering::Relaxed))
     }
 
     /// Starts an attempt on model `m` if its breaker lets it through.

@@ -61,6 +61,17 @@ impl Engine {
         refused
     }
 
+    /// Fills in each eligible candidate's live load and its penalty
+    /// (`routing.latency_weight`; at 0 the penalty is 0 and selection is as
+    /// without load signals).
+    pub(super) fn screen_load(&self, screened: &mut [Candidate]) {
+        let weight = self.config.routing.latency_weight;
+        for c in screened.iter_mut().filter(|c| c.eligible) {
+            let (latency, in_flight) = self.health.load(c.model);
+            c.load = crate::policy::Load::new(latency, in_flight, weight);
+        }
+    }
+
     /// The models to try, in order: the decision's model; then (unless it
     /// was pinned or fallback is off) its configured chain, then the other
     /// eligible models by the policy's score, up to `max_fallbacks` more.

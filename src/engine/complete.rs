@@ -28,6 +28,8 @@ pub struct CompleteInput {
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
     pub deadline_ms: Option<u32>,
+    /// Stop sequences passed to the provider; empty for none.
+    pub stop: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +77,7 @@ impl Engine {
         let max_tokens = validate::positive_u32("max_tokens", input.max_tokens)?;
         let temperature = validate::temperature(input.temperature)?;
         let deadline_ms = validate::positive_u32("deadline_ms", input.deadline_ms)?;
+        validate::stop(&input.stop)?;
         let mut route = input.route.clone();
         // The reply can be no longer than max_tokens: it caps expected costs.
         route.max_tokens = max_tokens;
@@ -92,8 +95,8 @@ impl Engine {
                 messages: route.messages,
                 max_tokens,
                 temperature,
-                // The API takes no stop sequences yet; adapters translate them.
-                stop: Vec::new(),
+                // Each adapter translates them to its protocol's field.
+                stop: input.stop.clone(),
             },
             deadline: Instant::now() + deadline,
         })

@@ -264,6 +264,7 @@ impl Engine {
             },
         );
         let unhealthy = self.screen_health(&mut screened);
+        self.screen_load(&mut screened);
         let decision = match pinned {
             Some(p) if unhealthy.contains(&p) => {
                 return Err(Error::Unavailable(format!(

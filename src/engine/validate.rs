@@ -12,6 +12,9 @@ const MAX_TENANT_BYTES: usize = 256;
 const MAX_SOURCE_BYTES: usize = 128;
 const MAX_METADATA_ENTRIES: usize = 64;
 const MAX_METADATA_BYTES: usize = 4096;
+/// OpenAI's limits on stop sequences (count) and a generous length bound.
+const MAX_STOP_SEQUENCES: usize = 4;
+const MAX_STOP_BYTES: usize = 256;
 
 /// Validates messages: non-empty, known roles, some text, within the limit.
 pub fn messages(msgs: &[ChatMessage], max_bytes: usize) -> Result<(), Error> {
@@ -39,6 +42,32 @@ pub fn messages(msgs: &[ChatMessage], max_bytes: usize) -> Result<(), Error> {
             "messages",
             "every message's content is empty",
         ));
+    }
+    Ok(())
+}
+
+/// Validates stop sequences: at most 4, each non-empty and bounded, so no
+/// provider rejects them (or, for an empty one, stops at once).
+pub fn stop(seqs: &[String]) -> Result<(), Error> {
+    if seqs.len() > MAX_STOP_SEQUENCES {
+        return Err(Error::invalid(
+            "stop",
+            format!(
+                "{} sequences given; at most {MAX_STOP_SEQUENCES} are allowed",
+                seqs.len()
+            ),
+        ));
+    }
+    for (i, s) in seqs.iter().enumerate() {
+        if s.is_empty() {
+            return Err(Error::invalid(format!("stop[{i}]"), "must not be empty"));
+        }
+        if s.len() > MAX_STOP_BYTES {
+            return Err(Error::invalid(
+                format!("stop[{i}]"),
+                format!("longer than {MAX_STOP_BYTES} bytes"),
+            ));
+        }
     }
     Ok(())
 }
@@ -185,5 +214,19 @@ mod tests {
         assert_eq!(source("").unwrap(), "default");
         assert!(non_negative("cost_weight", Some(f64::INFINITY)).is_err());
         assert!(temperature(Some(f64::NAN)).is_err());
+    }
+
+    #[test]
+    fn stop_sequences_are_bounded_and_name_the_bad_one() {
+        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(stop(&[]).is_ok());
+        assert!(stop(&v(&["a", "b", "c", "d"])).is_ok());
+        let field = |r: Result<(), Error>| match r {
+            Err(Error::InvalidArgument { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(stop(&v(&["a"; 5]))), "stop");
+        assert_eq!(field(stop(&v(&["a", ""]))), "stop[1]");
+        assert_eq!(field(stop(&["x".repeat(257)])), "stop[0]");
     }
 }

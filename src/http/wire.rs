@@ -2,10 +2,11 @@
 //! into the engine's `CompleteInput`.
 //!
 //! Fields we honour: `model`, `messages`, `stream`, `stream_options`,
-//! `max_tokens` / `max_completion_tokens`, `temperature`, `user`, `metadata`.
+//! `max_tokens` / `max_completion_tokens`, `temperature`, `stop` (a string or
+//! up to 4 strings), `user`, `metadata`.
 //! Fields that would change the answer's shape or meaning if ignored (`n > 1`,
 //! `tools`, `functions`, `tool_choice`, `response_format` other than text,
-//! `logprobs`, `stop`, `logit_bias`, `audio`, non-text `modalities`,
+//! `logprobs`, `logit_bias`, `audio`, non-text `modalities`,
 //! `prediction`, non-text content parts) are rejected with 400. Anything else
 //! (`top_p`, penalties, `seed`, `store`, `service_tier`, ...) is ignored.
 
@@ -143,14 +144,6 @@ impl ChatBody {
                 "logprobs are not supported",
             ));
         }
-        if let Some(s) = &self.stop
-            && !(s.is_null() || s.as_array().is_some_and(|a| a.is_empty()))
-        {
-            return Err(ApiError::unsupported(
-                "stop",
-                "stop sequences are not supported",
-            ));
-        }
         if self.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
             return Err(ApiError::unsupported(
                 "logit_bias",
@@ -183,6 +176,7 @@ impl ChatBody {
     /// Converts into the engine's input; the engine validates values further.
     pub fn into_input(self, headers: &HeaderMap) -> Result<CompleteInput, ApiError> {
         self.refuse_unsupported()?;
+        let stop = stop_sequences(self.stop.as_ref())?;
         let messages = self
             .messages
             .into_iter()
@@ -240,7 +234,23 @@ impl ChatBody {
             deadline_ms: ext
                 .deadline_ms
                 .or(parsed(headers, "x-switchyard-deadline-ms")?),
+            stop,
         })
+    }
+}
+
+/// OpenAI's `stop`: null, one string, or an array of strings. The engine
+/// checks the count and each sequence.
+fn stop_sequences(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
+    let invalid = || ApiError::invalid("stop", "must be a string or an array of strings");
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| x.as_str().map(str::to_owned).ok_or_else(invalid))
+            .collect(),
+        Some(_) => Err(invalid()),
     }
 }
 
@@ -348,7 +358,6 @@ mod tests {
             serde_json::json!({"n": 2}),
             serde_json::json!({"tools": [{"type": "function"}]}),
             serde_json::json!({"response_format": {"type": "json_object"}}),
-            serde_json::json!({"stop": ["\n"]}),
             serde_json::json!({"logprobs": true}),
         ] {
             let mut v =
@@ -359,6 +368,25 @@ mod tests {
             let e = body(v).into_input(&HeaderMap::new()).unwrap_err();
             assert_eq!(e.code, "unsupported_parameter", "{extra}");
         }
+    }
+
+    #[test]
+    fn stop_is_taken_as_a_string_or_an_array() {
+        let with = |stop: serde_json::Value| {
+            body(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": stop}))
+                .into_input(&HeaderMap::new())
+        };
+        assert_eq!(with(serde_json::json!("\n")).unwrap().stop, vec!["\n"]);
+        assert_eq!(
+            with(serde_json::json!(["a", "b"])).unwrap().stop,
+            vec!["a", "b"]
+        );
+        assert!(with(serde_json::Value::Null).unwrap().stop.is_empty());
+        let e = with(serde_json::json!({"a": 1})).unwrap_err();
+        assert_eq!(
+            (e.code, e.param.as_deref()),
+            ("invalid_value", Some("stop"))
+        );
     }
 
     #[test]

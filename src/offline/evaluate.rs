@@ -177,6 +177,11 @@ fn ope_rows(
                     expected_quality: arms[m].1,
                     quality_std: 0.0,
                     expected_cost_usd: c.expected_cost_usd,
+                    // As logged, so the candidate policy scores what the logger scored.
+                    load: crate::policy::Load {
+                        load_penalty: c.load_penalty,
+                        ..Default::default()
+                    },
                     score: 0.0,
                     probability: 0.0,
                 }

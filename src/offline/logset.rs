@@ -20,6 +20,9 @@ pub struct LoggedCandidate {
     pub model: String,
     pub eligible: bool,
     pub expected_cost_usd: f64,
+    /// Load penalty subtracted from the score (0 in logs that predate it).
+    #[serde(default)]
+    pub load_penalty: f64,
 }
 
 /// One rewarded decision, decoded.

@@ -47,6 +47,7 @@ pub fn screen(catalog: &Catalog, c: &Constraints<'_>) -> Vec<Candidate> {
                 expected_quality: m.prior_quality,
                 quality_std: 0.0,
                 expected_cost_usd: cost,
+                load: Default::default(),
                 score: 0.0,
                 probability: 0.0,
             }

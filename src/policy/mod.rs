@@ -38,10 +38,48 @@ pub struct Candidate {
     /// Standard deviation of the quality estimate (0 for a fixed prior).
     pub quality_std: f64,
     pub expected_cost_usd: f64,
-    /// expected_quality − cost_weight × expected_cost_usd; 0 when not eligible.
+    /// Live load of the model when it was screened, and its penalty.
+    #[serde(flatten)]
+    pub load: Load,
+    /// expected_quality − cost_weight × expected_cost_usd − load_penalty;
+    /// 0 when not eligible.
     pub score: f64,
     /// Probability that the policy picks this model for this request.
     pub probability: f64,
+}
+
+/// Load-aware routing: what a model's recent latency and current in-flight
+/// requests cost in quality points. Computed once per request before the
+/// policy decides and subtracted from the score like cost, so the logged
+/// propensity is exact for the procedure that picked, and logged with the
+/// candidate so off-policy evaluation recomputes the same scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Load {
+    /// EWMA of the model's attempt latency in ms (0 until it has served, so
+    /// an unmeasured model is tried rather than presumed slow).
+    pub latency_ms_ewma: f64,
+    /// The model's attempts in flight when the request was screened.
+    pub in_flight: u64,
+    /// latency_weight × expected latency in seconds, where expected latency
+    /// = latency EWMA × (1 + in_flight): a pessimistic queue in which every
+    /// request already in flight costs one more typical latency.
+    pub load_penalty: f64,
+}
+
+impl Load {
+    pub fn new(latency_ms_ewma: f64, in_flight: u64, latency_weight: f64) -> Self {
+        let expected_s = latency_ms_ewma / 1000.0 * (1.0 + in_flight as f64);
+        Load {
+            latency_ms_ewma,
+            in_flight,
+            load_penalty: latency_weight * expected_s,
+        }
+    }
+}
+
+/// The score a policy maximises for an eligible candidate of mean quality `q`.
+pub fn objective(q: f64, c: &Candidate, cost_weight: f64) -> f64 {
+    q - cost_weight * c.expected_cost_usd - c.load.load_penalty
 }
 
 /// The policy's choice and its explanation.
@@ -72,7 +110,7 @@ pub trait Policy: Send + Sync {
 pub fn pinned(model: usize, mut candidates: Vec<Candidate>, cost_weight: f64) -> Decision {
     for c in candidates.iter_mut() {
         c.score = if c.eligible {
-            c.expected_quality - cost_weight * c.expected_cost_usd
+            objective(c.expected_quality, c, cost_weight)
         } else {
             0.0
         };

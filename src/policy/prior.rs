@@ -22,7 +22,7 @@ impl Policy for PriorPolicy {
         _rng: &mut dyn RngCore,
     ) -> Decision {
         for c in candidates.iter_mut().filter(|c| c.eligible) {
-            c.score = c.expected_quality - ctx.cost_weight * c.expected_cost_usd;
+            c.score = super::objective(c.expected_quality, c, ctx.cost_weight);
         }
         let best = candidates
             .iter()
@@ -64,6 +64,7 @@ mod tests {
             expected_quality: q,
             quality_std: 0.0,
             expected_cost_usd: cost,
+            load: Default::default(),
             score: 0.0,
             probability: 0.0,
         }
@@ -100,5 +101,19 @@ mod tests {
         let d = decide(0.0, cands);
         assert_eq!(d.model, 2);
         assert_eq!(d.candidates[0].score, 0.0);
+    }
+
+    #[test]
+    fn load_penalty_enters_the_score_like_cost() {
+        let mut cands = vec![cand(0, 0.8, 0.0), cand(1, 0.8, 0.0)];
+        // 200 ms with one request ahead: 0.4 s expected, × 0.5 = 0.2 points.
+        cands[0].load = crate::policy::Load::new(200.0, 1, 0.5);
+        assert!((cands[0].load.load_penalty - 0.2).abs() < 1e-12);
+        let d = decide(0.0, cands.clone());
+        assert_eq!(d.model, 1);
+        assert!((d.candidates[0].score - 0.6).abs() < 1e-12);
+        // Weight 0: no penalty, the tie goes to catalog order as before.
+        cands[0].load = crate::policy::Load::new(200.0, 1, 0.0);
+        assert_eq!(decide(0.0, cands).model, 0);
     }
 }

@@ -91,6 +91,7 @@ fn complete_input(r: pb::CompleteRequest) -> CompleteInput {
         max_tokens: r.max_tokens,
         temperature: r.temperature,
         deadline_ms: r.deadline_ms,
+        stop: r.stop,
     }
 }
 
@@ -148,6 +149,9 @@ impl pb::router_server::Router for RouterService {
                         probability: c.probability,
                         provider: catalog.provider_of(c.model).name.clone(),
                         quality_std: c.quality_std,
+                        latency_ms_ewma: c.load.latency_ms_ewma,
+                        in_flight: c.load.in_flight,
+                        load_penalty: c.load.load_penalty,
                     })
                     .collect(),
                 cost_weight: routed.cost_weight,

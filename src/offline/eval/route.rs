@@ -59,6 +59,7 @@ fn candidates(p: &Prepared, costs: &CostModel, models: usize) -> Vec<Candidate> 
             expected_quality: PRIOR_QUALITY,
             quality_std: 0.0,
             expected_cost_usd: costs.expected(m, p.prompt_tokens),
+            load: Default::default(),
             score: 0.0,
             probability: 0.0,
         })

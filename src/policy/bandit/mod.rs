@@ -292,7 +292,7 @@ impl Policy for Bandit {
     /// Linear Thompson sampling with an exploration floor (see `propensity`).
     /// Candidates come back with `expected_quality` = the predictive mean μ
     /// (raw: a linear model can leave [0, 1]), `quality_std` = its posterior
-    /// std σ·√(xᵀA⁻¹x) (before the exploration scale v), `score` = μ − w·cost
+    /// std σ·√(xᵀA⁻¹x) (before the exploration scale v), `score` = μ − w·cost − load_penalty
     /// and `probability` = p; ineligible candidates get score and probability 0.
     fn decide(
         &self,
@@ -323,7 +323,7 @@ impl Policy for Bandit {
             let (mean, std) = self.predict_x(c.model, c.expected_quality, &x);
             c.expected_quality = mean;
             c.quality_std = std;
-            c.score = mean - w * c.expected_cost_usd;
+            c.score = crate::policy::objective(mean, c, w);
             scores.push(c.score);
             scales.push(self.params.exploration * std);
         }
@@ -374,6 +374,7 @@ pub(super) mod tests {
             expected_quality: prior,
             quality_std: 0.0,
             expected_cost_usd: cost,
+            load: Default::default(),
             score: 0.0,
             probability: 0.0,
         }
