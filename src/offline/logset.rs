@@ -68,6 +68,9 @@ pub struct Log {
 }
 
 /// Opens an existing log; a missing file is an error, never a new database.
+/// How long offline commands wait for the database's write lock.
+const OFFLINE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 pub async fn open(database: &Path) -> anyhow::Result<Store> {
     anyhow::ensure!(
         database.is_file(),
@@ -75,7 +78,9 @@ pub async fn open(database: &Path) -> anyhow::Result<Store> {
         database.display()
     );
     let cfg = crate::config::Config::embedded().store;
-    let (store, _writer) = Store::open(database, &cfg)
+    // A server writing to the same log holds its write lock for each group
+    // commit; under heavy I/O those fsyncs can starve a 10 s wait.
+    let (store, _writer) = Store::open_with(database, &cfg, OFFLINE_BUSY_TIMEOUT)
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", database.display()))?;
     Ok(store)

@@ -104,6 +104,17 @@ impl Store {
         path: &Path,
         cfg: &StoreConfig,
     ) -> Result<(Store, writer::Handle), StoreError> {
+        Self::open_with(path, cfg, BUSY_TIMEOUT).await
+    }
+
+    /// [`Store::open`] with another wait for a lock another process holds:
+    /// offline tools writing beside a busy server (`promote`) wait longer
+    /// than the service, which must answer quickly.
+    pub async fn open_with(
+        path: &Path,
+        cfg: &StoreConfig,
+        busy_timeout: Duration,
+    ) -> Result<(Store, writer::Handle), StoreError> {
         let opts = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
@@ -112,7 +123,7 @@ impl Store {
                 Synchronous::Full => SqliteSynchronous::Full,
                 Synchronous::Normal => SqliteSynchronous::Normal,
             })
-            .busy_timeout(BUSY_TIMEOUT)
+            .busy_timeout(busy_timeout)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
