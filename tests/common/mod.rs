@@ -2,6 +2,8 @@
 //! loopback ports, a temp SQLite file, and a generated gRPC client.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
