@@ -10,18 +10,24 @@
 //! `cargo bench --bench http_overhead`; LiteLLM is measured when a `litellm`
 //! executable is found (`LITELLM_BIN`, else on `PATH`; `pip install
 //! 'litellm[proxy]'`). `OVERHEAD_REQUESTS` sets requests per client at
-//! concurrency 1 (default 2000; 64 clients send a 30th of that each).
+//! concurrency 1 (default 2000; 64 clients send a 30th of that each);
+//! `OVERHEAD_ONLY=pinned` measures only the targets whose name has `pinned`;
+//! `OVERHEAD_WORKERS` sets the servers' `server.worker_threads` (default 1).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::env_or;
 use serde_json::json;
 
 /// Catalog for the Switchyard servers: two real-priced models over the mock.
 fn config(mock: u16, db: &Path, sync: &str, model_dir: &Path, head: &Path) -> String {
+    let workers: usize = env_or("OVERHEAD_WORKERS", 1);
     format!(
-        "[server]\ndatabase = \"{}\"\nmax_in_flight = 4096\n[store]\nsynchronous = \"{sync}\"\n\
+        "[server]\ndatabase = \"{}\"\nmax_in_flight = 4096\nworker_threads = {workers}\n[store]\nsynchronous = \"{sync}\"\n\
          [classifier]\nauto_fetch = false\nmodel_dir = \"{}\"\nintent_head = \"{}\"\n\
          [routing]\npolicy = \"bandit\"\n\
          [[providers]]\nname = \"mock\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{mock}/v1\"\n\
@@ -92,13 +98,17 @@ fn litellm_bin() -> Option<PathBuf> {
     })
 }
 
+/// Slices each target's requests are measured in, taking turns.
+const ROUNDS: usize = 20;
+
 struct Target {
     name: &'static str,
     url: String,
     model: &'static str,
 }
 
-/// Latencies in microseconds of `clients` closed-loop clients each sending `n`.
+/// Latencies in microseconds of `clients` closed-loop clients each sending `n`
+/// (unsorted).
 async fn measure(http: &reqwest::Client, t: &Target, clients: usize, n: usize) -> Vec<f64> {
     let body = json!({
         "model": t.model,
@@ -129,7 +139,6 @@ async fn measure(http: &reqwest::Client, t: &Target, clients: usize, n: usize) -
     for t in tasks {
         all.extend(t.await.unwrap_or_default());
     }
-    all.sort_by(f64::total_cmp);
     all
 }
 
@@ -222,6 +231,10 @@ fn main() -> anyhow::Result<()> {
         }
     };
 
+    // `OVERHEAD_ONLY=pinned` keeps the targets whose name has it (and the direct call).
+    if let Ok(only) = std::env::var("OVERHEAD_ONLY") {
+        targets.retain(|t| t.name.starts_with("mock") || t.name.contains(&only));
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let http = reqwest::Client::builder()
@@ -244,8 +257,16 @@ fn main() -> anyhow::Result<()> {
             wait_ready(&http, &probe, Duration::from_secs(180)).await?;
         }
         println!(
-            "{:<30} {:>8} {:>7} {:>10} {:>10} {:>12} {:>12}",
-            "target", "clients", "ok", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms"
+            "{:<30} {:>7} {:>6} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9}",
+            "target",
+            "clients",
+            "ok",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "+p50 ms",
+            "+p99 ms",
+            "+p99.9 ms"
         );
         for clients in [1usize, 64] {
             let n = if clients == 1 {
@@ -253,24 +274,37 @@ fn main() -> anyhow::Result<()> {
             } else {
                 (per_client / 30).max(10)
             };
-            let mut base = (0.0, 0.0);
             for t in &targets {
                 // Warm-up: connections, caches, LiteLLM's first-call imports.
                 measure(&http, t, clients, (n / 10).max(5)).await;
-                let lat = measure(&http, t, clients, n).await;
-                let (p50, p99) = (pct(&lat, 0.5) / 1e3, pct(&lat, 0.99) / 1e3);
+            }
+            // Targets take turns in slices, so that whatever else the machine
+            // does in the meantime falls on all of them alike.
+            let slice = (n / ROUNDS).max(1);
+            let mut lat = vec![Vec::new(); targets.len()];
+            for _ in 0..n.div_ceil(slice) {
+                for (i, t) in targets.iter().enumerate() {
+                    lat[i].extend(measure(&http, t, clients, slice).await);
+                }
+            }
+            let mut base = [0.0; 3];
+            for (t, mut lat) in targets.iter().zip(lat) {
+                lat.sort_by(f64::total_cmp);
+                let p = [0.5, 0.99, 0.999].map(|q| pct(&lat, q) / 1e3);
                 if t.name.starts_with("mock") {
-                    base = (p50, p99);
+                    base = p;
                 }
                 println!(
-                    "{:<30} {:>8} {:>7} {:>10.3} {:>10.3} {:>12.3} {:>12.3}",
+                    "{:<30} {:>7} {:>6} {:>8.3} {:>8.3} {:>9.3} {:>8.3} {:>8.3} {:>9.3}",
                     t.name,
                     clients,
                     lat.len(),
-                    p50,
-                    p99,
-                    p50 - base.0,
-                    p99 - base.1
+                    p[0],
+                    p[1],
+                    p[2],
+                    p[0] - base[0],
+                    p[1] - base[1],
+                    p[2] - base[2]
                 );
             }
         }

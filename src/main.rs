@@ -127,6 +127,16 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
+/// The async runtime: `server.worker_threads` for `serve`, one thread per
+/// core for the offline commands.
+fn runtime(serve: Option<&Config>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = serve.map(|c| c.server.worker_threads).filter(|n| *n > 0) {
+        b.worker_threads(n);
+    }
+    b.enable_all().build()
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // `serve` reads its config before tracing starts: `[telemetry]` decides
@@ -137,7 +147,7 @@ fn main() -> anyhow::Result<()> {
         _ => None,
     };
     let _telemetry = switchyard::telemetry::init(serve_config.as_ref().map(|c| &c.telemetry))?;
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = runtime(serve_config.as_ref())?;
     match cli.command {
         Command::Serve {
             config,

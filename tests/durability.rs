@@ -1,5 +1,6 @@
 //! What the server acknowledged survives `kill -9`, and SIGTERM drains
 //! in-flight requests before exiting. These run the real `switchyard` binary.
+//! Also: a write that fails inside a group commit fails alone.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::{Mock, complete_req, route_req};
 use switchyard::pb;
 use switchyard::pb::router_client::RouterClient;
+use switchyard::store::{AttemptRow, DecisionRow, Store};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -74,7 +76,16 @@ async fn acknowledged_writes_survive_kill_9() {
         let mut c = client.clone();
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
+            let mut completed = Vec::new();
             for i in 0..25 {
+                if i % 5 == 0 {
+                    let r = c
+                        .complete(complete_req(&format!("writer {w} completion {i}"), None))
+                        .await
+                        .unwrap_or_else(|e| panic!("complete {w}/{i}: {e:?}"))
+                        .into_inner();
+                    completed.push((r.decision_id, r.model));
+                }
                 let id = c
                     .route(route_req(&format!("writer {w} request {i}")))
                     .await
@@ -91,12 +102,14 @@ async fn acknowledged_writes_survive_kill_9() {
                 .unwrap_or_else(|e| panic!("feedback {w}/{i}: {e:?}"));
                 acked.push((id, reward));
             }
-            acked
+            (acked, completed)
         }));
     }
-    let mut acked = Vec::new();
+    let (mut acked, mut completed) = (Vec::new(), Vec::new());
     for t in tasks {
-        acked.extend(t.await.unwrap());
+        let (a, c) = t.await.unwrap();
+        acked.extend(a);
+        completed.extend(c);
     }
     server.child.kill().unwrap(); // SIGKILL: no chance to flush anything
     server.child.wait().unwrap();
@@ -117,6 +130,156 @@ async fn acknowledged_writes_survive_kill_9() {
             "feedback of {id}"
         );
     }
+    // A completion's decision commits with its attempts, before the answer.
+    assert_eq!(completed.len(), 40);
+    for (id, model) in &completed {
+        let d = store.decision(id).await.unwrap();
+        let d = d.unwrap_or_else(|| panic!("completion {id} lost"));
+        assert_eq!(d.served_model.as_deref(), Some(model.as_str()), "{id}");
+        assert_eq!(d.attempts, 1, "attempts of {id}");
+    }
+}
+
+fn decision_row(id: &str) -> DecisionRow {
+    DecisionRow {
+        id: id.into(),
+        created_at_ms: 1,
+        tenant: "t".into(),
+        rpc: "complete",
+        model: "m".into(),
+        provider: "p".into(),
+        pinned: false,
+        propensity: 0.5,
+        explored: false,
+        policy_version: "v".into(),
+        cost_weight: 1.0,
+        max_cost_usd: None,
+        prompt_tokens: 3,
+        output_tokens: 4,
+        message_count: 1,
+        features: None,
+        context: Some(vec![1, 2, 3, 4]),
+        intent: None,
+        candidates: "[]".into(),
+        metadata: "{}".into(),
+        prompt: None,
+        served_model: Some("m".into()),
+    }
+}
+
+fn attempt_row(outcome: &'static str) -> AttemptRow {
+    AttemptRow {
+        model: "m".into(),
+        provider: "p".into(),
+        outcome,
+        error: None,
+        http_status: Some(200),
+        started_at_ms: 2,
+        latency_ms: 5,
+        prompt_tokens: Some(3),
+        completion_tokens: Some(4),
+        usage_estimated: false,
+        cost_usd: Some(0.001),
+    }
+}
+
+/// Decisions with their attempts commit as one script per batch; a batch
+/// holding a write that cannot commit (attempts of an unknown decision)
+/// falls back to job by job, and only that job fails.
+#[tokio::test]
+async fn a_failing_write_fails_alone_in_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = switchyard::config::Config::embedded().store;
+    let (store, _w) = Store::open(&dir.path().join("s.db"), &cfg).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 8 == 3 {
+                let r = s
+                    .record_attempts(format!("missing-{i}"), vec![attempt_row("ok")], None)
+                    .await;
+                (i, r.is_ok())
+            } else {
+                let attempts = vec![attempt_row("error"), attempt_row("ok")];
+                let r = s
+                    .record_decision_with_attempts(decision_row(&format!("d-{i}")), attempts)
+                    .await;
+                (i, r.is_ok())
+            }
+        }));
+    }
+    for t in tasks {
+        let (i, ok) = t.await.unwrap();
+        assert_eq!(ok, i % 8 != 3, "write {i}");
+    }
+    for i in (0..40).filter(|i| i % 8 != 3) {
+        let d = store.decision(&format!("d-{i}")).await.unwrap().unwrap();
+        assert_eq!((d.attempts, d.served_model.as_deref()), (2, Some("m")));
+        assert_eq!(d.propensity, 0.5);
+    }
+    // Every bind lands in its own column.
+    let file = dir.path().join("s.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    let d: (
+        i64,
+        String,
+        String,
+        i64,
+        i64,
+        i64,
+        Vec<u8>,
+        String,
+        String,
+        String,
+    ) = sqlx::query_as(
+        "SELECT created_at_ms, tenant, rpc, prompt_tokens, output_tokens, message_count, context,
+                candidates, metadata, served_model FROM decisions WHERE id = 'd-0'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let want = (
+        1,
+        "t",
+        "complete",
+        3,
+        4,
+        1,
+        vec![1u8, 2, 3, 4],
+        "[]",
+        "{}",
+        "m",
+    );
+    assert_eq!(
+        (
+            d.0,
+            d.1.as_str(),
+            d.2.as_str(),
+            d.3,
+            d.4,
+            d.5,
+            d.6,
+            d.7.as_str(),
+            d.8.as_str(),
+            d.9.as_str()
+        ),
+        want
+    );
+    let a: (i64, String, String, i64, i64, i64, i64, i64, bool, f64) = sqlx::query_as(
+        "SELECT seq, outcome, provider, http_status, started_at_ms, latency_ms, prompt_tokens,
+                completion_tokens, usage_estimated, cost_usd
+         FROM attempts WHERE decision_id = 'd-0' ORDER BY seq DESC",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        a,
+        (1, "ok".into(), "p".into(), 200, 2, 5, 3, 4, false, 0.001)
+    );
 }
 
 #[tokio::test]

@@ -39,6 +39,14 @@ fn cli(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `switchyard <command> --database <db> --candidate <candidate> <extra...>`.
+fn on_candidate(command: &str, db: &str, candidate: &Path, extra: &[&str]) -> Output {
+    let candidate = candidate.to_str().unwrap();
+    let mut args = vec![command, "--database", db, "--candidate", candidate];
+    args.extend_from_slice(extra);
+    cli(&args)
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -142,16 +150,12 @@ async fn promotion_gates_on_the_lower_bound_and_the_server_swaps_without_restart
     assert_eq!(head.labels().len(), 4);
 
     // evaluate-policy: JSON with every estimator and the weights.
-    let out = cli(&[
+    let out = on_candidate(
         "evaluate-policy",
-        "--database",
         &db,
-        "--candidate",
-        good.to_str().unwrap(),
-        "--json",
-        "--resamples",
-        "300",
-    ]);
+        &good,
+        &["--json", "--resamples", "300"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let logging = e["objective"]["logging"]["value"].as_f64().unwrap();
@@ -174,30 +178,14 @@ async fn promotion_gates_on_the_lower_bound_and_the_server_swaps_without_restart
     // A worse candidate is refused (non-zero exit, the reason, nothing recorded).
     let bad = dir.join("bad");
     worse_policy(&policy, &bad);
-    let out = cli(&[
-        "promote",
-        "--database",
-        &db,
-        "--candidate",
-        bad.to_str().unwrap(),
-        "--resamples",
-        "300",
-    ]);
+    let out = on_candidate("promote", &db, &bad, &["--resamples", "300"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("refusing to promote"), "{}", text(&out));
     let store = env.store().await;
     assert_eq!(store.latest_promotion_id().await.unwrap(), 0);
 
     // The better one is accepted, and the running server switches to it.
-    let out = cli(&[
-        "promote",
-        "--database",
-        &db,
-        "--candidate",
-        good.to_str().unwrap(),
-        "--resamples",
-        "300",
-    ]);
+    let out = on_candidate("promote", &db, &good, &["--resamples", "300"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("promoted"), "{}", text(&out));
     let mut swapped = None;
@@ -219,16 +207,7 @@ async fn promotion_gates_on_the_lower_bound_and_the_server_swaps_without_restart
     assert_eq!(params["explore_floor"], 0.02);
 
     // A forced promotion of the worse one goes through and is marked forced.
-    let out = cli(&[
-        "promote",
-        "--database",
-        &db,
-        "--candidate",
-        bad.to_str().unwrap(),
-        "--resamples",
-        "100",
-        "--force",
-    ]);
+    let out = on_candidate("promote", &db, &bad, &["--resamples", "100", "--force"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("FORCED"), "{}", text(&out));
     assert_eq!(store.latest_promotion_id().await.unwrap(), 2);
@@ -303,13 +282,7 @@ async fn offline_commands_fail_clearly_on_bad_input() {
         "last tuesday",
     ]);
     assert!(text(&out).contains("expected Unix ms"), "{}", text(&out));
-    let out = cli(&[
-        "evaluate-policy",
-        "--database",
-        &db,
-        "--candidate",
-        dir.path().join("none").to_str().unwrap(),
-    ]);
+    let out = on_candidate("evaluate-policy", &db, &dir.path().join("none"), &[]);
     assert!(!out.status.success());
     assert!(text(&out).contains("reading policy"), "{}", text(&out));
     env.server.stop().await;

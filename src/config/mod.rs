@@ -68,6 +68,9 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     pub drain_timeout: Duration,
     pub store_prompts: bool,
+    /// Threads running the async runtime (transports, routing, dispatch,
+    /// the writer); 0 for one per core. Inference has its own threads.
+    pub worker_threads: usize,
 }
 
 /// SQLite `synchronous` level under WAL.

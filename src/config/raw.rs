@@ -38,6 +38,7 @@ pub(super) struct RawServer {
     pub(super) max_in_flight: Option<usize>,
     pub(super) drain_timeout_ms: Option<u64>,
     pub(super) store_prompts: Option<bool>,
+    pub(super) worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

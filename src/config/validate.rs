@@ -57,6 +57,7 @@ pub(super) fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigErr
                 .unwrap_or(15_000),
         ),
         store_prompts: s.store_prompts.or(d.server.store_prompts).unwrap_or(false),
+        worker_threads: s.worker_threads.or(d.server.worker_threads).unwrap_or(1),
     };
 
     let sync = raw

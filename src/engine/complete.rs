@@ -14,7 +14,7 @@ use super::attempts::elapsed_ms;
 use super::{Engine, RouteInput, Routed, Rpc, validate};
 use crate::dispatch::{ChatRequest, DispatchError, StreamEvent, Usage};
 use crate::error::Error;
-use crate::store::{AttemptRow, Pending};
+use crate::store::{AttemptRow, DecisionRow};
 use crate::tokens;
 
 /// Buffered stream items between the provider pump and the client.
@@ -66,8 +66,8 @@ pub enum StreamItem {
 
 struct Prepared {
     routed: Routed,
-    /// The decision's commit, overlapped with the first provider call.
-    logged: Option<Pending>,
+    /// The decision's log row, not written yet.
+    row: Box<DecisionRow>,
     request: ChatRequest,
     deadline: Instant,
 }
@@ -81,16 +81,14 @@ impl Engine {
         let mut route = input.route.clone();
         // The reply can be no longer than max_tokens: it caps expected costs.
         route.max_tokens = max_tokens;
-        let (routed, logged) = self
-            .route_queued(&route, input.model.as_deref(), rpc)
-            .await?;
+        let (routed, row) = self.decide(&route, input.model.as_deref(), rpc).await?;
         let deadline = deadline_ms
             .map(|ms| Duration::from_millis(u64::from(ms)))
             .unwrap_or(self.config.dispatch.deadline)
             .min(self.config.dispatch.deadline);
         Ok(Prepared {
             routed,
-            logged: Some(logged),
+            row: Box::new(row),
             request: ChatRequest {
                 messages: route.messages,
                 max_tokens,
@@ -112,7 +110,7 @@ impl Engine {
             .map_err(|e| Error::Internal(format!("dispatch task failed: {e}")))?
     }
 
-    async fn dispatch(&self, mut p: Prepared) -> Result<Completed, Error> {
+    async fn dispatch(&self, p: Prepared) -> Result<Completed, Error> {
         let id = p.routed.decision_id.clone();
         let mut rows = Vec::new();
         let result = self
@@ -126,14 +124,7 @@ impl Engine {
                 )
             })
             .await;
-        // Nothing about the decision is acknowledged before it is durable.
-        let logged = p.logged.take().map(Pending::committed);
-        if let Some(Err(e)) = futures::future::OptionFuture::from(logged).await {
-            if let Ok(s) = result {
-                self.health.finish(s.guard, Some(true), false);
-            }
-            return Err(e.into());
-        }
+        let mut row = p.row;
         match result {
             Ok(s) => {
                 let m = s.model;
@@ -143,8 +134,10 @@ impl Engine {
                 let (usage, estimated) = usage_or_estimate(resp.usage, &p.request, &resp.content);
                 let cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
                 rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
-                self.log_attempts(&id, rows.clone(), Some(model.name.clone()))
-                    .await;
+                row.served_model = Some(model.name.clone());
+                // Nothing about the decision is acknowledged before it is
+                // durable: it commits with its attempts, in one go.
+                self.log_decision(*row, rows.clone()).await?;
                 self.learn_output(&p.routed, m, usage.completion_tokens);
                 Ok(Completed {
                     decision_id: id,
@@ -160,7 +153,8 @@ impl Engine {
             }
             Err(f) => {
                 let n = rows.len();
-                self.log_attempts(&id, rows, None).await;
+                // The error names the decision: it is durable first.
+                self.log_decision(*row, rows).await?;
                 Err(self.dispatch_error(&id, f.model, f.error, p.deadline, n))
             }
         }
@@ -191,13 +185,22 @@ impl Engine {
 
     async fn open_and_pump(
         &self,
-        mut p: Prepared,
+        p: Prepared,
         tx: mpsc::Sender<Result<StreamItem, Error>>,
         opened: oneshot::Sender<Result<(), Error>>,
     ) {
         let id = p.routed.decision_id.clone();
         let mut rows = Vec::new();
         let deadline = tokio::time::Instant::from_std(p.deadline);
+        // The first chunk names the decision: its commit overlaps opening
+        // the stream and is awaited before that chunk is sent.
+        let logged = match self.store.begin_decision(*p.row).await {
+            Ok(logged) => logged,
+            Err(e) => {
+                let _ = opened.send(Err(e.into()));
+                return;
+            }
+        };
         let result = self
             .run_attempts(&p.routed, p.deadline, &mut rows, |m, timeout| {
                 let model = &self.catalog.models[m];
@@ -220,9 +223,7 @@ impl Engine {
                 }
             })
             .await;
-        // The first chunk names the decision: it must be durable by then.
-        let logged = p.logged.take().map(Pending::committed);
-        if let Some(Err(e)) = futures::future::OptionFuture::from(logged).await {
+        if let Err(e) = logged.committed().await {
             if let Ok(s) = result {
                 self.health.finish(s.guard, None, false);
             }
@@ -322,8 +323,25 @@ impl Engine {
             .observe(&self.catalog.models[m].name, intent, completion_tokens);
     }
 
-    /// Attempts are logged after the answer is known; a failure to log them is
-    /// reported but does not withhold an answer the provider already gave.
+    /// Logs a Complete's decision with its attempts; an error means nothing
+    /// of it is durable, so nothing may be acknowledged.
+    async fn log_decision(&self, row: DecisionRow, attempts: Vec<AttemptRow>) -> Result<(), Error> {
+        for a in &attempts {
+            self.metrics.attempt(&a.provider, &a.model, a.outcome);
+        }
+        let id = row.id.clone();
+        self.store
+            .record_decision_with_attempts(row, attempts)
+            .await
+            .map_err(|e| {
+                tracing::error!(decision_id = %id, error = %e, "could not log the decision");
+                e.into()
+            })
+    }
+
+    /// A stream's attempts are logged after its decision, once the answer is
+    /// known; a failure to log them is reported but does not withhold an
+    /// answer the provider already gave.
     async fn log_attempts(&self, id: &str, attempts: Vec<AttemptRow>, served: Option<String>) {
         for a in &attempts {
             self.metrics.attempt(&a.provider, &a.model, a.outcome);

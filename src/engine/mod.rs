@@ -191,20 +191,21 @@ impl Engine {
         pin: Option<&str>,
         rpc: Rpc,
     ) -> Result<Routed, Error> {
-        let (routed, pending) = self.route_queued(input, pin, rpc).await?;
-        pending.committed().await?;
+        let (routed, row) = self.decide(input, pin, rpc).await?;
+        self.store.record_decision(row).await?;
         Ok(routed)
     }
 
-    /// [`Engine::route`] without waiting for the decision's commit: Complete
-    /// overlaps that commit with the provider call and awaits it before it
-    /// answers, so the log stays ahead of every acknowledgement.
-    pub(crate) async fn route_queued(
+    /// [`Engine::route`] without logging: returns the decision's log row for
+    /// the caller to write. Complete writes it with its attempts in one
+    /// commit, a stream before its first chunk; both before they answer, so
+    /// the log stays ahead of every acknowledgement.
+    pub(crate) async fn decide(
         &self,
         input: &RouteInput,
         pin: Option<&str>,
         rpc: Rpc,
-    ) -> Result<(Routed, crate::store::Pending), Error> {
+    ) -> Result<(Routed, DecisionRow), Error> {
         let cfg = &self.config;
         validate::messages(&input.messages, cfg.server.max_prompt_bytes)?;
         validate::tenant(&input.tenant)?;
@@ -315,10 +316,7 @@ impl Engine {
             reading,
             context,
         };
-        let pending = self
-            .store
-            .begin_decision(self.decision_row(input, &routed, pinned.is_some(), max_cost_usd, rpc))
-            .await?;
+        let row = self.decision_row(input, &routed, pinned.is_some(), max_cost_usd, rpc);
         // Transports open a span per request with an empty `decision_id`
         // field: fill it now so everything after (dispatch, errors) carries it.
         tracing::Span::current().record("decision_id", routed.decision_id.as_str());
@@ -333,7 +331,7 @@ impl Engine {
             rpc = rpc.as_str(),
             "routed"
         );
-        Ok((routed, pending))
+        Ok((routed, row))
     }
 
     fn no_eligible(&self, screened: &[policy::Candidate]) -> Error {
@@ -400,6 +398,7 @@ impl Engine {
                 .server
                 .store_prompts
                 .then(|| serde_json::to_string(&input.messages).unwrap_or_default()),
+            served_model: None,
         }
     }
 

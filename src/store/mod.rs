@@ -8,6 +8,8 @@
 
 mod offline;
 mod rows;
+mod script;
+mod sql;
 mod writer;
 
 use std::path::Path;
@@ -150,6 +152,21 @@ impl Store {
         self.begin_decision(row).await?.committed().await
     }
 
+    /// Durably records a decision together with the attempts made for it,
+    /// in one commit: what Complete logs once the provider has answered.
+    pub async fn record_decision_with_attempts(
+        &self,
+        row: DecisionRow,
+        attempts: Vec<AttemptRow>,
+    ) -> Result<(), StoreError> {
+        self.submit(Write::Decision {
+            row: Box::new(row),
+            attempts,
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Queues a decision for the next group commit and returns without
     /// waiting for it, so the caller can overlap the commit with a provider
     /// call. Writes are applied in queue order, so attempts queued after it
@@ -159,7 +176,10 @@ impl Store {
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(Job {
-                write: Write::Decision(Box::new(row)),
+                write: Write::Decision {
+                    row: Box::new(row),
+                    attempts: Vec::new(),
+                },
                 reply,
             })
             .await

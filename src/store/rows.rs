@@ -29,6 +29,9 @@ pub struct DecisionRow {
     /// JSON object of the request's metadata.
     pub metadata: String,
     pub prompt: Option<String>,
+    /// The model whose answer was returned, when known at logging time
+    /// (Complete); a stream's is set with its attempts.
+    pub served_model: Option<String>,
 }
 
 /// One call to a provider.

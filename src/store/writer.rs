@@ -4,9 +4,11 @@
 //! connection avoids lock contention entirely. It takes every job already
 //! queued (up to `max_batch`, optionally waiting `max_wait` for more) into one
 //! transaction: under load many rows share one fsync, and with light load a
-//! lone row commits at once. A statement that fails (e.g. feedback for an
-//! unknown decision) fails only its own job; SQLite rolls back just that
-//! statement, and the rest of the batch commits.
+//! lone row commits at once. A batch of plain inserts runs as one script in
+//! one round trip ([`script`]); otherwise statement by statement, where a
+//! statement that fails (e.g. feedback for an unknown decision) fails only
+//! its own job: SQLite rolls back just that statement, and the rest of the
+//! batch commits.
 
 use std::time::Duration;
 
@@ -15,10 +17,18 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::rows::{AttemptRow, DecisionRow, FeedbackRow};
-use super::{FeedbackOutcome, StoreError};
+use super::sql::{
+    INSERT_ATTEMPT, INSERT_DECISION, SET_SERVED, bind_attempt, bind_decision, bind_served,
+};
+use super::{FeedbackOutcome, StoreError, script};
 
 pub(super) enum Write {
-    Decision(Box<DecisionRow>),
+    /// A decision, with the attempts already made for it (Complete logs
+    /// both in one commit once the provider has answered).
+    Decision {
+        row: Box<DecisionRow>,
+        attempts: Vec<AttemptRow>,
+    },
     Attempts {
         decision_id: String,
         attempts: Vec<AttemptRow>,
@@ -88,6 +98,22 @@ async fn fill(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usize, wa
 }
 
 async fn commit(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
+    if script::fits(batch) {
+        match script::run(conn, batch).await {
+            Ok(()) => {
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Ok(Done::Unit));
+                }
+                return;
+            }
+            Err(e) => {
+                // Whatever the script got through is undone; the jobs are
+                // applied one by one below, failing only the one at fault.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                tracing::debug!(error = %e, "batch script failed; applying job by job");
+            }
+        }
+    }
     let mut results = Vec::with_capacity(batch.len());
     let outcome: Result<(), sqlx::Error> = async {
         let mut tx = conn.begin().await?;
@@ -113,18 +139,28 @@ async fn commit(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
 
 async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Done, StoreError> {
     match write {
-        Write::Decision(d) => insert_decision(conn, d).await.map(|_| Done::Unit),
+        Write::Decision { row, attempts } => {
+            bind_decision(sqlx::query(INSERT_DECISION), row)
+                .execute(&mut *conn)
+                .await?;
+            for (seq, a) in attempts.iter().enumerate() {
+                bind_attempt(sqlx::query(INSERT_ATTEMPT), &row.id, seq, a)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(Done::Unit)
+        }
         Write::Attempts {
             decision_id,
             attempts,
             served_model,
         } => {
             for (seq, a) in attempts.iter().enumerate() {
-                insert_attempt(conn, decision_id, seq, a).await?;
+                bind_attempt(sqlx::query(INSERT_ATTEMPT), decision_id, seq, a)
+                    .execute(&mut *conn)
+                    .await?;
             }
-            sqlx::query("UPDATE decisions SET served_model = ? WHERE id = ?")
-                .bind(served_model)
-                .bind(decision_id)
+            bind_served(sqlx::query(SET_SERVED), decision_id, served_model)
                 .execute(&mut *conn)
                 .await?;
             Ok(Done::Unit)
@@ -156,68 +192,6 @@ async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Done, Store
             .await
             .map(|o| Done::Feedback(Box::new(o))),
     }
-}
-
-async fn insert_decision(conn: &mut SqliteConnection, d: &DecisionRow) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO decisions (id, created_at_ms, tenant, rpc, model, provider, pinned,
-            propensity, explored, policy_version, cost_weight, max_cost_usd, prompt_tokens,
-            output_tokens, message_count, features, intent, candidates, metadata, prompt, context)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&d.id)
-    .bind(d.created_at_ms)
-    .bind(&d.tenant)
-    .bind(d.rpc)
-    .bind(&d.model)
-    .bind(&d.provider)
-    .bind(d.pinned)
-    .bind(d.propensity)
-    .bind(d.explored)
-    .bind(&d.policy_version)
-    .bind(d.cost_weight)
-    .bind(d.max_cost_usd)
-    .bind(d.prompt_tokens)
-    .bind(d.output_tokens)
-    .bind(d.message_count)
-    .bind(&d.features)
-    .bind(&d.intent)
-    .bind(&d.candidates)
-    .bind(&d.metadata)
-    .bind(&d.prompt)
-    .bind(&d.context)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-async fn insert_attempt(
-    conn: &mut SqliteConnection,
-    decision_id: &str,
-    seq: usize,
-    a: &AttemptRow,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO attempts (decision_id, seq, model, provider, outcome, error, http_status,
-            started_at_ms, latency_ms, prompt_tokens, completion_tokens, usage_estimated, cost_usd)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(decision_id)
-    .bind(i64::try_from(seq).unwrap_or(i64::MAX))
-    .bind(&a.model)
-    .bind(&a.provider)
-    .bind(a.outcome)
-    .bind(&a.error)
-    .bind(a.http_status)
-    .bind(a.started_at_ms)
-    .bind(a.latency_ms)
-    .bind(a.prompt_tokens)
-    .bind(a.completion_tokens)
-    .bind(a.usage_estimated)
-    .bind(a.cost_usd)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 async fn upsert_feedback(
