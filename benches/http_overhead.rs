@@ -3,9 +3,11 @@
 //!
 //! Every server is a separate process on loopback (the mock provider, two
 //! Switchyard servers, LiteLLM); this process only generates load with one
-//! keep-alive HTTP/1.1 client. For each target and each concurrency (1 and 64
-//! closed-loop clients) it sends the same small chat completion, after a
-//! warm-up, and prints p50/p99 latency and their excess over the direct call.
+//! keep-alive HTTP/1.1 client. For each concurrency (1 and 64 closed-loop
+//! clients) and each group of targets (pinned, auto, LiteLLM) it sends the
+//! same small chat completion to the group's targets and to the mock directly,
+//! taking turns in slices after a warm-up, and prints p50/p99/p99.9 latency
+//! and their excess over the direct call's.
 //!
 //! `cargo bench --bench http_overhead`; LiteLLM is measured when a `litellm`
 //! executable is found (`LITELLM_BIN`, else on `PATH`; `pip install
@@ -274,42 +276,59 @@ fn main() -> anyhow::Result<()> {
             } else {
                 (per_client / 30).max(10)
             };
-            for t in &targets {
-                // Warm-up: connections, caches, LiteLLM's first-call imports.
-                measure(&http, t, clients, (n / 10).max(5)).await;
-            }
-            // Targets take turns in slices, so that whatever else the machine
-            // does in the meantime falls on all of them alike.
-            let slice = (n / ROUNDS).max(1);
-            let mut lat = vec![Vec::new(); targets.len()];
-            for _ in 0..n.div_ceil(slice) {
-                for (i, t) in targets.iter().enumerate() {
-                    lat[i].extend(measure(&http, t, clients, slice).await);
+            for group in GROUPS {
+                let members: Vec<&Target> = std::iter::once(&targets[0])
+                    .chain(targets[1..].iter().filter(|t| t.name.contains(group)))
+                    .collect();
+                if members.len() > 1 {
+                    measure_group(&http, &members, clients, n).await;
                 }
-            }
-            let mut base = [0.0; 3];
-            for (t, mut lat) in targets.iter().zip(lat) {
-                lat.sort_by(f64::total_cmp);
-                let p = [0.5, 0.99, 0.999].map(|q| pct(&lat, q) / 1e3);
-                if t.name.starts_with("mock") {
-                    base = p;
-                }
-                println!(
-                    "{:<30} {:>7} {:>6} {:>8.3} {:>8.3} {:>9.3} {:>8.3} {:>8.3} {:>9.3}",
-                    t.name,
-                    clients,
-                    lat.len(),
-                    p[0],
-                    p[1],
-                    p[2],
-                    p[0] - base[0],
-                    p[1] - base[1],
-                    p[2] - base[2]
-                );
             }
         }
         anyhow::Ok(())
     })?;
     drop(servers);
     Ok(())
+}
+
+/// Target groups measured apart, each beside its own direct calls: MiniLM's
+/// threads (auto) and LiteLLM's work after each answer would otherwise spill
+/// into the slices of whatever is measured next.
+const GROUPS: [&str; 3] = ["pinned", "auto", "litellm"];
+
+/// Measures `members` (the direct call first) taking turns in slices, so that
+/// whatever else the machine does meanwhile falls on all of them alike, and
+/// prints each one's percentiles and their excess over the direct call's.
+async fn measure_group(http: &reqwest::Client, members: &[&Target], clients: usize, n: usize) {
+    for t in members {
+        // Warm-up: connections, caches, LiteLLM's first-call imports.
+        measure(http, t, clients, (n / 10).max(5)).await;
+    }
+    let slice = (n / ROUNDS).max(1);
+    let mut lat = vec![Vec::new(); members.len()];
+    for _ in 0..n.div_ceil(slice) {
+        for (i, t) in members.iter().enumerate() {
+            lat[i].extend(measure(http, t, clients, slice).await);
+        }
+    }
+    let mut base = [0.0; 3];
+    for (t, mut lat) in members.iter().zip(lat) {
+        lat.sort_by(f64::total_cmp);
+        let p = [0.5, 0.99, 0.999].map(|q| pct(&lat, q) / 1e3);
+        if t.name.starts_with("mock") {
+            base = p;
+        }
+        println!(
+            "{:<30} {:>7} {:>6} {:>8.3} {:>8.3} {:>9.3} {:>8.3} {:>8.3} {:>9.3}",
+            t.name,
+            clients,
+            lat.len(),
+            p[0],
+            p[1],
+            p[2],
+            p[0] - base[0],
+            p[1] - base[1],
+            p[2] - base[2]
+        );
+    }
 }

@@ -16,77 +16,33 @@ use tonic::Code;
 const DEADLINE_MS: u64 = 2000;
 
 fn config(mock: &Mock, dir: &tempfile::TempDir) -> Config {
-    let a = mock.addr;
-    let model = |name: &str, provider: &str, upstream: &str, prior: f64| {
-        format!(
-            "[[models]]\nname = \"{name}\"\nprovider = \"{provider}\"\nupstream = \"{upstream}\"\n\
-             input_usd_per_mtok = 1.0\noutput_usd_per_mtok = 1.0\ncontext_window = 16000\n\
-             prior_quality = {prior}\n"
-        )
-    };
-    let models = [
-        // 50% mixed failures (5xx, resets, hangs) for its first 60 requests.
-        model("primary", "oa", "primary+flaky50+until60", 0.95),
-        model("backup", "an", "backup", 0.6),
-        model("gem", "ge", "gem", 0.5),
-        model("down503", "oa", "down+fail503", 0.9),
-        model("downhang", "ge", "downhang+hang", 0.9),
-        model("limited", "an", "limited+429x1+ra300", 0.9),
-        model("bad400", "oa", "bad+fail400", 0.99),
-        model("nokey401", "ge", "nokey+fail401", 0.99),
-        model("cutter", "an", "cutter+cutstream", 0.99),
-        model("chained", "oa", "chained+fail503", 0.99),
-        "fallback = [\"gem\"]\n".to_owned(),
-    ]
-    .concat();
-    let toml = format!(
-        r#"
-[server]
-grpc_listen = "127.0.0.1:0"
-database = "{db}"
-drain_timeout_ms = 3000
-
-[classifier]
-enabled = false
-auto_fetch = false
-
-[routing]
-cost_weight = 0.0
-policy = "prior"
-
-[dispatch]
-attempt_timeout_ms = 250
-deadline_ms = {DEADLINE_MS}
-max_retries = 1
-backoff_base_ms = 10
-backoff_max_ms = 50
-retry_budget_ratio = 0.5
-breaker_consecutive_failures = 3
-breaker_failure_rate = 0.5
-breaker_window = 10
-breaker_open_ms = 400
-breaker_probes = 1
-shed_after_429s = 0
-
-[[providers]]
-name = "oa"
-kind = "openai"
-base_url = "http://{a}/v1"
-
-[[providers]]
-name = "an"
-kind = "anthropic"
-base_url = "http://{a}/v1"
-
-[[providers]]
-name = "ge"
-kind = "gemini"
-base_url = "http://{a}/v1beta"
-
-{models}"#,
-        db = dir.path().join("s.db").display()
+    let mut c = common::protocols_config(
+        mock,
+        dir,
+        &format!(
+            "[routing]\ncost_weight = 0.0\npolicy = \"prior\"\n\n\
+             [dispatch]\nattempt_timeout_ms = 250\ndeadline_ms = {DEADLINE_MS}\nmax_retries = 1\n\
+             backoff_base_ms = 10\nbackoff_max_ms = 50\nretry_budget_ratio = 0.5\n\
+             breaker_consecutive_failures = 3\nbreaker_failure_rate = 0.5\nbreaker_window = 10\n\
+             breaker_open_ms = 400\nbreaker_probes = 1\nshed_after_429s = 0\n"
+        ),
+        &[
+            // 50% mixed failures (5xx, resets, hangs) for its first 60 requests.
+            ("primary", "oa", "primary+flaky50+until60", 0.95),
+            ("backup", "an", "backup", 0.6),
+            ("gem", "ge", "gem", 0.5),
+            ("down503", "oa", "down+fail503", 0.9),
+            ("downhang", "ge", "downhang+hang", 0.9),
+            ("limited", "an", "limited+429x1+ra300", 0.9),
+            ("bad400", "oa", "bad+fail400", 0.99),
+            ("nokey401", "ge", "nokey+fail401", 0.99),
+            ("cutter", "an", "cutter+cutstream", 0.99),
+            ("chained", "oa", "chained+fail503", 0.99),
+        ],
+        "fallback = [\"gem\"]\n",
     );
-    Config::from_toml(&toml).unwrap()
+    c.server.drain_timeout = Duration::from_millis(3000);
+    c
 }
 
 async fn start() -> (Mock, Server, tempfile::TempDir, Client) {

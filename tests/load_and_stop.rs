@@ -17,60 +17,19 @@ use tonic::Code;
 
 /// `slow` is listed first so that, without load signals, ties go to it.
 fn config(mock: &Mock, dir: &tempfile::TempDir, policy: &str, latency_weight: f64) -> Config {
-    let a = mock.addr;
-    let model = |name: &str, provider: &str, upstream: &str| {
-        format!(
-            "[[models]]\nname = \"{name}\"\nprovider = \"{provider}\"\nupstream = \"{upstream}\"\n\
-             input_usd_per_mtok = 1.0\noutput_usd_per_mtok = 1.0\ncontext_window = 16000\n\
-             prior_quality = 0.8\n"
-        )
-    };
-    let models = [
-        model("slow", "oa", "slow+slow120"),
-        model("fast", "oa", "fast"),
-        model("even1", "oa", "even1+slow60"),
-        model("even2", "oa", "even2+slow60"),
-        model("claude", "an", "claude"),
-        model("gem", "ge", "gem"),
-    ]
-    .concat();
-    let toml = format!(
-        r#"
-[server]
-grpc_listen = "127.0.0.1:0"
-database = "{db}"
-
-[classifier]
-enabled = false
-auto_fetch = false
-
-[routing]
-cost_weight = 0.0
-latency_weight = {latency_weight}
-policy = "{policy}"
-
-[bandit]
-seed = 7
-
-[[providers]]
-name = "oa"
-kind = "openai"
-base_url = "http://{a}/v1"
-
-[[providers]]
-name = "an"
-kind = "anthropic"
-base_url = "http://{a}/v1"
-
-[[providers]]
-name = "ge"
-kind = "gemini"
-base_url = "http://{a}/v1beta"
-
-{models}"#,
-        db = dir.path().join("s.db").display()
+    let routing = format!(
+        "[routing]\ncost_weight = 0.0\nlatency_weight = {latency_weight}\npolicy = \"{policy}\"\n\n\
+         [bandit]\nseed = 7\n"
     );
-    Config::from_toml(&toml).unwrap()
+    let models = [
+        ("slow", "oa", "slow+slow120", 0.8),
+        ("fast", "oa", "fast", 0.8),
+        ("even1", "oa", "even1+slow60", 0.8),
+        ("even2", "oa", "even2+slow60", 0.8),
+        ("claude", "an", "claude", 0.8),
+        ("gem", "ge", "gem", 0.8),
+    ];
+    common::protocols_config(mock, dir, &routing, &models, "")
 }
 
 async fn start(policy: &str, latency_weight: f64) -> (Mock, Server, tempfile::TempDir, Client) {

@@ -64,6 +64,64 @@ impl Drop for Mock {
     }
 }
 
+/// One `[[models]]` entry over the mock: name, provider (`oa`, `an` or `ge`),
+/// upstream with the mock's directives, prior quality.
+pub type MockModel<'a> = (&'a str, &'a str, &'a str, f64);
+
+/// A catalog over the mock's three protocols (providers `oa` OpenAI, `an`
+/// Anthropic, `ge` Gemini), classifier off and a log in `dir`, with `extra`
+/// config sections and `models` (`tail` is appended to the last one's table).
+pub fn protocols_config(
+    mock: &Mock,
+    dir: &tempfile::TempDir,
+    extra: &str,
+    models: &[MockModel],
+    tail: &str,
+) -> Config {
+    let models: String = models
+        .iter()
+        .map(|(name, provider, upstream, prior)| {
+            format!(
+                "[[models]]\nname = \"{name}\"\nprovider = \"{provider}\"\nupstream = \"{upstream}\"\n\
+                 input_usd_per_mtok = 1.0\noutput_usd_per_mtok = 1.0\ncontext_window = 16000\n\
+                 prior_quality = {prior}\n"
+            )
+        })
+        .collect();
+    let a = mock.addr;
+    let toml = format!(
+        r#"
+[server]
+grpc_listen = "127.0.0.1:0"
+database = "{db}"
+
+[classifier]
+enabled = false
+auto_fetch = false
+
+{extra}
+
+[[providers]]
+name = "oa"
+kind = "openai"
+base_url = "http://{a}/v1"
+
+[[providers]]
+name = "an"
+kind = "anthropic"
+base_url = "http://{a}/v1"
+
+[[providers]]
+name = "ge"
+kind = "gemini"
+base_url = "http://{a}/v1beta"
+
+{models}{tail}"#,
+        db = dir.path().join("s.db").display()
+    );
+    Config::from_toml(&toml).unwrap()
+}
+
 /// A catalog over the mock: `cheap`, `mid`, `strong`, and scripted failures.
 pub fn mock_config_toml(base_url: &str, database: &std::path::Path) -> String {
     format!(
