@@ -5,11 +5,17 @@
 //! Export runs on the SDK's own batch thread with a blocking HTTP client, so
 //! a slow or dead collector never touches the request path: spans queue
 //! (bounded; the overflow is dropped) and are sent every `batch_delay`.
+//!
+//! A caller's W3C trace context (`traceparent`, `tracestate` in HTTP headers
+//! or gRPC metadata) becomes the parent of the request's span, so a trace
+//! that starts in the caller's service continues through the router.
 
 use anyhow::Context as _;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
@@ -107,4 +113,52 @@ fn provider(cfg: &TelemetryConfig) -> anyhow::Result<SdkTracerProvider> {
                 .build(),
         )
         .build())
+}
+
+/// HTTP headers as a trace-context carrier.
+pub struct Headers<'a>(pub &'a axum::http::HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// gRPC metadata as a trace-context carrier.
+pub struct Metadata<'a>(pub &'a tonic::metadata::MetadataMap);
+
+impl Extractor for Metadata<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .filter_map(|k| match k {
+                tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
+                tonic::metadata::KeyRef::Binary(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The caller's trace context, when it sent a valid `traceparent`.
+pub fn remote_parent(carrier: &dyn Extractor) -> Option<opentelemetry::Context> {
+    carrier.get("traceparent")?;
+    let cx = TraceContextPropagator::new().extract(carrier);
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// Makes `parent` (see [`remote_parent`]) the parent of `span`; call before
+/// the span is first entered. Without export there is nothing to continue.
+pub fn continue_trace(span: &tracing::Span, parent: Option<opentelemetry::Context>) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if let Some(cx) = parent {
+        let _ = span.set_parent(cx);
+    }
 }

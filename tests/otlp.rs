@@ -25,6 +25,10 @@ struct Exported {
     name: String,
     kind: i32,
     attrs: Vec<(String, String)>,
+    /// Hex, as in `traceparent`.
+    trace_id: String,
+    parent_span_id: String,
+    duration: Duration,
 }
 
 impl Exported {
@@ -72,6 +76,12 @@ async fn collector() -> (SocketAddr, mpsc::UnboundedReceiver<Exported>) {
                             name: span.name,
                             kind: span.kind,
                             attrs,
+                            trace_id: hex(&span.trace_id),
+                            parent_span_id: hex(&span.parent_span_id),
+                            duration: Duration::from_nanos(
+                                span.end_time_unix_nano
+                                    .saturating_sub(span.start_time_unix_nano),
+                            ),
                         });
                     }
                 }
@@ -87,6 +97,10 @@ async fn collector() -> (SocketAddr, mpsc::UnboundedReceiver<Exported>) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, rx)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn free_port() -> u16 {
@@ -151,13 +165,19 @@ impl Serve {
     }
 
     async fn chat(&self) -> String {
+        self.chat_traced(None).await
+    }
+
+    /// A chat completion, sent with this W3C `traceparent` if any.
+    async fn chat_traced(&self, traceparent: Option<&str>) -> String {
         let body = json!({"model": "cheap", "messages": [{"role": "user", "content": "hi"}]});
-        let resp = reqwest::Client::new()
+        let mut req = reqwest::Client::new()
             .post(format!("http://{}/v1/chat/completions", self.http))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .json(&body);
+        if let Some(tp) = traceparent {
+            req = req.header("traceparent", tp);
+        }
+        let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 200);
         resp.headers()["x-switchyard-decision-id"]
             .to_str()
@@ -166,14 +186,21 @@ impl Serve {
     }
 
     async fn complete(&self) -> String {
+        self.complete_traced(None).await
+    }
+
+    /// A gRPC Complete, sent with this W3C `traceparent` metadata if any.
+    async fn complete_traced(&self, traceparent: Option<&str>) -> String {
         let mut client =
             switchyard::pb::router_client::RouterClient::connect(format!("http://{}", self.grpc))
                 .await
                 .unwrap();
-        let r = client
-            .complete(complete_req("hello there", Some("mid")))
-            .await
-            .unwrap();
+        let mut req = tonic::Request::new(complete_req("hello there", Some("mid")));
+        if let Some(tp) = traceparent {
+            req.metadata_mut()
+                .insert("traceparent", tp.parse().unwrap());
+        }
+        let r = client.complete(req).await.unwrap();
         r.into_inner().decision_id
     }
 
@@ -241,6 +268,27 @@ async fn request_spans_are_exported_with_their_decision_id() {
     assert_eq!(span.name, "grpc");
     assert_eq!(span.kind, SpanKind::Server as i32, "{span:?}");
     assert_eq!(span.attr("rpc"), Some("Complete"), "{span:?}");
+
+    // A caller's trace continues through us, over either transport.
+    let (trace, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let traceparent = format!("00-{trace}-{parent}-01");
+    let id = serve.chat_traced(Some(&traceparent)).await;
+    let span = span_with(&mut rx, &id).await;
+    assert_eq!(
+        (span.trace_id.as_str(), span.parent_span_id.as_str()),
+        (trace, parent)
+    );
+    let id = serve.complete_traced(Some(&traceparent)).await;
+    let span = span_with(&mut rx, &id).await;
+    assert_eq!(
+        (span.trace_id.as_str(), span.parent_span_id.as_str()),
+        (trace, parent)
+    );
+    // Without one, a request starts its own trace.
+    let id = serve.chat().await;
+    let span = span_with(&mut rx, &id).await;
+    assert_ne!(span.trace_id, trace);
+    assert_eq!(span.parent_span_id, "", "{span:?}");
     serve.terminate().await;
 }
 
@@ -261,6 +309,74 @@ async fn graceful_shutdown_flushes_queued_spans() {
     serve.terminate().await;
     let span = span_with(&mut rx, &id).await;
     assert_eq!(span.service, "switchyard");
+}
+
+/// A model whose answer trickles in: 100 ms between streamed words.
+const TRICKLE: &str = "\n[[models]]\nname = \"trickle\"\nprovider = \"mock\"\n\
+    upstream = \"trickle+slowstream100\"\ninput_usd_per_mtok = 0.1\noutput_usd_per_mtok = 0.1\n\
+    context_window = 16000\nprior_quality = 0.5\n";
+
+/// A streamed answer's span lasts as long as the stream, on both transports,
+/// not just until the handler hands the stream over.
+#[tokio::test]
+async fn a_streams_span_lasts_until_the_stream_ends() {
+    let mock = Mock::start().await;
+    let (addr, mut rx) = collector().await;
+    let serve = Serve::start(
+        &mock,
+        &format!("otlp_endpoint = \"http://{addr}\"\nbatch_delay_ms = 100\n{TRICKLE}"),
+    )
+    .await;
+
+    let started = Instant::now();
+    let mut client =
+        switchyard::pb::router_client::RouterClient::connect(format!("http://{}", serve.grpc))
+            .await
+            .unwrap();
+    let mut stream = client
+        .complete_stream(complete_req("tell me a story", Some("trickle")))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut id = String::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        if !chunk.decision_id.is_empty() {
+            id = chunk.decision_id;
+        }
+    }
+    let streamed = started.elapsed();
+    assert!(streamed > Duration::from_millis(300), "{streamed:?}");
+    let span = span_with(&mut rx, &id).await;
+    assert_eq!(span.attr("rpc"), Some("CompleteStream"), "{span:?}");
+    assert!(
+        span.duration > streamed - Duration::from_millis(150),
+        "{span:?} vs {streamed:?}"
+    );
+
+    let started = Instant::now();
+    let body = json!({"model": "trickle", "stream": true,
+                      "messages": [{"role": "user", "content": "tell me a story"}]});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", serve.http))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let id = resp.headers()["x-switchyard-decision-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let text = resp.text().await.unwrap();
+    let streamed = started.elapsed();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(streamed > Duration::from_millis(300), "{streamed:?}");
+    let span = span_with(&mut rx, &id).await;
+    assert_eq!(span.attr("route"), Some("chat_completions"), "{span:?}");
+    assert!(
+        span.duration > streamed - Duration::from_millis(150),
+        "{span:?} vs {streamed:?}"
+    );
+    serve.terminate().await;
 }
 
 /// Serves 40 requests and shuts down with spans bound for `endpoint`, a

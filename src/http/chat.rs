@@ -67,8 +67,12 @@ pub async fn completions(
     };
     let first = chunk.make(json!({"role": "assistant", "content": ""}), None);
     let metrics_app = app.clone();
+    // The request's span is entered for every item, so it ends (at its last
+    // exit) with the stream, not with the headers.
+    let span = tracing::Span::current();
     let events = ReceiverStream::new(rx).flat_map(move |item| {
         let _held = &permit; // the in-flight permit lives as long as the stream
+        let _entered = span.enter();
         futures::stream::iter(sse_events(
             &chunk,
             item,

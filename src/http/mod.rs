@@ -129,6 +129,8 @@ async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Respo
         decision_id = tracing::field::Empty,
         status = tracing::field::Empty,
     );
+    let parent = crate::telemetry::remote_parent(&crate::telemetry::Headers(req.headers()));
+    crate::telemetry::continue_trace(&span, parent);
     let started = Instant::now();
     let resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status();

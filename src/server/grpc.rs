@@ -16,6 +16,7 @@ use crate::dispatch::ChatMessage;
 use crate::engine::{CompleteInput, Engine, RouteInput, Rpc, StreamItem};
 use crate::pb;
 use crate::store::AttemptRow;
+use crate::telemetry;
 
 pub struct RouterService {
     engine: Arc<Engine>,
@@ -33,9 +34,11 @@ impl RouterService {
     }
 
     /// Runs one RPC in its span, then counts it by status code.
+    /// `parent` is the caller's trace context, if it sent one.
     async fn observed<T>(
         &self,
         rpc: &'static str,
+        parent: Option<opentelemetry::Context>,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
         let span = tracing::info_span!(
@@ -44,6 +47,7 @@ impl RouterService {
             rpc,
             decision_id = tracing::field::Empty
         );
+        telemetry::continue_trace(&span, parent);
         let started = std::time::Instant::now();
         let r = call.instrument(span).await;
         let code = match &r {
@@ -123,7 +127,8 @@ impl pb::router_server::Router for RouterService {
         &self,
         req: Request<pb::RouteRequest>,
     ) -> Result<Response<pb::RouteResponse>, Status> {
-        self.observed("Route", async move {
+        let parent = telemetry::remote_parent(&telemetry::Metadata(req.metadata()));
+        self.observed("Route", parent, async move {
             let _permit = self.admit()?;
             let input = route_input(Some(req.into_inner()));
             let routed = self.engine.route(&input, None, Rpc::Route).await?;
@@ -178,7 +183,8 @@ impl pb::router_server::Router for RouterService {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
-        self.observed("Complete", async move {
+        let parent = telemetry::remote_parent(&telemetry::Metadata(req.metadata()));
+        self.observed("Complete", parent, async move {
             let _permit = self.admit()?;
             let input = complete_input(req.into_inner());
             let c = self.engine.complete(&input).await?;
@@ -206,16 +212,21 @@ impl pb::router_server::Router for RouterService {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<Self::CompleteStreamStream>, Status> {
-        self.observed("CompleteStream", async move {
+        let parent = telemetry::remote_parent(&telemetry::Metadata(req.metadata()));
+        self.observed("CompleteStream", parent, async move {
             let permit = self.admit()?;
             let input = complete_input(req.into_inner());
             let rx = self.engine.complete_stream(&input).await?;
             let engine = Arc::clone(&self.engine);
             let tenant = input.route.tenant;
             let mut model = String::new();
+            // The RPC's span is entered for every item, so it ends (at its
+            // last exit) with the stream, not when this handler returns it.
+            let span = tracing::Span::current();
             let chunks = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
                 // The permit lives as long as the stream does.
                 let _held = &permit;
+                let _entered = span.enter();
                 match &item {
                     Ok(StreamItem::Start {
                         decision_id,
@@ -241,7 +252,8 @@ impl pb::router_server::Router for RouterService {
         &self,
         req: Request<pb::FeedbackRequest>,
     ) -> Result<Response<pb::FeedbackResponse>, Status> {
-        self.observed("Feedback", async move {
+        let parent = telemetry::remote_parent(&telemetry::Metadata(req.metadata()));
+        self.observed("Feedback", parent, async move {
             let _permit = self.admit()?;
             let r = req.into_inner();
             tracing::Span::current().record("decision_id", r.decision_id.as_str());
@@ -265,7 +277,8 @@ impl pb::router_server::Router for RouterService {
         &self,
         _req: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
-        self.observed("ListModels", async move {
+        let parent = telemetry::remote_parent(&telemetry::Metadata(_req.metadata()));
+        self.observed("ListModels", parent, async move {
             let catalog = &self.engine.catalog;
             Ok(Response::new(pb::ListModelsResponse {
                 models: catalog
