@@ -27,7 +27,15 @@ const CLASSIFY_BUCKETS: [f64; 12] = [
 ];
 
 pub type Labels = Vec<(&'static str, String)>;
-type GaugeFn = Box<dyn Fn() -> Vec<(Labels, f64)> + Send + Sync>;
+/// Gauge families read together at scrape time (one read of shared state).
+type GaugeFn = Box<dyn Fn() -> Vec<GaugeFamily> + Send + Sync>;
+
+/// One gauge family as read at scrape time: one `(labels, value)` per series.
+pub struct GaugeFamily {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub series: Vec<(Labels, f64)>,
+}
 
 #[derive(Default)]
 struct Histogram {
@@ -137,7 +145,7 @@ pub struct Metrics {
     feedback: Counter,
     classify: HistogramFamily,
     classify_pending: AtomicI64,
-    gauges: Mutex<Vec<(&'static str, &'static str, GaugeFn)>>,
+    gauges: Mutex<Vec<GaugeFn>>,
 }
 
 impl Default for Metrics {
@@ -208,8 +216,20 @@ impl Metrics {
         help: &'static str,
         read: impl Fn() -> Vec<(Labels, f64)> + Send + Sync + 'static,
     ) {
+        self.gauge_families_fn(move || {
+            vec![GaugeFamily {
+                name,
+                help,
+                series: read(),
+            }]
+        });
+    }
+
+    /// Registers gauge families read together at scrape time, so that they
+    /// come from one consistent (and single) read of the state behind them.
+    pub fn gauge_families_fn(&self, read: impl Fn() -> Vec<GaugeFamily> + Send + Sync + 'static) {
         let mut g = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
-        g.push((name, help, Box::new(read)));
+        g.push(Box::new(read));
     }
 
     /// One finished request (or the head of a streamed one).
@@ -289,10 +309,10 @@ impl Metrics {
         self.feedback.render(&mut out);
         self.classify.render(&mut out);
         let g = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
-        for (name, help, read) in g.iter() {
-            header(&mut out, name, help, "gauge");
-            for (labels, v) in read() {
-                sample(&mut out, name, &labels, None, v);
+        for family in g.iter().flat_map(|read| read()) {
+            header(&mut out, family.name, family.help, "gauge");
+            for (labels, v) in &family.series {
+                sample(&mut out, family.name, labels, None, *v);
             }
         }
         out

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use crate::catalog::Catalog;
 use crate::dispatch::breaker::BreakerState;
 use crate::dispatch::budget::RetryBudget;
-use crate::dispatch::health::{Health, HealthSnapshot};
-use crate::metrics::{Labels, Metrics};
+use crate::dispatch::health::{Health, HealthSnapshot, LoadSnapshot, ModelHealth};
+use crate::metrics::{GaugeFamily, Labels, Metrics};
 
 /// The shared state a scrape reads.
-#[derive(Clone)]
 struct Source {
     health: Arc<Health>,
     budget: Arc<RetryBudget>,
@@ -45,58 +44,57 @@ pub(super) fn register(
         budget,
         catalog,
     };
-    let per_model = |f: fn(&crate::dispatch::health::ModelHealth) -> f64| {
-        let src = src.clone();
-        move || -> Vec<(Labels, f64)> {
-            src.snapshot()
-                .models
-                .iter()
-                .map(|m| {
-                    let labels = vec![("provider", m.provider.clone()), ("model", m.model.clone())];
-                    (labels, f(m))
-                })
-                .collect()
-        }
+    // One snapshot per scrape serves every family.
+    metrics.gauge_families_fn(move || families(&src.snapshot()));
+}
+
+fn families(s: &HealthSnapshot) -> Vec<GaugeFamily> {
+    let per_model = |f: fn(&ModelHealth) -> f64| -> Vec<(Labels, f64)> {
+        s.models
+            .iter()
+            .map(|m| {
+                let labels = vec![("provider", m.provider.clone()), ("model", m.model.clone())];
+                (labels, f(m))
+            })
+            .collect()
     };
-    let per_provider = |f: fn(&crate::dispatch::health::LoadSnapshot) -> f64| {
-        let src = src.clone();
-        move || -> Vec<(Labels, f64)> {
-            src.snapshot()
-                .providers
-                .iter()
-                .map(|p| (vec![("provider", p.provider.clone())], f(&p.load)))
-                .collect()
-        }
+    let per_provider = |f: fn(&LoadSnapshot) -> f64| -> Vec<(Labels, f64)> {
+        s.providers
+            .iter()
+            .map(|p| (vec![("provider", p.provider.clone())], f(&p.load)))
+            .collect()
     };
-    metrics.gauge_fn(
-        "switchyard_breaker_state",
-        "Circuit breaker per model: 0 closed, 1 half-open, 2 open.",
-        per_model(|m| breaker_value(m.breaker)),
-    );
-    metrics.gauge_fn(
-        "switchyard_model_in_flight",
-        "Provider attempts in flight per model.",
-        per_model(|m| m.load.in_flight as f64),
-    );
-    metrics.gauge_fn(
-        "switchyard_provider_in_flight",
-        "Attempts in flight per provider.",
-        per_provider(|l| l.in_flight as f64),
-    );
-    metrics.gauge_fn(
-        "switchyard_provider_latency_ewma_ms",
-        "Exponentially weighted mean attempt latency per provider (ms).",
-        per_provider(|l| l.latency_ewma_ms),
-    );
-    metrics.gauge_fn(
-        "switchyard_provider_recent_429s",
-        "429 answers per provider in the last 10 seconds.",
-        per_provider(|l| f64::from(l.recent_429s)),
-    );
-    let budget = src.clone();
-    metrics.gauge_fn(
-        "switchyard_retry_budget_balance",
-        "Retries the retry budget allows right now.",
-        move || vec![(Vec::new(), budget.budget.snapshot().balance)],
-    );
+    let family = |name, help, series| GaugeFamily { name, help, series };
+    vec![
+        family(
+            "switchyard_breaker_state",
+            "Circuit breaker per model: 0 closed, 1 half-open, 2 open.",
+            per_model(|m| breaker_value(m.breaker)),
+        ),
+        family(
+            "switchyard_model_in_flight",
+            "Provider attempts in flight per model.",
+            per_model(|m| m.load.in_flight as f64),
+        ),
+        family(
+            "switchyard_provider_in_flight",
+            "Attempts in flight per provider.",
+            per_provider(|l| l.in_flight as f64),
+        ),
+        family(
+            "switchyard_provider_latency_ewma_ms",
+            "Exponentially weighted mean attempt latency per provider (ms).",
+            per_provider(|l| l.latency_ewma_ms),
+        ),
+        family(
+            "switchyard_provider_recent_429s",
+            "429 answers per provider in the last 10 seconds.",
+            per_provider(|l| f64::from(l.recent_429s)),
+        ),
+        family(
+            "switchyard_retry_budget_balance",
+            "Retries the retry budget allows right now.",
+            vec![(Vec::new(), s.retry_budget.balance)],
+        ),
+    ]
 }
