@@ -29,6 +29,8 @@ struct Exported {
     trace_id: String,
     parent_span_id: String,
     duration: Duration,
+    /// The export request's `x-api-key` header, if any.
+    api_key: Option<String>,
 }
 
 impl Exported {
@@ -53,8 +55,12 @@ async fn collector() -> (SocketAddr, mpsc::UnboundedReceiver<Exported>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let app = axum::Router::new().route(
         "/v1/traces",
-        axum::routing::post(move |body: Bytes| {
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: Bytes| {
             let tx = tx.clone();
+            let api_key = headers
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             async move {
                 let req = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
                 for rs in req.resource_spans {
@@ -78,6 +84,7 @@ async fn collector() -> (SocketAddr, mpsc::UnboundedReceiver<Exported>) {
                             attrs,
                             trace_id: hex(&span.trace_id),
                             parent_span_id: hex(&span.parent_span_id),
+                            api_key: api_key.clone(),
                             duration: Duration::from_nanos(
                                 span.end_time_unix_nano
                                     .saturating_sub(span.start_time_unix_nano),
@@ -121,6 +128,11 @@ struct Serve {
 
 impl Serve {
     async fn start(mock: &Mock, telemetry: &str) -> Serve {
+        Self::start_with_env(mock, telemetry, &[]).await
+    }
+
+    /// [`Serve::start`] with these environment variables set for the server.
+    async fn start_with_env(mock: &Mock, telemetry: &str, env: &[(&str, &str)]) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -144,6 +156,7 @@ impl Serve {
             .args(["serve", "--config"])
             .arg(&path)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
@@ -309,6 +322,25 @@ async fn graceful_shutdown_flushes_queued_spans() {
     serve.terminate().await;
     let span = span_with(&mut rx, &id).await;
     assert_eq!(span.service, "switchyard");
+    assert_eq!(span.api_key, None);
+}
+
+/// Exporter headers (a hosted collector's key) come from the standard
+/// environment variable, never from the config file.
+#[tokio::test]
+async fn exporter_headers_come_from_the_environment() {
+    let mock = Mock::start().await;
+    let (addr, mut rx) = collector().await;
+    let serve = Serve::start_with_env(
+        &mock,
+        &format!("otlp_endpoint = \"http://{addr}\"\nbatch_delay_ms = 100\n"),
+        &[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-api-key=secret-123")],
+    )
+    .await;
+    let id = serve.chat().await;
+    let span = span_with(&mut rx, &id).await;
+    assert_eq!(span.api_key.as_deref(), Some("secret-123"));
+    serve.terminate().await;
 }
 
 /// A model whose answer trickles in: 100 ms between streamed words.
