@@ -33,9 +33,15 @@ impl Drop for Proc {
 }
 
 fn spawn_server(mock: &Mock, dir: &tempfile::TempDir) -> Proc {
+    spawn_server_with(mock, dir, "")
+}
+
+/// [`spawn_server`] with `extra` TOML appended to the mock catalog's config.
+fn spawn_server_with(mock: &Mock, dir: &tempfile::TempDir, extra: &str) -> Proc {
     let db = dir.path().join("switchyard.db");
     let cfg = dir.path().join("switchyard.toml");
-    std::fs::write(&cfg, common::mock_config_toml(&mock.base_url(), &db)).unwrap();
+    let toml = common::mock_config_toml(&mock.base_url(), &db) + extra;
+    std::fs::write(&cfg, toml).unwrap();
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["serve", "--config"])
@@ -133,6 +139,51 @@ async fn acknowledged_writes_survive_kill_9() {
     // A completion's decision commits with its attempts, before the answer.
     assert_eq!(completed.len(), 40);
     for (id, model) in &completed {
+        let d = store.decision(id).await.unwrap();
+        let d = d.unwrap_or_else(|| panic!("completion {id} lost"));
+        assert_eq!(d.served_model.as_deref(), Some(model.as_str()), "{id}");
+        assert_eq!(d.attempts, 1, "attempts of {id}");
+    }
+}
+
+/// With `synchronous = "normal"` a Complete is acknowledged from the
+/// acknowledgement journal, before SQLite commits it: what was acknowledged
+/// right up to a SIGKILL is in the log once it is opened again.
+#[tokio::test]
+async fn journaled_completions_survive_kill_9() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn_server_with(&mock, &dir, "\n[store]\nsynchronous = \"normal\"\n");
+    let client = connect(&server).await;
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let mut c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..15 {
+                let r = c
+                    .complete(complete_req(&format!("writer {w} completion {i}"), None))
+                    .await
+                    .unwrap_or_else(|e| panic!("complete {w}/{i}: {e:?}"))
+                    .into_inner();
+                acked.push((r.decision_id, r.model));
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let cfg = switchyard::config::Config::embedded().store;
+    let (store, _w) = Store::open(&dir.path().join("switchyard.db"), &cfg)
+        .await
+        .unwrap();
+    assert_eq!(acked.len(), 120);
+    for (id, model) in &acked {
         let d = store.decision(id).await.unwrap();
         let d = d.unwrap_or_else(|| panic!("completion {id} lost"));
         assert_eq!(d.served_model.as_deref(), Some(model.as_str()), "{id}");

@@ -6,22 +6,27 @@
 //! power loss, with `NORMAL` a process crash (`kill -9`). Reads use a small
 //! pool of separate connections; WAL lets them run beside the writer.
 
+mod acklog;
 mod offline;
 mod rows;
 mod script;
 mod sql;
+mod threads;
 mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use acklog::AckLog;
 pub use offline::{LoggedDecision, Promotion, PromotionRow};
 pub use rows::{AttemptRow, DecisionRow, FeedbackRow};
+use sql::{INSERT_ATTEMPT, INSERT_DECISION, bind_attempt, bind_decision};
 use writer::{Job, Write};
 
 use crate::config::{StoreConfig, Synchronous};
@@ -29,6 +34,8 @@ use crate::config::{StoreConfig, Synchronous};
 /// Writers wait at most this long for a lock held by another process
 /// (e.g. an operator's `sqlite3` shell or a training job reading the log).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// WAL pages between checkpoints when commits run behind the journal.
+const JOURNALED_CHECKPOINT_PAGES: &str = "100";
 /// Queued writes before callers wait: bounds memory under a write storm.
 const WRITE_QUEUE: usize = 4096;
 
@@ -44,6 +51,8 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("the store is shutting down")]
     Closed,
+    #[error("acknowledgement journal: {0}")]
+    Journal(#[from] std::io::Error),
 }
 
 /// Result of recording a feedback value, with what learning needs.
@@ -86,6 +95,9 @@ pub struct StoredDecision {
 pub struct Store {
     pool: SqlitePool,
     jobs: mpsc::Sender<Job>,
+    /// With `synchronous = "normal"`: where a Complete is acknowledged
+    /// before SQLite commits it ([`acklog`]).
+    acks: Option<Arc<AckLog>>,
 }
 
 /// A queued write whose commit has not been awaited yet.
@@ -132,16 +144,52 @@ impl Store {
             .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let acks = match AckLog::open(path)? {
+            Some((log, entries)) => {
+                replay(&pool, &entries).await?;
+                log.empty_if_drained();
+                (cfg.synchronous == Synchronous::Normal).then(|| Arc::new(log))
+            }
+            None => {
+                tracing::info!(
+                    "another process holds the acknowledgement journal; committing directly"
+                );
+                None
+            }
+        };
+        let before = threads::sqlx_workers();
+        let opts = match acks {
+            // Checkpoints no request waits for: small and often measured
+            // gentler on the requests' cores than SQLite's 1,000 pages.
+            Some(_) => opts.pragma("wal_autocheckpoint", JOURNALED_CHECKPOINT_PAGES),
+            None => opts,
+        };
         let conn = sqlx::ConnectOptions::connect(&opts).await?;
+        if acks.is_some() {
+            // Nothing waits on its commits any more: they (and SQLite's
+            // checkpoints) yield the cores to requests on a busy machine.
+            threads::lower_priority(threads::sqlx_workers().difference(&before));
+        }
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let handle = writer::spawn(conn, rx, cfg.max_batch, cfg.max_batch_wait);
-        Ok((Store { pool, jobs: tx }, handle))
+        let handle = writer::spawn(conn, rx, acks.clone(), cfg.max_batch, cfg.max_batch_wait);
+        Ok((
+            Store {
+                pool,
+                jobs: tx,
+                acks,
+            },
+            handle,
+        ))
     }
 
     async fn submit(&self, write: Write) -> Result<writer::Done, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .send(Job { write, reply })
+            .send(Job {
+                write,
+                reply,
+                journaled: false,
+            })
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -154,17 +202,34 @@ impl Store {
 
     /// Durably records a decision together with the attempts made for it,
     /// in one commit: what Complete logs once the provider has answered.
+    /// With the acknowledgement journal it returns once the journal holds
+    /// them, and SQLite commits them just after (feedback queued later still
+    /// finds them: the writer keeps queue order).
     pub async fn record_decision_with_attempts(
         &self,
         row: DecisionRow,
         attempts: Vec<AttemptRow>,
     ) -> Result<(), StoreError> {
-        self.submit(Write::Decision {
+        let write = Write::Decision {
             row: Box::new(row),
             attempts,
-        })
-        .await
-        .map(|_| ())
+        };
+        let Some(acks) = &self.acks else {
+            return self.submit(write).await.map(|_| ());
+        };
+        if let Write::Decision { row, attempts } = &write {
+            acks.append(row, attempts)?;
+        }
+        // Nobody waits for this reply: the journal already holds the rows.
+        let (reply, _) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                write,
+                reply,
+                journaled: true,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)
     }
 
     /// Queues a decision for the next group commit and returns without
@@ -181,6 +246,7 @@ impl Store {
                     attempts: Vec::new(),
                 },
                 reply,
+                journaled: false,
             })
             .await
             .map_err(|_| StoreError::Closed)?;
@@ -373,4 +439,36 @@ impl Store {
     pub async fn close(self) {
         self.pool.close().await;
     }
+}
+
+/// Inserts what an acknowledgement journal held (rows a crash kept from
+/// SQLite; those that did reach it are left as they are).
+async fn replay(pool: &SqlitePool, entries: &[acklog::Entry]) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let insert_decision = INSERT_DECISION.replacen("INSERT", "INSERT OR IGNORE", 1);
+    let mut tx = pool.begin().await?;
+    let mut replayed = 0;
+    for e in entries {
+        let q = sqlx::query(sqlx::AssertSqlSafe(insert_decision.clone()));
+        let inserted = bind_decision(q, &e.decision).execute(&mut *tx).await?;
+        // A decision already there was committed with its attempts.
+        if inserted.rows_affected() == 0 {
+            continue;
+        }
+        replayed += 1;
+        for (seq, a) in e.attempts.iter().enumerate() {
+            bind_attempt(sqlx::query(INSERT_ATTEMPT), &e.decision.id, seq, a)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    tracing::info!(
+        entries = entries.len(),
+        replayed,
+        "replayed the acknowledgement journal"
+    );
+    Ok(())
 }

@@ -1,13 +1,20 @@
-//! Rows as the log stores them.
+//! Rows as the log stores them (and the acknowledgement journal holds them).
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A name from a fixed set. Spelled as an alias so that serde does not take
+/// it for text borrowed from the input: it is read through [`one_of`].
+pub type Name = &'static str;
 
 /// One routing decision.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DecisionRow {
     pub id: String,
     pub created_at_ms: i64,
     pub tenant: String,
     /// `route`, `complete` or `complete_stream`.
-    pub rpc: &'static str,
+    #[serde(deserialize_with = "rpc")]
+    pub rpc: Name,
     pub model: String,
     pub provider: String,
     pub pinned: bool,
@@ -35,12 +42,13 @@ pub struct DecisionRow {
 }
 
 /// One call to a provider.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttemptRow {
     pub model: String,
     pub provider: String,
     /// `ok`, `error`, `timeout` or `cancelled`.
-    pub outcome: &'static str,
+    #[serde(deserialize_with = "outcome")]
+    pub outcome: Name,
     pub error: Option<String>,
     pub http_status: Option<u16>,
     pub started_at_ms: i64,
@@ -58,4 +66,25 @@ pub struct FeedbackRow {
     pub source: String,
     pub reward: f64,
     pub at_ms: i64,
+}
+
+/// One of `known`, as the `'static` name the rows carry.
+fn one_of<'de, D: Deserializer<'de>>(
+    d: D,
+    known: &[&'static str],
+) -> Result<&'static str, D::Error> {
+    let s = String::deserialize(d)?;
+    known
+        .iter()
+        .copied()
+        .find(|k| *k == s)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown value {s:?}")))
+}
+
+fn rpc<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    one_of(d, &["route", "complete", "complete_stream"])
+}
+
+fn outcome<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    one_of(d, &["ok", "error", "timeout", "cancelled"])
 }

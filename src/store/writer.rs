@@ -10,12 +10,14 @@
 //! its own job: SQLite rolls back just that statement, and the rest of the
 //! batch commits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::acklog::AckLog;
 use super::rows::{AttemptRow, DecisionRow, FeedbackRow};
 use super::sql::{
     INSERT_ATTEMPT, INSERT_DECISION, SET_SERVED, bind_attempt, bind_decision, bind_served,
@@ -51,6 +53,8 @@ pub(super) enum Done {
 pub(super) struct Job {
     pub write: Write,
     pub reply: oneshot::Sender<Result<Done, StoreError>>,
+    /// Acknowledged from the journal: settle it there once committed.
+    pub journaled: bool,
 }
 
 /// Resolves when the writer has committed everything queued and stopped
@@ -66,6 +70,7 @@ impl Handle {
 pub(super) fn spawn(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<Job>,
+    acks: Option<Arc<AckLog>>,
     max_batch: usize,
     max_wait: Duration,
 ) -> Handle {
@@ -74,7 +79,13 @@ pub(super) fn spawn(
         while let Some(first) = rx.recv().await {
             batch.push(first);
             fill(&mut rx, &mut batch, max_batch, max_wait).await;
-            commit(&mut conn, &mut batch).await;
+            let settled = commit(&mut conn, &mut batch).await;
+            if let Some(acks) = &acks {
+                acks.settle(settled.0, settled.1);
+            }
+        }
+        if let Some(acks) = &acks {
+            acks.empty_if_drained();
         }
         let _ = conn.close().await;
     }))
@@ -97,14 +108,17 @@ async fn fill(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usize, wa
     }
 }
 
-async fn commit(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
+/// Commits `batch` and answers each job; returns how many journaled jobs it
+/// held and whether all of them committed.
+async fn commit(conn: &mut SqliteConnection, batch: &mut Vec<Job>) -> (u64, bool) {
+    let journaled = batch.iter().filter(|j| j.journaled).count() as u64;
     if script::fits(batch) {
         match script::run(conn, batch).await {
             Ok(()) => {
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Ok(Done::Unit));
                 }
-                return;
+                return (journaled, true);
             }
             Err(e) => {
                 // Whatever the script got through is undone; the jobs are
@@ -124,17 +138,26 @@ async fn commit(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
     }
     .await;
     let mut results = results.into_iter();
+    let mut all_ok = true;
     for job in batch.drain(..) {
         let reply = match &outcome {
             Ok(()) => results.next().unwrap_or(Err(StoreError::Closed)),
             // The transaction failed as a whole: nothing in it is durable.
             Err(e) => Err(StoreError::CommitFailed(e.to_string())),
         };
+        if job.journaled
+            && let Err(e) = &reply
+        {
+            // Nobody waits for it: say so here. The journal keeps it.
+            tracing::error!(error = %e, "an acknowledged completion did not reach the database");
+            all_ok = false;
+        }
         let _ = job.reply.send(reply);
     }
     if let Err(e) = outcome {
         tracing::error!(error = %e, "group commit failed");
     }
+    (journaled, all_ok)
 }
 
 async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Done, StoreError> {
