@@ -119,6 +119,8 @@ async fn acknowledged_writes_survive_kill_9() {
     }
     server.child.kill().unwrap(); // SIGKILL: no chance to flush anything
     server.child.wait().unwrap();
+    // Under "full" every answer waited for its commit: no journal at all.
+    assert!(!dir.path().join("switchyard.db-acks").exists());
 
     let cfg = switchyard::config::Config::embedded().store;
     let (store, _w) = switchyard::store::Store::open(&dir.path().join("switchyard.db"), &cfg)

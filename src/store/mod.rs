@@ -144,18 +144,26 @@ impl Store {
             .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        let acks = match AckLog::open(path)? {
+        // Under "full" the journal is only read, if a "normal" run left one.
+        let journaled = cfg.synchronous == Synchronous::Normal;
+        let opened = if journaled || acklog::path_of(path).exists() {
+            AckLog::open(path)?
+        } else {
+            None
+        };
+        let acks = match opened {
             Some((log, entries)) => {
                 replay(&pool, &entries).await?;
                 log.empty_if_drained();
-                (cfg.synchronous == Synchronous::Normal).then(|| Arc::new(log))
+                journaled.then(|| Arc::new(log))
             }
-            None => {
+            None if journaled => {
                 tracing::info!(
                     "another process holds the acknowledgement journal; committing directly"
                 );
                 None
             }
+            None => None,
         };
         let before = threads::sqlx_workers();
         let opts = match acks {

@@ -24,6 +24,7 @@ pub(super) fn sqlx_workers() -> HashSet<i32> {
 }
 
 /// Sets nice 10 on these threads; a failure only costs latency, so it is logged.
+#[cfg(unix)]
 pub(super) fn lower_priority<'a>(tids: impl Iterator<Item = &'a i32>) {
     for &tid in tids {
         let Ok(id) = libc::id_t::try_from(tid) else {
@@ -36,3 +37,6 @@ pub(super) fn lower_priority<'a>(tids: impl Iterator<Item = &'a i32>) {
         }
     }
 }
+
+#[cfg(not(unix))]
+pub(super) fn lower_priority<'a>(_tids: impl Iterator<Item = &'a i32>) {}
