@@ -7,18 +7,10 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Mock, complete_req, route_req};
+use common::{Client, Mock, complete_req, free_port, route_req};
 use switchyard::pb;
 use switchyard::pb::router_client::RouterClient;
 use switchyard::store::{AttemptRow, DecisionRow, Store};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Proc {
     child: Child,
@@ -85,12 +77,7 @@ async fn acknowledged_writes_survive_kill_9() {
             let mut completed = Vec::new();
             for i in 0..25 {
                 if i % 5 == 0 {
-                    let r = c
-                        .complete(complete_req(&format!("writer {w} completion {i}"), None))
-                        .await
-                        .unwrap_or_else(|e| panic!("complete {w}/{i}: {e:?}"))
-                        .into_inner();
-                    completed.push((r.decision_id, r.model));
+                    completed.push(complete(&mut c, w, i).await);
                 }
                 let id = c
                     .route(route_req(&format!("writer {w} request {i}")))
@@ -140,12 +127,7 @@ async fn acknowledged_writes_survive_kill_9() {
     }
     // A completion's decision commits with its attempts, before the answer.
     assert_eq!(completed.len(), 40);
-    for (id, model) in &completed {
-        let d = store.decision(id).await.unwrap();
-        let d = d.unwrap_or_else(|| panic!("completion {id} lost"));
-        assert_eq!(d.served_model.as_deref(), Some(model.as_str()), "{id}");
-        assert_eq!(d.attempts, 1, "attempts of {id}");
-    }
+    assert_completions_logged(&store, &completed).await;
 }
 
 /// With `synchronous = "normal"` a Complete is acknowledged from the
@@ -163,12 +145,7 @@ async fn journaled_completions_survive_kill_9() {
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             for i in 0..15 {
-                let r = c
-                    .complete(complete_req(&format!("writer {w} completion {i}"), None))
-                    .await
-                    .unwrap_or_else(|e| panic!("complete {w}/{i}: {e:?}"))
-                    .into_inner();
-                acked.push((r.decision_id, r.model));
+                acked.push(complete(&mut c, w, i).await);
             }
             acked
         }));
@@ -185,7 +162,22 @@ async fn journaled_completions_survive_kill_9() {
         .await
         .unwrap();
     assert_eq!(acked.len(), 120);
-    for (id, model) in &acked {
+    assert_completions_logged(&store, &acked).await;
+}
+
+/// One Complete from writer `w`; its (decision id, model).
+async fn complete(c: &mut Client, w: u32, i: u32) -> (String, String) {
+    let r = c
+        .complete(complete_req(&format!("writer {w} completion {i}"), None))
+        .await
+        .unwrap_or_else(|e| panic!("complete {w}/{i}: {e:?}"))
+        .into_inner();
+    (r.decision_id, r.model)
+}
+
+/// Each acknowledged completion is in the log with its served model and attempt.
+async fn assert_completions_logged(store: &Store, completed: &[(String, String)]) {
+    for (id, model) in completed {
         let d = store.decision(id).await.unwrap();
         let d = d.unwrap_or_else(|| panic!("completion {id} lost"));
         assert_eq!(d.served_model.as_deref(), Some(model.as_str()), "{id}");

@@ -218,15 +218,15 @@ impl Store {
         row: DecisionRow,
         attempts: Vec<AttemptRow>,
     ) -> Result<(), StoreError> {
+        if let Some(acks) = &self.acks {
+            acks.append(&row, &attempts)?;
+        }
         let write = Write::Decision {
             row: Box::new(row),
             attempts,
         };
-        let Some(acks) = &self.acks else {
+        if self.acks.is_none() {
             return self.submit(write).await.map(|_| ());
-        };
-        if let Write::Decision { row, attempts } = &write {
-            acks.append(row, attempts)?;
         }
         // Nobody waits for this reply: the journal already holds the rows.
         let (reply, _) = oneshot::channel();

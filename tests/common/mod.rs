@@ -64,6 +64,15 @@ impl Drop for Mock {
     }
 }
 
+/// A loopback port free right now, for a server started as a process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// One `[[models]]` entry over the mock: name, provider (`oa`, `an` or `ge`),
 /// upstream with the mock's directives, prior quality.
 pub type MockModel<'a> = (&'a str, &'a str, &'a str, f64);
