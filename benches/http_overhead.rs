@@ -171,7 +171,8 @@ fn main() -> anyhow::Result<()> {
         url: format!("http://127.0.0.1:{mock}/v1/chat/completions"),
         model: "small",
     }];
-    for (sync, label) in [("full", "fsync"), ("normal", "no fsync")] {
+    // The default ("normal": the acknowledgement journal) and "full" (fsync'd).
+    for sync in ["normal", "full"] {
         let cfg = dir.path().join(format!("{sync}.toml"));
         std::fs::write(
             &cfg,
@@ -194,13 +195,13 @@ fn main() -> anyhow::Result<()> {
             &format!("127.0.0.1:{http}"),
         ]))?);
         let url = format!("http://127.0.0.1:{http}/v1/chat/completions");
-        let name: &'static str = Box::leak(format!("switchyard pinned ({label})").into_boxed_str());
+        let name: &'static str = Box::leak(format!("switchyard pinned ({sync})").into_boxed_str());
         targets.push(Target {
             name,
             url: url.clone(),
             model: "small",
         });
-        let name: &'static str = Box::leak(format!("switchyard auto ({label})").into_boxed_str());
+        let name: &'static str = Box::leak(format!("switchyard auto ({sync})").into_boxed_str());
         targets.push(Target {
             name,
             url,

@@ -1,5 +1,5 @@
 //! Load tool: Route end to end through the real gRPC server (in-process, real
-//! MiniLM, real SQLite with fsync'd group commits, the bandit), from real
+//! MiniLM, real SQLite with the default `store.synchronous`, the bandit), from real
 //! prompts of `../shared/data/routing/llmrouter.train.jsonl`.
 //!
 //! `cargo bench --bench route_load` reports

@@ -62,10 +62,24 @@ async fn connect(p: &Proc) -> RouterClient<tonic::transport::Channel> {
 }
 
 #[tokio::test]
-async fn acknowledged_writes_survive_kill_9() {
+async fn acknowledged_writes_survive_kill_9_fsynced() {
+    acknowledged_writes_survive_kill_9("full").await;
+}
+
+/// The default, "normal": Routes and feedback are still answered after their
+/// commit (fsynced only for feedback), Completes from the journal.
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9_journaled() {
+    acknowledged_writes_survive_kill_9("normal").await;
+}
+
+/// 200 Routes with feedback and 40 Completes from 8 concurrent clients, then
+/// SIGKILL: every one of them is in the log once it is opened again.
+async fn acknowledged_writes_survive_kill_9(synchronous: &str) {
     let mock = Mock::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn_server(&mock, &dir);
+    let extra = format!("\n[store]\nsynchronous = \"{synchronous}\"\n");
+    let mut server = spawn_server_with(&mock, &dir, &extra);
     let client = connect(&server).await;
 
     // Concurrent writers so that group commits really batch.
@@ -107,7 +121,8 @@ async fn acknowledged_writes_survive_kill_9() {
     server.child.kill().unwrap(); // SIGKILL: no chance to flush anything
     server.child.wait().unwrap();
     // Under "full" every answer waited for its commit: no journal at all.
-    assert!(!dir.path().join("switchyard.db-acks").exists());
+    let journal = dir.path().join("switchyard.db-acks");
+    assert_eq!(journal.exists(), synchronous == "normal", "{synchronous}");
 
     let cfg = switchyard::config::Config::embedded().store;
     let (store, _w) = switchyard::store::Store::open(&dir.path().join("switchyard.db"), &cfg)

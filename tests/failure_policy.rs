@@ -131,7 +131,7 @@ async fn server_decision(server: &Server, id: &str) -> switchyard::store::Stored
         .await
         .unwrap()
         .0;
-    store.decision(id).await.unwrap().unwrap()
+    common::logged_decision(&store, id).await
 }
 
 #[tokio::test]

@@ -121,13 +121,7 @@ async fn complete_calls_the_provider_and_logs_the_attempt() {
     assert_eq!(r.attempts[0].outcome, "ok");
     assert_eq!(env.mock.requests("mid-1").await, 1);
 
-    let d = env
-        .store()
-        .await
-        .decision(&r.decision_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let d = env.logged_decision(&r.decision_id).await;
     assert_eq!(d.served_model.as_deref(), Some("mid"));
     assert_eq!(d.attempts, 1);
     assert_eq!(d.policy_version, "pinned");
@@ -178,7 +172,7 @@ async fn provider_failures_map_to_clear_statuses_and_are_logged() {
         .nth(1)
         .unwrap()
         .trim_end_matches(':');
-    let d = env.store().await.decision(id).await.unwrap().unwrap();
+    let d = env.logged_decision(id).await;
     assert_eq!(d.attempts, 1);
     assert_eq!(d.served_model, None);
 }

@@ -78,7 +78,8 @@ pub struct ServerConfig {
 pub enum Synchronous {
     /// fsync at every commit: survives power loss as well as a crash.
     Full,
-    /// fsync at checkpoints: survives a process crash, may lose the last commits on power loss.
+    /// The default. fsync at checkpoints and at commits holding feedback:
+    /// survives a process crash, may lose the newest decisions on power loss.
     Normal,
 }
 

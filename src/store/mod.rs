@@ -3,8 +3,11 @@
 //! Writes go through one writer task ([`writer`]) that group-commits whatever
 //! is queued and replies to each caller only after its commit, so anything
 //! acknowledged to a client is on disk: with `synchronous = FULL` it survives
-//! power loss, with `NORMAL` a process crash (`kill -9`). Reads use a small
-//! pool of separate connections; WAL lets them run beside the writer.
+//! power loss, with `NORMAL` (the default) a process crash (`kill -9`), and
+//! feedback power loss too. Under `NORMAL` a Complete is acknowledged from
+//! the acknowledgement journal ([`acklog`]) instead, before its commit.
+//! Reads use a small pool of separate connections; WAL lets them run beside
+//! the writer.
 
 mod acklog;
 mod offline;
@@ -173,13 +176,23 @@ impl Store {
             None => opts,
         };
         let conn = sqlx::ConnectOptions::connect(&opts).await?;
-        if acks.is_some() {
-            // Nothing waits on its commits any more: they (and SQLite's
-            // checkpoints) yield the cores to requests on a busy machine.
-            threads::lower_priority(threads::sqlx_workers().difference(&before));
-        }
+        // Most commits then have nobody waiting: they (and SQLite's
+        // checkpoints) yield the cores to requests on a busy machine.
+        let background = acks.as_ref().map(|_| {
+            threads::Background::new(threads::sqlx_workers().difference(&before).copied())
+        });
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let handle = writer::spawn(conn, rx, acks.clone(), cfg.max_batch, cfg.max_batch_wait);
+        let handle = writer::spawn(
+            conn,
+            rx,
+            writer::Setup {
+                acks: acks.clone(),
+                background,
+                fsync_feedback: cfg.synchronous == Synchronous::Normal,
+                max_batch: cfg.max_batch,
+                max_wait: cfg.max_batch_wait,
+            },
+        );
         Ok((
             Store {
                 pool,

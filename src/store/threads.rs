@@ -1,13 +1,19 @@
-//! The writer connection's thread, found and niced (Linux).
+//! The writer connection's thread, found and deprioritised (Linux).
 //!
 //! sqlx runs each SQLite connection on a thread of its own, which it does not
-//! expose. With the acknowledgement journal no request waits for the writer's
-//! commits, yet a commit, and above all a WAL checkpoint (milliseconds of
-//! copying every ~150 requests), competes for the same cores as the requests:
-//! on 2 cores that set p99. At nice 10 the writer gets the CPU the requests
-//! leave; it still commits within milliseconds.
+//! expose. With the acknowledgement journal most commits have nobody waiting
+//! for them, yet a commit, and above all a WAL checkpoint, competes for the
+//! same cores as the requests: on 2 cores that set p99. So the thread runs at
+//! nice 10, and while nobody waits for its commit it runs as `SCHED_IDLE`: a
+//! request's thread waking up then takes the core at once, where a niced
+//! thread may keep it for the rest of its slice (1.4 ms here). `SCHED_IDLE`
+//! only gets cores nobody else wants, so as soon as a caller waits for a
+//! commit (a Route, feedback, a stream) or the queue backs up, the thread is
+//! back to nice 10. Leaving `SCHED_IDLE` needs `CAP_SYS_NICE` or
+//! `RLIMIT_NICE` ≥ 10; without either it stays at nice 10 throughout.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 /// Ids of the process's sqlx worker threads (empty off Linux).
 pub(super) fn sqlx_workers() -> HashSet<i32> {
@@ -23,20 +29,200 @@ pub(super) fn sqlx_workers() -> HashSet<i32> {
         .collect()
 }
 
-/// Sets nice 10 on these threads; a failure only costs latency, so it is logged.
-#[cfg(unix)]
-pub(super) fn lower_priority<'a>(tids: impl Iterator<Item = &'a i32>) {
-    for &tid in tids {
-        let Ok(id) = libc::id_t::try_from(tid) else {
-            continue;
-        };
-        // SAFETY: setpriority only reads its integer arguments.
-        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, id, 10) };
-        if r != 0 {
-            tracing::debug!(tid, error = %std::io::Error::last_os_error(), "could not lower the writer's priority");
+/// The writer's threads and how they are scheduled now.
+pub(super) struct Background {
+    tids: Vec<i32>,
+    /// Whether this process may leave `SCHED_IDLE` again (else never enters it).
+    may_idle: bool,
+    idle: bool,
+}
+
+impl Background {
+    /// Sets nice 10 on `tids`; failures only cost latency, so they are logged.
+    pub(super) fn new(tids: impl IntoIterator<Item = i32>) -> Background {
+        let tids: Vec<i32> = tids.into_iter().collect();
+        for &tid in &tids {
+            sys::nice(tid, 10);
+        }
+        Background {
+            tids,
+            may_idle: sys::may_leave_idle(),
+            idle: false,
+        }
+    }
+
+    /// Runs `commit`; if it is still running at idle priority after `lag`
+    /// (no core was free), finishes it at nice 10.
+    pub(super) async fn within<T>(&mut self, lag: Duration, commit: impl Future<Output = T>) -> T {
+        if !self.idle {
+            return commit.await;
+        }
+        let mut commit = std::pin::pin!(commit);
+        match tokio::time::timeout(lag, &mut commit).await {
+            Ok(done) => done,
+            Err(_) => {
+                self.pace(true);
+                commit.await
+            }
+        }
+    }
+
+    /// Idle priority while nobody waits for the next commit, nice 10 else.
+    pub(super) fn pace(&mut self, someone_waits: bool) {
+        let idle = self.may_idle && !someone_waits;
+        if idle == self.idle {
+            return;
+        }
+        self.idle = idle;
+        for &tid in &self.tids {
+            sys::set_idle(tid, idle);
         }
     }
 }
 
-#[cfg(not(unix))]
-pub(super) fn lower_priority<'a>(_tids: impl Iterator<Item = &'a i32>) {}
+#[cfg(target_os = "linux")]
+mod sys {
+    fn report(what: &str, tid: i32, r: i32) {
+        if r != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::debug!(tid, %error, "could not {what} the writer's thread");
+        }
+    }
+
+    pub(super) fn nice(tid: i32, nice: i32) {
+        let Ok(id) = libc::id_t::try_from(tid) else {
+            return;
+        };
+        // SAFETY: setpriority only reads its integer arguments.
+        report("renice", tid, unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, id, nice)
+        });
+    }
+
+    /// `SCHED_IDLE` or back to `SCHED_OTHER` (which keeps the thread's nice).
+    pub(super) fn set_idle(tid: i32, idle: bool) {
+        let policy = if idle {
+            libc::SCHED_IDLE
+        } else {
+            libc::SCHED_OTHER
+        };
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` outlives the call, which only reads it.
+        report("reschedule", tid, unsafe {
+            libc::sched_setscheduler(tid, policy, &param)
+        });
+    }
+
+    /// Tries, on a thread of its own, to enter `SCHED_IDLE` at nice 10 and
+    /// leave it: leaving needs a privilege a container may not have.
+    pub(super) fn may_leave_idle() -> bool {
+        std::thread::spawn(|| {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: pid 0 is the calling thread; `param` outlives each call.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, 0, 10) == 0
+                    && libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0
+                    && libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) == 0
+            }
+        })
+        .join()
+        .unwrap_or(false)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod sys {
+    pub(super) fn nice(_tid: i32, _nice: i32) {}
+    pub(super) fn set_idle(_tid: i32, _idle: bool) {}
+    pub(super) fn may_leave_idle() -> bool {
+        false
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::Background;
+
+    /// A thread's scheduling policy and nice value, as the kernel reports them.
+    fn sched(tid: i32) -> (i32, i32) {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        // Fields after the command name, which may hold spaces: state is 3rd.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        (
+            fields[41 - 3].parse().unwrap(),
+            fields[19 - 3].parse().unwrap(),
+        )
+    }
+
+    /// A parked thread, let go on drop.
+    struct Parked {
+        tid: i32,
+        stop: Option<mpsc::Sender<()>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    fn parked() -> Parked {
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (stop, stop_rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: gettid has no arguments and cannot fail.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            let _ = stop_rx.recv();
+        });
+        Parked {
+            tid: tid_rx.recv().unwrap(),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    impl Drop for Parked {
+        fn drop(&mut self) {
+            drop(self.stop.take());
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    #[test]
+    fn the_writer_idles_only_while_nobody_waits() {
+        let thread = parked();
+        let tid = thread.tid;
+        let mut bg = Background::new([tid]);
+        assert_eq!(sched(tid), (libc::SCHED_OTHER, 10));
+        bg.pace(false);
+        let idle = if bg.may_idle {
+            libc::SCHED_IDLE
+        } else {
+            libc::SCHED_OTHER
+        };
+        assert_eq!(sched(tid), (idle, 10));
+        bg.pace(true);
+        assert_eq!(sched(tid), (libc::SCHED_OTHER, 10), "back at nice 10");
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_finds_no_idle_core_finishes_at_nice_10() {
+        let thread = parked();
+        let tid = thread.tid;
+        let mut bg = Background::new([tid]);
+        bg.pace(false);
+        let lag = Duration::from_millis(5);
+        // A quick commit leaves the thread idle...
+        bg.within(lag, async {}).await;
+        assert_eq!(sched(tid).0 == libc::SCHED_IDLE, bg.may_idle);
+        // ...one still running after the lag is finished at nice 10.
+        bg.within(lag, tokio::time::sleep(Duration::from_millis(50)))
+            .await;
+        assert_eq!(sched(tid), (libc::SCHED_OTHER, 10));
+    }
+}

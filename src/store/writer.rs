@@ -8,7 +8,9 @@
 //! one round trip ([`script`]); otherwise statement by statement, where a
 //! statement that fails (e.g. feedback for an unknown decision) fails only
 //! its own job: SQLite rolls back just that statement, and the rest of the
-//! batch commits.
+//! batch commits. Under `synchronous = NORMAL` a commit holding feedback is
+//! fsynced all the same, and the connection's thread idles while nobody
+//! waits for it ([`super::threads`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use super::rows::{AttemptRow, DecisionRow, FeedbackRow};
 use super::sql::{
     INSERT_ATTEMPT, INSERT_DECISION, SET_SERVED, bind_attempt, bind_decision, bind_served,
 };
+use super::threads::Background;
 use super::{FeedbackOutcome, StoreError, script};
 
 pub(super) enum Write {
@@ -67,19 +70,58 @@ impl Handle {
     }
 }
 
+/// How long a commit nobody waits for may wait for an idle core before the
+/// writer's thread is back at nice 10: bounds how far SQLite lags the
+/// journal on a saturated machine.
+const IDLE_LAG: Duration = Duration::from_millis(5);
+
+/// How the writer runs, besides its connection and queue.
+pub(super) struct Setup {
+    /// The acknowledgement journal, under `synchronous = "normal"`.
+    pub acks: Option<Arc<AckLog>>,
+    /// The connection's thread, idle while nobody waits (with the journal).
+    pub background: Option<Background>,
+    /// fsync commits holding feedback although `synchronous` is `normal`.
+    pub fsync_feedback: bool,
+    pub max_batch: usize,
+    pub max_wait: Duration,
+}
+
 pub(super) fn spawn(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<Job>,
-    acks: Option<Arc<AckLog>>,
-    max_batch: usize,
-    max_wait: Duration,
+    setup: Setup,
 ) -> Handle {
+    let Setup {
+        acks,
+        mut background,
+        fsync_feedback,
+        max_batch,
+        max_wait,
+    } = setup;
     Handle(tokio::spawn(async move {
         let mut batch = Vec::with_capacity(max_batch);
         while let Some(first) = rx.recv().await {
             batch.push(first);
             fill(&mut rx, &mut batch, max_batch, max_wait).await;
-            let settled = commit(&mut conn, &mut batch).await;
+            if let Some(background) = &mut background {
+                // A full batch means more are queued: the writer is behind.
+                let waits = batch.len() == max_batch || batch.iter().any(|j| !j.journaled);
+                background.pace(waits);
+            }
+            let fsync =
+                fsync_feedback && batch.iter().any(|j| matches!(j.write, Write::Feedback(_)));
+            let committing = async {
+                if fsync {
+                    commit_fsynced(&mut conn, &mut batch).await
+                } else {
+                    commit(&mut conn, &mut batch).await
+                }
+            };
+            let settled = match &mut background {
+                Some(background) => background.within(IDLE_LAG, committing).await,
+                None => committing.await,
+            };
             if let Some(acks) = &acks {
                 acks.settle(settled.0, settled.1);
             }
@@ -89,6 +131,27 @@ pub(super) fn spawn(
         }
         let _ = conn.close().await;
     }))
+}
+
+/// [`commit`] with `synchronous = FULL` for this one commit: feedback is
+/// what a caller hands over to be learnt from, and it is rare, so it is made
+/// to survive power loss whatever `store.synchronous` says. The fsync also
+/// covers every commit before it, so a decision with feedback is durable too.
+async fn commit_fsynced(conn: &mut SqliteConnection, batch: &mut Vec<Job>) -> (u64, bool) {
+    if let Err(e) = sqlx::query("PRAGMA synchronous = FULL")
+        .execute(&mut *conn)
+        .await
+    {
+        tracing::warn!(error = %e, "could not fsync a commit holding feedback");
+    }
+    let settled = commit(conn, batch).await;
+    if let Err(e) = sqlx::query("PRAGMA synchronous = NORMAL")
+        .execute(&mut *conn)
+        .await
+    {
+        tracing::warn!(error = %e, "could not return to synchronous = NORMAL");
+    }
+    settled
 }
 
 async fn fill(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usize, wait: Duration) {

@@ -369,8 +369,34 @@ impl Env {
             .0
     }
 
+    /// A Complete's decision as the server logged it (see [`logged_decision`]).
+    pub async fn logged_decision(&self, id: &str) -> switchyard::store::StoredDecision {
+        logged_decision(&self.store().await, id).await
+    }
+
     pub async fn server_store_decision(&self, id: &str) -> (String, String, f64) {
-        let d = self.store().await.decision(id).await.unwrap().unwrap();
+        let d = self.logged_decision(id).await;
         (d.model, d.tenant, d.propensity)
+    }
+}
+
+/// A Complete's decision as the server logged it. Under the default
+/// `synchronous = "normal"` the answer goes out once the acknowledgement
+/// journal holds it and SQLite commits it just after, so a second reader of
+/// the database may have to wait a moment.
+pub async fn logged_decision(
+    store: &switchyard::store::Store,
+    id: &str,
+) -> switchyard::store::StoredDecision {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(d) = store.decision(id).await.unwrap() {
+            return d;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "decision {id} never reached the log"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
