@@ -1,10 +1,12 @@
 //! Process-wide tracing: log lines on stderr, plus (when
-//! `telemetry.otlp_endpoint` is set) every request span exported over
-//! OTLP/HTTP with its `decision_id` attribute.
+//! `telemetry.otlp_endpoint` is set) every request span exported over OTLP,
+//! HTTP or gRPC, with its `decision_id` attribute.
 //!
-//! Export runs on the SDK's own batch thread with a blocking HTTP client, so
-//! a slow or dead collector never touches the request path: spans queue
-//! (bounded; the overflow is dropped) and are sent every `batch_delay`.
+//! Export runs on the SDK's own batch thread, so a slow or dead collector
+//! never touches the request path: spans queue (bounded; the overflow is
+//! dropped) and are sent every `batch_delay`. Over HTTP the batch thread
+//! uses a blocking client; over gRPC the channel lives on a one-thread
+//! runtime of its own, not on the runtime that serves requests.
 //!
 //! A caller's W3C trace context (`traceparent`, `tracestate` in HTTP headers
 //! or gRPC metadata) becomes the parent of the request's span, so a trace
@@ -23,7 +25,7 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::config::TelemetryConfig;
+use crate::config::{OtlpProtocol, TelemetryConfig};
 
 /// The default log filter when `RUST_LOG` is unset.
 const DEFAULT_FILTER: &str = "info,sqlx=warn,h2=warn,tower=warn";
@@ -33,6 +35,8 @@ const DEFAULT_FILTER: &str = "info,sqlx=warn,h2=warn,tower=warn";
 #[must_use = "dropping the guard stops the export"]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// Drives the gRPC exporter's channel; outlives the flush at shutdown.
+    grpc_runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Drop for Telemetry {
@@ -42,6 +46,9 @@ impl Drop for Telemetry {
         {
             // The subscriber may be gone by now; stderr is not.
             eprintln!("telemetry: flushing spans at shutdown failed: {e}");
+        }
+        if let Some(rt) = self.grpc_runtime.take() {
+            rt.shutdown_background();
         }
     }
 }
@@ -57,9 +64,12 @@ pub fn init(otlp: Option<&TelemetryConfig>) -> anyhow::Result<Telemetry> {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter);
-    let provider = match otlp {
-        Some(cfg) if cfg.otlp_endpoint.is_some() => Some(provider(cfg)?),
-        _ => None,
+    let (provider, grpc_runtime) = match otlp {
+        Some(cfg) if cfg.otlp_endpoint.is_some() => {
+            let (p, rt) = provider(cfg)?;
+            (Some(p), rt)
+        }
+        _ => (None, None),
     };
     let otel = provider.as_ref().map(|p| {
         // Only our own spans: the exporter's HTTP client is instrumented too,
@@ -80,27 +90,62 @@ pub fn init(otlp: Option<&TelemetryConfig>) -> anyhow::Result<Telemetry> {
             endpoint = cfg.otlp_endpoint.as_deref().unwrap_or_default(),
             service = %cfg.service_name,
             sample_ratio = cfg.sample_ratio,
-            "exporting traces over OTLP/HTTP"
+            protocol = ?cfg.otlp_protocol,
+            "exporting traces over OTLP"
         );
     }
-    Ok(Telemetry { provider })
+    Ok(Telemetry {
+        provider,
+        grpc_runtime,
+    })
 }
 
-/// The tracer provider: OTLP/HTTP protobuf exporter behind a batch processor.
-fn provider(cfg: &TelemetryConfig) -> anyhow::Result<SdkTracerProvider> {
+/// The tracer provider: an OTLP exporter behind a batch processor, and the
+/// runtime a gRPC exporter needs.
+fn provider(
+    cfg: &TelemetryConfig,
+) -> anyhow::Result<(SdkTracerProvider, Option<tokio::runtime::Runtime>)> {
     let endpoint = cfg.otlp_endpoint.clone().unwrap_or_default();
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-        .with_endpoint(endpoint.clone())
-        .with_timeout(cfg.export_timeout)
-        .build()
-        .with_context(|| format!("building the OTLP exporter for {endpoint}"))?;
+    let built = |e: opentelemetry_otlp::ExporterBuildError| {
+        anyhow::Error::new(e).context(format!("building the OTLP exporter for {endpoint}"))
+    };
+    let (exporter, runtime) = match cfg.otlp_protocol {
+        OtlpProtocol::HttpProtobuf => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(endpoint.clone())
+                .with_timeout(cfg.export_timeout)
+                .build()
+                .map_err(built)?;
+            (exporter, None)
+        }
+        OtlpProtocol::Grpc => {
+            // tonic's channel spawns its connection tasks on the runtime it
+            // is built in, and the batch thread only awaits them.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("otlp-export")
+                .enable_all()
+                .build()
+                .context("starting the OTLP gRPC exporter's runtime")?;
+            let exporter = {
+                let _in = runtime.enter();
+                opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(endpoint.clone())
+                    .with_timeout(cfg.export_timeout)
+                    .build()
+                    .map_err(built)?
+            };
+            (exporter, Some(runtime))
+        }
+    };
     let batch = BatchConfigBuilder::default()
         .with_scheduled_delay(cfg.batch_delay)
         .build();
     let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(cfg.sample_ratio)));
-    Ok(SdkTracerProvider::builder()
+    let provider = SdkTracerProvider::builder()
         .with_span_processor(
             BatchSpanProcessor::builder(exporter)
                 .with_batch_config(batch)
@@ -112,7 +157,8 @@ fn provider(cfg: &TelemetryConfig) -> anyhow::Result<SdkTracerProvider> {
                 .with_service_name(cfg.service_name.clone())
                 .build(),
         )
-        .build())
+        .build();
+    Ok((provider, runtime))
 }
 
 /// HTTP headers as a trace-context carrier.

@@ -1,7 +1,8 @@
 //! OTLP trace export, end to end: the real `switchyard serve` process
 //! (the binary, so its tracing setup and shutdown flush are what is tested)
-//! exports to a real OTLP/HTTP receiver on loopback, which decodes the
-//! protobuf body with the OpenTelemetry proto types.
+//! exports to a real OTLP receiver on loopback, over HTTP (decoding the
+//! protobuf body with the OpenTelemetry proto types) or gRPC (a tonic
+//! `TraceService`).
 
 mod common;
 
@@ -11,7 +12,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use common::{Mock, complete_req, free_port, mock_config_toml};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message as _;
@@ -63,35 +69,7 @@ async fn collector() -> (SocketAddr, mpsc::UnboundedReceiver<Exported>) {
                 .map(str::to_owned);
             async move {
                 let req = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
-                for rs in req.resource_spans {
-                    let service = rs
-                        .resource
-                        .iter()
-                        .flat_map(|r| &r.attributes)
-                        .find(|a| a.key == "service.name")
-                        .map(|a| string_value(&a.value))
-                        .unwrap_or_default();
-                    for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
-                        let attrs = span
-                            .attributes
-                            .iter()
-                            .map(|a| (a.key.clone(), string_value(&a.value)))
-                            .collect();
-                        let _ = tx.send(Exported {
-                            service: service.clone(),
-                            name: span.name,
-                            kind: span.kind,
-                            attrs,
-                            trace_id: hex(&span.trace_id),
-                            parent_span_id: hex(&span.parent_span_id),
-                            api_key: api_key.clone(),
-                            duration: Duration::from_nanos(
-                                span.end_time_unix_nano
-                                    .saturating_sub(span.start_time_unix_nano),
-                            ),
-                        });
-                    }
-                }
+                forward(&tx, req, api_key);
                 // An empty ExportTraceServiceResponse: full success.
                 (
                     [("content-type", "application/x-protobuf")],
@@ -104,6 +82,75 @@ async fn collector() -> (SocketAddr, mpsc::UnboundedReceiver<Exported>) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, rx)
+}
+
+/// A collector's OTLP/gRPC receiver: the `TraceService/Export` RPC.
+struct GrpcCollector(mpsc::UnboundedSender<Exported>);
+
+#[tonic::async_trait]
+impl TraceService for GrpcCollector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let api_key = request
+            .metadata()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        forward(&self.0, request.into_inner(), api_key);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+async fn grpc_collector() -> (SocketAddr, mpsc::UnboundedReceiver<Exported>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(GrpcCollector(tx)))
+            .serve_with_incoming(incoming),
+    );
+    (addr, rx)
+}
+
+/// Sends each span of an export request on, flattened.
+fn forward(
+    tx: &mpsc::UnboundedSender<Exported>,
+    req: ExportTraceServiceRequest,
+    api_key: Option<String>,
+) {
+    for rs in req.resource_spans {
+        let service = rs
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|a| a.key == "service.name")
+            .map(|a| string_value(&a.value))
+            .unwrap_or_default();
+        for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
+            let attrs = span
+                .attributes
+                .iter()
+                .map(|a| (a.key.clone(), string_value(&a.value)))
+                .collect();
+            let _ = tx.send(Exported {
+                service: service.clone(),
+                name: span.name,
+                kind: span.kind,
+                attrs,
+                trace_id: hex(&span.trace_id),
+                parent_span_id: hex(&span.parent_span_id),
+                api_key: api_key.clone(),
+                duration: Duration::from_nanos(
+                    span.end_time_unix_nano
+                        .saturating_sub(span.start_time_unix_nano),
+                ),
+            });
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -335,6 +382,31 @@ async fn exporter_headers_come_from_the_environment() {
     serve.terminate().await;
 }
 
+/// Over OTLP/gRPC the same spans arrive, with the environment's headers as
+/// request metadata, up to the last request before SIGTERM.
+#[tokio::test]
+async fn spans_are_exported_over_grpc() {
+    let mock = Mock::start().await;
+    let (addr, mut rx) = grpc_collector().await;
+    let serve = Serve::start_with_env(
+        &mock,
+        &format!(
+            "otlp_endpoint = \"http://{addr}\"\notlp_protocol = \"grpc\"\nbatch_delay_ms = 100\n"
+        ),
+        &[("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=grpc-456")],
+    )
+    .await;
+    let id = serve.chat().await;
+    let span = span_with(&mut rx, &id).await;
+    assert_eq!(span.name, "http");
+    assert_eq!(span.attr("route"), Some("chat_completions"), "{span:?}");
+    assert_eq!(span.api_key.as_deref(), Some("grpc-456"));
+    let id = serve.complete().await;
+    serve.terminate().await;
+    let span = span_with(&mut rx, &id).await;
+    assert_eq!(span.attr("rpc"), Some("Complete"), "{span:?}");
+}
+
 /// A model whose answer trickles in: 100 ms between streamed words.
 const TRICKLE: &str = "\n[[models]]\nname = \"trickle\"\nprovider = \"mock\"\n\
     upstream = \"trickle+slowstream100\"\ninput_usd_per_mtok = 0.1\noutput_usd_per_mtok = 0.1\n\
@@ -406,9 +478,18 @@ async fn a_streams_span_lasts_until_the_stream_ends() {
 /// Serves 40 requests and shuts down with spans bound for `endpoint`, a
 /// collector that fails every export: neither waits on the exporter.
 async fn serve_beside_a_failing_collector(mock: &Mock, endpoint: &str, shutdown_limit: Duration) {
+    for protocol in ["http/protobuf", "grpc"] {
+        serve_beside(mock, endpoint, protocol, shutdown_limit).await;
+    }
+}
+
+async fn serve_beside(mock: &Mock, endpoint: &str, protocol: &str, shutdown_limit: Duration) {
     let serve = Serve::start(
         mock,
-        &format!("otlp_endpoint = \"{endpoint}\"\nbatch_delay_ms = 50\nexport_timeout_ms = 1000\n"),
+        &format!(
+            "otlp_endpoint = \"{endpoint}\"\notlp_protocol = \"{protocol}\"\n\
+             batch_delay_ms = 50\nexport_timeout_ms = 1000\n"
+        ),
     )
     .await;
     let started = Instant::now();
@@ -420,12 +501,15 @@ async fn serve_beside_a_failing_collector(mock: &Mock, endpoint: &str, shutdown_
     // model take well under a second; a request waiting on the exporter would
     // take export_timeout (1 s) each.
     let took = started.elapsed();
-    eprintln!("40 requests: {took:?}");
-    assert!(took < Duration::from_secs(10), "40 requests took {took:?}");
+    eprintln!("{protocol}, 40 requests: {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "{protocol}: 40 requests took {took:?}"
+    );
     // Shutdown still completes: the flush gives up after export_timeout.
     let took = serve.terminate().await;
-    eprintln!("shutdown: {took:?}");
-    assert!(took < shutdown_limit, "shutdown took {took:?}");
+    eprintln!("{protocol}, shutdown: {took:?}");
+    assert!(took < shutdown_limit, "{protocol}: shutdown took {took:?}");
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ mod tests;
 mod validate;
 
 use raw::RawConfig;
-pub use telemetry::TelemetryConfig;
+pub use telemetry::{OtlpProtocol, TelemetryConfig};
 
 /// The embedded defaults used when `serve` gets no `--config`.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");

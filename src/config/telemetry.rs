@@ -1,4 +1,4 @@
-//! The `[telemetry]` section: optional OTLP/HTTP trace export. Kept apart
+//! The `[telemetry]` section: optional OTLP trace export. Kept apart
 //! from the other sections so the exporter's knobs stay in one place.
 
 use std::time::Duration;
@@ -11,19 +11,31 @@ use super::{ConfigError, invalid};
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTelemetry {
     pub(super) otlp_endpoint: Option<String>,
+    pub(super) otlp_protocol: Option<String>,
     pub(super) service_name: Option<String>,
     pub(super) sample_ratio: Option<f64>,
     pub(super) batch_delay_ms: Option<u64>,
     pub(super) export_timeout_ms: Option<u64>,
 }
 
+/// How spans travel to the collector (the names of `OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// `"http/protobuf"`: `POST <endpoint>/v1/traces`, port 4318 by convention.
+    HttpProtobuf,
+    /// `"grpc"`: the `TraceService/Export` RPC, port 4317 by convention.
+    Grpc,
+}
+
 /// Where and how request spans are exported; `otlp_endpoint: None` is off.
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
-    /// The collector's traces URL (OTLP over HTTP, protobuf body), e.g.
-    /// `http://127.0.0.1:4318/v1/traces`. A base URL without a path gets
-    /// `/v1/traces` appended, as OTLP clients conventionally do.
+    /// The collector's traces URL. Over HTTP, e.g.
+    /// `http://127.0.0.1:4318/v1/traces`: a base URL without a path gets
+    /// `/v1/traces` appended, as OTLP clients conventionally do. Over gRPC
+    /// the base URL, e.g. `http://127.0.0.1:4317`.
     pub otlp_endpoint: Option<String>,
+    pub otlp_protocol: OtlpProtocol,
     /// `service.name` resource attribute of every exported span.
     pub service_name: String,
     /// Share of root spans exported, in [0, 1] (children follow their root).
@@ -36,10 +48,21 @@ pub struct TelemetryConfig {
 }
 
 pub(super) fn validate(t: RawTelemetry, d: RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
+    let protocol = t.otlp_protocol.or(d.otlp_protocol);
+    let otlp_protocol = match protocol.as_deref().unwrap_or("http/protobuf") {
+        "http/protobuf" => OtlpProtocol::HttpProtobuf,
+        "grpc" => OtlpProtocol::Grpc,
+        other => {
+            return Err(invalid(
+                "telemetry.otlp_protocol",
+                format!("{other:?} is not \"http/protobuf\" or \"grpc\""),
+            ));
+        }
+    };
     let endpoint = t.otlp_endpoint.or(d.otlp_endpoint).unwrap_or_default();
     let otlp_endpoint = match endpoint.trim() {
         "" => None,
-        url => Some(traces_url(url)?),
+        url => Some(traces_url(url, otlp_protocol)?),
     };
     let service_name = t
         .service_name
@@ -61,6 +84,7 @@ pub(super) fn validate(t: RawTelemetry, d: RawTelemetry) -> Result<TelemetryConf
     };
     Ok(TelemetryConfig {
         otlp_endpoint,
+        otlp_protocol,
         service_name,
         sample_ratio,
         batch_delay: ms(
@@ -79,7 +103,7 @@ pub(super) fn validate(t: RawTelemetry, d: RawTelemetry) -> Result<TelemetryConf
 /// Checks an `http(s)://host[:port][/path]` URL and returns the traces URL.
 /// Parsed with the `http` crate's URI grammar (already in the graph) rather
 /// than left to fail at the first export, hours into a run.
-fn traces_url(url: &str) -> Result<String, ConfigError> {
+fn traces_url(url: &str, protocol: OtlpProtocol) -> Result<String, ConfigError> {
     let bad = |why: String| invalid("telemetry.otlp_endpoint", format!("{url:?}: {why}"));
     let uri: axum::http::Uri = url.parse().map_err(|e| bad(format!("{e}")))?;
     match uri.scheme_str() {
@@ -92,9 +116,18 @@ fn traces_url(url: &str) -> Result<String, ConfigError> {
     if uri.query().is_some() {
         return Err(bad("must not have a query string".into()));
     }
-    Ok(match uri.path() {
-        "" | "/" => format!("{}/v1/traces", url.trim_end_matches('/')),
-        _ => url.to_string(),
+    Ok(match (protocol, uri.path()) {
+        (OtlpProtocol::HttpProtobuf, "" | "/") => {
+            format!("{}/v1/traces", url.trim_end_matches('/'))
+        }
+        (OtlpProtocol::HttpProtobuf, _) => url.to_string(),
+        // The RPC names its own path: a path here would be silently dropped.
+        (OtlpProtocol::Grpc, "" | "/") => url.trim_end_matches('/').to_string(),
+        (OtlpProtocol::Grpc, path) => {
+            return Err(bad(format!(
+                "a gRPC endpoint is scheme, host and port; drop the path {path:?}"
+            )));
+        }
     })
 }
 
@@ -135,6 +168,27 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn the_protocol_is_checked_and_shapes_the_endpoint() {
+        let grpc = |e: &str| RawTelemetry {
+            otlp_protocol: Some("grpc".into()),
+            ..raw(e)
+        };
+        let t = validate(grpc("http://127.0.0.1:4317/"), RawTelemetry::default()).unwrap();
+        assert_eq!(t.otlp_protocol, OtlpProtocol::Grpc);
+        assert_eq!(t.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+        let e = validate(grpc("http://h:4317/v1/traces"), RawTelemetry::default()).unwrap_err();
+        assert!(e.to_string().contains("drop the path"), "{e}");
+        let t = validate(raw("http://h:4318"), RawTelemetry::default()).unwrap();
+        assert_eq!(t.otlp_protocol, OtlpProtocol::HttpProtobuf);
+        let r = RawTelemetry {
+            otlp_protocol: Some("http/json".into()),
+            ..raw("http://h:4318")
+        };
+        let e = validate(r, RawTelemetry::default()).unwrap_err();
+        assert!(e.to_string().contains("telemetry.otlp_protocol"), "{e}");
     }
 
     #[test]
