@@ -29,6 +29,11 @@ pub(super) fn sqlx_workers() -> HashSet<i32> {
         .collect()
 }
 
+/// How long a commit nobody waits for may wait for an idle core before the
+/// writer's thread is back at nice 10: bounds how far SQLite lags the
+/// journal on a saturated machine.
+const IDLE_LAG: Duration = Duration::from_millis(5);
+
 /// The writer's threads and how they are scheduled now.
 pub(super) struct Background {
     tids: Vec<i32>,
@@ -51,14 +56,20 @@ impl Background {
         }
     }
 
-    /// Runs `commit`; if it is still running at idle priority after `lag`
-    /// (no core was free), finishes it at nice 10.
-    pub(super) async fn within<T>(&mut self, lag: Duration, commit: impl Future<Output = T>) -> T {
+    /// Runs `commit`, at idle priority unless `someone_waits`; if it is
+    /// still running idle after [`IDLE_LAG`] (no core was free), finishes it
+    /// at nice 10.
+    pub(super) async fn run<T>(
+        &mut self,
+        someone_waits: bool,
+        commit: impl Future<Output = T>,
+    ) -> T {
+        self.pace(someone_waits);
         if !self.idle {
             return commit.await;
         }
         let mut commit = std::pin::pin!(commit);
-        match tokio::time::timeout(lag, &mut commit).await {
+        match tokio::time::timeout(IDLE_LAG, &mut commit).await {
             Ok(done) => done,
             Err(_) => {
                 self.pace(true);
@@ -68,7 +79,7 @@ impl Background {
     }
 
     /// Idle priority while nobody waits for the next commit, nice 10 else.
-    pub(super) fn pace(&mut self, someone_waits: bool) {
+    fn pace(&mut self, someone_waits: bool) {
         let idle = self.may_idle && !someone_waits;
         if idle == self.idle {
             return;
@@ -142,7 +153,6 @@ mod sys {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use std::sync::mpsc;
-    use std::time::Duration;
 
     use super::Background;
 
@@ -215,13 +225,11 @@ mod tests {
         let thread = parked();
         let tid = thread.tid;
         let mut bg = Background::new([tid]);
-        bg.pace(false);
-        let lag = Duration::from_millis(5);
         // A quick commit leaves the thread idle...
-        bg.within(lag, async {}).await;
+        bg.run(false, async {}).await;
         assert_eq!(sched(tid).0 == libc::SCHED_IDLE, bg.may_idle);
         // ...one still running after the lag is finished at nice 10.
-        bg.within(lag, tokio::time::sleep(Duration::from_millis(50)))
+        bg.run(false, tokio::time::sleep(super::IDLE_LAG * 10))
             .await;
         assert_eq!(sched(tid), (libc::SCHED_OTHER, 10));
     }

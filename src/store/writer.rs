@@ -70,11 +70,6 @@ impl Handle {
     }
 }
 
-/// How long a commit nobody waits for may wait for an idle core before the
-/// writer's thread is back at nice 10: bounds how far SQLite lags the
-/// journal on a saturated machine.
-const IDLE_LAG: Duration = Duration::from_millis(5);
-
 /// How the writer runs, besides its connection and queue.
 pub(super) struct Setup {
     /// The acknowledgement journal, under `synchronous = "normal"`.
@@ -104,11 +99,8 @@ pub(super) fn spawn(
         while let Some(first) = rx.recv().await {
             batch.push(first);
             fill(&mut rx, &mut batch, max_batch, max_wait).await;
-            if let Some(background) = &mut background {
-                // A full batch means more are queued: the writer is behind.
-                let waits = batch.len() == max_batch || batch.iter().any(|j| !j.journaled);
-                background.pace(waits);
-            }
+            // A full batch means more are queued: the writer is behind.
+            let waits = batch.len() == max_batch || batch.iter().any(|j| !j.journaled);
             let fsync =
                 fsync_feedback && batch.iter().any(|j| matches!(j.write, Write::Feedback(_)));
             let committing = async {
@@ -119,7 +111,7 @@ pub(super) fn spawn(
                 }
             };
             let settled = match &mut background {
-                Some(background) => background.within(IDLE_LAG, committing).await,
+                Some(background) => background.run(waits, committing).await,
                 None => committing.await,
             };
             if let Some(acks) = &acks {
@@ -138,20 +130,16 @@ pub(super) fn spawn(
 /// to survive power loss whatever `store.synchronous` says. The fsync also
 /// covers every commit before it, so a decision with feedback is durable too.
 async fn commit_fsynced(conn: &mut SqliteConnection, batch: &mut Vec<Job>) -> (u64, bool) {
-    if let Err(e) = sqlx::query("PRAGMA synchronous = FULL")
-        .execute(&mut *conn)
-        .await
-    {
-        tracing::warn!(error = %e, "could not fsync a commit holding feedback");
-    }
+    pragma(conn, "PRAGMA synchronous = FULL").await;
     let settled = commit(conn, batch).await;
-    if let Err(e) = sqlx::query("PRAGMA synchronous = NORMAL")
-        .execute(&mut *conn)
-        .await
-    {
-        tracing::warn!(error = %e, "could not return to synchronous = NORMAL");
-    }
+    pragma(conn, "PRAGMA synchronous = NORMAL").await;
     settled
+}
+
+async fn pragma(conn: &mut SqliteConnection, pragma: &'static str) {
+    if let Err(e) = sqlx::query(pragma).execute(&mut *conn).await {
+        tracing::warn!(error = %e, pragma, "around a commit holding feedback");
+    }
 }
 
 async fn fill(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usize, wait: Duration) {
