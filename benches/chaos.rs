@@ -235,7 +235,7 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(switchyard::server::run(config, catalog, listener, async {
+        let server = tokio::spawn(switchyard::app::run(config, catalog, listener, async {
             let _ = rx.await;
         }));
         let mut client = None;

@@ -15,6 +15,10 @@
 //! concurrency 1 (default 2000; 64 clients send a 30th of that each);
 //! `OVERHEAD_ONLY=pinned` measures only the targets whose name has `pinned`;
 //! `OVERHEAD_WORKERS` sets the servers' `server.worker_threads` (default 1).
+//! `OVERHEAD_BASELINE_BIN` names another build's `switchyard` binary (say, the
+//! previous commit's): it is served beside this build's, with the default
+//! `synchronous`, as the `baseline` targets, so two builds are compared in
+//! one run on the same machine state.
 
 mod common;
 
@@ -171,37 +175,46 @@ fn main() -> anyhow::Result<()> {
         url: format!("http://127.0.0.1:{mock}/v1/chat/completions"),
         model: "small",
     }];
-    // The default ("normal": the acknowledgement journal) and "full" (fsync'd).
-    for sync in ["normal", "full"] {
-        let cfg = dir.path().join(format!("{sync}.toml"));
+    // The default ("normal": the acknowledgement journal) and "full" (fsync'd),
+    // and the baseline build with the default when one is given.
+    let baseline = std::env::var("OVERHEAD_BASELINE_BIN").ok();
+    let mut servers_to_start: Vec<(&str, &str, &str)> =
+        vec![(bin, "normal", "switchyard"), (bin, "full", "switchyard")];
+    if let Some(b) = &baseline {
+        servers_to_start.push((b.as_str(), "normal", "baseline"));
+    }
+    for (server_bin, sync, who) in servers_to_start {
+        let cfg = dir.path().join(format!("{who}-{sync}.toml"));
         std::fs::write(
             &cfg,
             config(
                 mock,
-                &dir.path().join(format!("{sync}.db")),
+                &dir.path().join(format!("{who}-{sync}.db")),
                 sync,
                 &model_dir,
                 &head,
             ),
         )?;
         let (grpc, http) = (free_port(), free_port());
-        servers.push(spawn(Command::new(bin).env("RUST_LOG", "warn").args([
-            "serve",
-            "--config",
-            &cfg.display().to_string(),
-            "--listen",
-            &format!("127.0.0.1:{grpc}"),
-            "--http-listen",
-            &format!("127.0.0.1:{http}"),
-        ]))?);
+        servers.push(spawn(
+            Command::new(server_bin).env("RUST_LOG", "warn").args([
+                "serve",
+                "--config",
+                &cfg.display().to_string(),
+                "--listen",
+                &format!("127.0.0.1:{grpc}"),
+                "--http-listen",
+                &format!("127.0.0.1:{http}"),
+            ]),
+        )?);
         let url = format!("http://127.0.0.1:{http}/v1/chat/completions");
-        let name: &'static str = Box::leak(format!("switchyard pinned ({sync})").into_boxed_str());
+        let name: &'static str = Box::leak(format!("{who} pinned ({sync})").into_boxed_str());
         targets.push(Target {
             name,
             url: url.clone(),
             model: "small",
         });
-        let name: &'static str = Box::leak(format!("switchyard auto ({sync})").into_boxed_str());
+        let name: &'static str = Box::leak(format!("{who} auto ({sync})").into_boxed_str());
         targets.push(Target {
             name,
             url,

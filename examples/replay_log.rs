@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let catalog = Catalog::from_env(&config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(switchyard::server::run(config, catalog, listener, async {
+        let server = tokio::spawn(switchyard::app::run(config, catalog, listener, async {
             let _ = stopped.await;
         }));
         let mut c = loop {

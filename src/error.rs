@@ -1,26 +1,60 @@
-//! The one mapping from the core's errors to gRPC status codes (and later
-//! HTTP). Messages name the offending field so a client can fix its request.
+//! The core's error, in the terms a caller can act on, with the underlying
+//! cause kept as its [`source`](std::error::Error::source); every conversion
+//! into it; and its two outward mappings side by side: to a gRPC status and
+//! to an OpenAI-style HTTP error. Messages name the offending field so a
+//! client can fix its request.
 
+use axum::http::StatusCode;
 use tonic::{Code, Status};
 
+use crate::classify::ClassifyError;
+use crate::dispatch::{Blame, DispatchError};
 use crate::store::StoreError;
+
+/// What caused an error, when something below the core did.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{field}: {message}")]
-    InvalidArgument { field: String, message: String },
+    InvalidArgument {
+        field: String,
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
     #[error("{field}: {message}")]
     NotFound { field: String, message: String },
-    #[error("{0}")]
-    ResourceExhausted(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    DeadlineExceeded(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("{message}")]
+    ResourceExhausted {
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    #[error("{message}")]
+    FailedPrecondition {
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    #[error("{message}")]
+    DeadlineExceeded {
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    #[error("internal error: {message}")]
+    Internal {
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
 }
 
 impl Error {
@@ -28,6 +62,7 @@ impl Error {
         Error::InvalidArgument {
             field: field.into(),
             message: message.into(),
+            source: None,
         }
     }
 
@@ -38,16 +73,149 @@ impl Error {
         }
     }
 
+    pub fn exhausted(message: impl Into<String>) -> Self {
+        Error::ResourceExhausted {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn precondition(message: impl Into<String>) -> Self {
+        Error::FailedPrecondition {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Error::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn deadline(message: impl Into<String>) -> Self {
+        Error::DeadlineExceeded {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same error, caused by `cause` (kept as its `source()`).
+    pub fn because(mut self, cause: impl Into<Cause>) -> Self {
+        match &mut self {
+            Error::InvalidArgument { source, .. }
+            | Error::ResourceExhausted { source, .. }
+            | Error::FailedPrecondition { source, .. }
+            | Error::Unavailable { source, .. }
+            | Error::DeadlineExceeded { source, .. }
+            | Error::Internal { source, .. } => *source = Some(cause.into()),
+            Error::NotFound { .. } => {}
+        }
+        self
+    }
+
+    /// The field a client got wrong, where one did.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::InvalidArgument { field, .. } | Error::NotFound { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// A provider call's last failure, as the RPC's error. `context` names the
+    /// decision, model, provider and attempts; `deadline_passed` tells a
+    /// timeout that ran out the request's deadline from one that did not.
+    pub fn from_dispatch(context: String, e: DispatchError, deadline_passed: bool) -> Self {
+        let error = match (&e, e.http_status()) {
+            (_, Some(status)) if Blame::of_status(Some(status)) == Blame::Request => {
+                Error::invalid(
+                    "messages",
+                    format!("the provider rejected the request ({context})"),
+                )
+            }
+            (_, Some(401 | 403 | 404)) => Error::precondition(context),
+            (_, Some(429)) => Error::exhausted(context),
+            (DispatchError::Timeout(_), None) if deadline_passed => Error::deadline(context),
+            _ => Error::unavailable(context),
+        };
+        error.because(e)
+    }
+
+    /// The gRPC status code.
     pub fn code(&self) -> Code {
         match self {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound { .. } => Code::NotFound,
-            Error::ResourceExhausted(_) => Code::ResourceExhausted,
-            Error::FailedPrecondition(_) => Code::FailedPrecondition,
-            Error::Unavailable(_) => Code::Unavailable,
-            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
-            Error::Internal(_) => Code::Internal,
+            Error::ResourceExhausted { .. } => Code::ResourceExhausted,
+            Error::FailedPrecondition { .. } => Code::FailedPrecondition,
+            Error::Unavailable { .. } => Code::Unavailable,
+            Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            Error::Internal { .. } => Code::Internal,
         }
+    }
+
+    /// The OpenAI-style HTTP mapping: status, error `type` and `code`, chosen
+    /// so an OpenAI SDK raises its usual exception class (400
+    /// BadRequestError, 404 NotFoundError, 422 UnprocessableEntityError, 429
+    /// RateLimitError, 5xx InternalServerError / APIStatusError).
+    pub fn openai(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Error::InvalidArgument { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_value",
+            ),
+            Error::NotFound { field, .. } => {
+                let code = match field.as_str() {
+                    "model" | "candidates" => "model_not_found",
+                    "decision_id" => "decision_not_found",
+                    _ => "not_found",
+                };
+                (StatusCode::NOT_FOUND, "invalid_request_error", code)
+            }
+            Error::ResourceExhausted { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "rate_limited",
+            ),
+            // No eligible model, a pinned model that cannot serve, a provider
+            // that refuses our credentials: the request is well formed but
+            // cannot be served as configured.
+            Error::FailedPrecondition { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request_error",
+                "no_eligible_model",
+            ),
+            Error::Unavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                "upstream_unavailable",
+            ),
+            Error::DeadlineExceeded { .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "api_error",
+                "deadline_exceeded",
+            ),
+            Error::Internal { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "internal_error",
+            ),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        Status::new(e.code(), e.to_string())
     }
 }
 
@@ -57,17 +225,68 @@ impl From<StoreError> for Error {
             StoreError::DecisionNotFound(id) => {
                 Error::not_found("decision_id", format!("no decision with id {id}"))
             }
-            StoreError::Closed => Error::Unavailable("the server is shutting down".into()),
+            StoreError::Closed => Error::unavailable("the server is shutting down").because(e),
             other => {
                 tracing::error!(error = %other, "store failure");
-                Error::Internal("the decision log could not be written".into())
+                Error::internal("the decision log could not be written").because(other)
             }
         }
     }
 }
 
-impl From<Error> for Status {
-    fn from(e: Error) -> Self {
-        Status::new(e.code(), e.to_string())
+impl From<ClassifyError> for Error {
+    fn from(e: ClassifyError) -> Self {
+        match e {
+            ClassifyError::Overloaded => {
+                Error::exhausted("the classifier queue is full; retry shortly").because(e)
+            }
+            ClassifyError::EmptyText => Error::invalid("messages", "no message has text to read"),
+            ClassifyError::WorkersGone => {
+                Error::unavailable("the classifier is shutting down").because(e)
+            }
+            other => {
+                tracing::error!(error = %other, "classifier failure");
+                Error::internal(format!("classifier: {other}")).because(other)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn provider_failures_keep_their_cause_and_map_by_blame() {
+        let status = |s: u16| DispatchError::Status {
+            status: s,
+            message: "no".into(),
+            retry_after: None,
+        };
+        let cases = [
+            (status(400), Code::InvalidArgument),
+            (status(422), Code::InvalidArgument),
+            (status(401), Code::FailedPrecondition),
+            (status(429), Code::ResourceExhausted),
+            (status(503), Code::Unavailable),
+            (DispatchError::Connect("reset".into()), Code::Unavailable),
+        ];
+        for (e, code) in cases {
+            let err = Error::from_dispatch("ctx".into(), e, false);
+            assert_eq!(err.code(), code, "{err}");
+            assert!(err.source().is_some(), "{err} lost its cause");
+        }
+        let late = Error::from_dispatch("ctx".into(), DispatchError::Timeout(Duration::ZERO), true);
+        assert_eq!(late.code(), Code::DeadlineExceeded);
+    }
+
+    #[test]
+    fn store_failures_are_internal_with_their_cause() {
+        let e = Error::from(StoreError::Closed);
+        assert_eq!(e.code(), Code::Unavailable);
+        assert!(e.source().is_some());
     }
 }

@@ -12,13 +12,17 @@
 //! [`config`] turns TOML into validated values and [`catalog`] into the runtime
 //! model list; [`metrics`] is the Prometheus registry every front shares; [`mock`] is an OpenAI-compatible provider for tests and demos.
 
+pub mod app;
 pub mod catalog;
 pub mod classify;
+pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod kernels;
+pub mod learn;
 pub mod metrics;
 pub mod mock;
 pub mod modelfetch;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use switchyard::app;
 use switchyard::catalog::Catalog;
 use switchyard::config::Config;
 
@@ -160,34 +161,19 @@ fn main() -> anyhow::Result<()> {
                 Some(c) => c,
                 None => load_config(config.as_ref())?,
             };
-            if let Some(l) = listen {
-                config.server.grpc_listen = l;
-            }
-            if let Some(h) = http_listen {
-                config.server.http_listen = match h.trim() {
-                    "" => None,
-                    a => Some(a.parse().with_context(|| format!("--http-listen {a:?}"))?),
-                };
-            }
-            if let Some(d) = database {
-                config.server.database = d;
-            }
-            if let Some(m) = model_dir {
-                config.classifier.model_dir = m;
-            }
-            if config.classifier.enabled && config.classifier.auto_fetch {
-                switchyard::modelfetch::ensure(&config.classifier.model_dir, false)
-                    .context("fetching the classifier model")?;
-            }
-            let catalog = Catalog::from_env(&config);
-            for p in catalog.providers.iter().filter_map(|p| p.disabled_reason()) {
-                tracing::warn!("{p}");
-            }
+            let overrides = app::Overrides {
+                listen,
+                http_listen,
+                database,
+                model_dir,
+            };
+            overrides.apply(&mut config)?;
+            let catalog = app::prepare(&config)?;
             rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(config.server.grpc_listen)
                     .await
                     .with_context(|| format!("binding {}", config.server.grpc_listen))?;
-                switchyard::server::run(config, catalog, listener, shutdown_signal()).await
+                app::run(config, catalog, listener, shutdown_signal()).await
             })
         }
         Command::MockProvider {
@@ -266,20 +252,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(a) => switchyard::offline::eval::cli::run(*a),
         Command::CheckConfig { config } => {
             let config = load_config(config.as_ref())?;
-            let catalog = Catalog::from_env(&config);
-            for m in &catalog.models {
-                let p = &catalog.providers[m.provider];
-                println!(
-                    "{:<20} {:<12} in ${:>6}/Mtok out ${:>6}/Mtok ctx {:>8} prior {:.2} {}",
-                    m.name,
-                    p.name,
-                    m.input_usd_per_mtok,
-                    m.output_usd_per_mtok,
-                    m.context_window,
-                    m.prior_quality,
-                    p.disabled_reason().unwrap_or_else(|| "enabled".into())
-                );
-            }
+            print!("{}", app::describe_catalog(&Catalog::from_env(&config)));
             Ok(())
         }
     }

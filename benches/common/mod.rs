@@ -79,7 +79,7 @@ impl Served {
         let addr = listener.local_addr()?;
         let catalog = Catalog::from_env(&config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(switchyard::server::run(config, catalog, listener, async {
+        let task = tokio::spawn(switchyard::app::run(config, catalog, listener, async {
             let _ = stopped.await;
         }));
         let client = loop {

@@ -148,7 +148,7 @@ impl IntentHead {
             .weights
             .chunks_exact(self.dim)
             .zip(&self.bias)
-            .map(|(w, b)| super::simd::dot(w, embedding) + b)
+            .map(|(w, b)| crate::kernels::simd::dot(w, embedding) + b)
             .collect();
         softmax(&mut logits);
         logits

@@ -4,8 +4,9 @@
 //! * [`encoder`] tokenises a prompt and runs all-MiniLM-L6-v2 (or any BERT-family
 //!   sentence-transformer folder) with a hand-written forward pass, mean pooling and L2
 //!   normalisation, matching sentence-transformers' output.
-//! * [`qgemm`] and [`simd`] are the numeric kernels the encoder needs (int8 VNNI linear
-//!   layers, vectorised layer norm / GELU / softmax).
+//! * the numeric kernels the encoder needs (int8 VNNI linear layers, vectorised layer
+//!   norm / GELU / softmax, the forward pass) live in [`crate::kernels`], the one module
+//!   allowed `unsafe`.
 //! * [`worker`] owns encoders on dedicated OS threads behind a bounded queue, so inference
 //!   never runs on tokio threads and a full queue is reported at once instead of queueing
 //!   without bound.
@@ -20,8 +21,7 @@
 pub mod embedder;
 pub mod encoder;
 pub mod intent;
-pub mod qgemm;
-pub mod simd;
+mod reader;
 pub mod static_embed;
 mod tokenize;
 mod weights;
@@ -30,6 +30,7 @@ pub mod worker;
 pub use embedder::{Embedder, StaticClassifier};
 pub use encoder::{Encoder, EncoderOptions, Precision};
 pub use intent::{EvalReport, IntentHead, TrainOptions};
+pub use reader::{Intent, Reader, Reading};
 pub use worker::{Classification, Classifier, ClassifierConfig};
 
 use std::path::PathBuf;

@@ -34,8 +34,9 @@ use std::sync::mpsc;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
+use super::ClassifyError;
 use super::encoder::{Encoder, Workspace};
-use super::{ClassifyError, simd};
+use crate::kernels::simd;
 
 const MAGIC: &[u8; 8] = b"SWSTATIC";
 const VERSION: u32 = 1;

@@ -1,8 +1,8 @@
 //! Loading a BERT-family model folder into the layouts the encoder's forward pass wants.
 //!
-//! candle reads the weights (memory-mapped safetensors through `VarBuilder`, F32); they
+//! candle reads the weights (safetensors through `VarBuilder`, F32); they
 //! are then copied out once: Q, K and V concatenated into one fused layer (Q pre-scaled
-//! by 1/sqrt(head size)), the linear layers packed by [`super::qgemm`], and token type 0
+//! by 1/sqrt(head size)), the linear layers packed by [`crate::kernels::qgemm`], and token type 0
 //! folded into the position embeddings. Only what the forward pass supports is accepted
 //! (absolute positions, erf GELU, head sizes 16/32/64/128); anything else is refused at
 //! load with [`ClassifyError::InvalidModel`] rather than computed wrongly.
@@ -14,8 +14,8 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::ClassifyError;
-use super::encoder::{EncoderOptions, Precision};
-use super::qgemm::Linear;
+use crate::kernels::bert::{Layer, LayerNorm, Weights};
+use crate::kernels::qgemm::{Linear, Precision};
 
 /// The subset of a Hugging Face BERT `config.json` this forward pass depends on.
 #[derive(Deserialize)]
@@ -46,37 +46,13 @@ fn default_eps() -> f64 {
     1e-12
 }
 
-pub(crate) struct LayerNorm {
-    pub(crate) gamma: Vec<f32>,
-    pub(crate) beta: Vec<f32>,
-}
-
-pub(crate) struct Layer {
-    pub(crate) qkv: Linear,
-    pub(crate) attn_out: Linear,
-    pub(crate) ln_attn: LayerNorm,
-    pub(crate) up: Linear,
-    pub(crate) down: Linear,
-    pub(crate) ln_out: LayerNorm,
-}
-
-/// Immutable weights, shared by every worker through an `Arc`.
-pub(crate) struct Weights {
-    pub(crate) hidden: usize,
-    pub(crate) heads: usize,
-    pub(crate) intermediate: usize,
-    pub(crate) eps: f32,
-    pub(crate) word: Vec<f32>,
-    /// Position embeddings with token type 0 already added (we never use type 1).
-    pub(crate) pos_type: Vec<f32>,
-    pub(crate) ln_emb: LayerNorm,
-    pub(crate) layers: Vec<Layer>,
-    pub(crate) avx512: bool,
-}
-
 /// Reads `config.json` and `model.safetensors` from `dir` and checks that this forward
-/// pass can run the model with `opts`.
-pub(crate) fn load(dir: &Path, opts: EncoderOptions) -> Result<Weights, ClassifyError> {
+/// pass can run the model reading up to `max_tokens` tokens at `precision`.
+pub(crate) fn load(
+    dir: &Path,
+    max_tokens: usize,
+    precision: Precision,
+) -> Result<Weights, ClassifyError> {
     let invalid = |reason: String| ClassifyError::InvalidModel {
         path: dir.to_path_buf(),
         reason,
@@ -113,21 +89,22 @@ pub(crate) fn load(dir: &Path, opts: EncoderOptions) -> Result<Weights, Classify
             "head size {head_dim} is not one of 16, 32, 64, 128"
         )));
     }
-    if opts.max_tokens < 3 || opts.max_tokens > cfg.max_position_embeddings {
+    if max_tokens < 3 || max_tokens > cfg.max_position_embeddings {
         return Err(ClassifyError::InvalidConfig(format!(
             "max_tokens {} must be in 3..={}",
-            opts.max_tokens, cfg.max_position_embeddings
+            max_tokens, cfg.max_position_embeddings
         )));
     }
     let st = dir.join("model.safetensors");
-    std::fs::metadata(&st).map_err(|source| ClassifyError::ModelFile {
+    // Read, not memory-mapped: the weights are copied out into their packed layouts
+    // once, so a map would save nothing but would need `unsafe` (a file truncated
+    // under a map is undefined behaviour).
+    let bytes = std::fs::read(&st).map_err(|source| ClassifyError::ModelFile {
         path: st.clone(),
         source,
     })?;
-    // SAFETY: the file is memory-mapped read-only; we rely, as every safetensors user
-    // does, on nobody truncating it while it is mapped (weights are copied out below).
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&st], DType::F32, &Device::Cpu)? };
-    load_weights(&vb, &cfg, opts.precision).map_err(|e| invalid(format!("model.safetensors: {e}")))
+    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)?;
+    load_weights(&vb, &cfg, precision).map_err(|e| invalid(format!("model.safetensors: {e}")))
 }
 
 fn load_weights(

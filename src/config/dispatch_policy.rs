@@ -1,19 +1,73 @@
-//! Validation of `[dispatch]`'s failure-policy keys.
+//! The failure policy's settings (see `config/default.toml` for what each
+//! does and why its default is what it is), and their validation from
+//! `[dispatch]`. `dispatch` reads them; they live here so that config builds
+//! them without reaching up into the modules that use them.
 
 use std::time::Duration;
 
 use super::raw::RawDispatch;
 use super::{ConfigError, invalid};
-use crate::dispatch::backoff::Backoff;
-use crate::dispatch::breaker::BreakerConfig;
-use crate::dispatch::policy::FailurePolicy;
 
-pub(super) fn validate(raw: &RawDispatch, d: &RawDispatch) -> Result<FailurePolicy, ConfigError> {
-    let def = FailurePolicy::default_breaker();
-    let base = raw.backoff_base_ms.or(d.backoff_base_ms).unwrap_or(100);
-    let max = raw.backoff_max_ms.or(d.backoff_max_ms).unwrap_or(2_000);
-    let backoff = Backoff::try_new(Duration::from_millis(base), Duration::from_millis(max))
-        .map_err(|e| invalid("dispatch.backoff_base_ms", e.to_string()))?;
+#[derive(Debug, Clone)]
+pub struct FailurePolicy {
+    /// Retries of the same model after a retryable failure.
+    pub max_retries: u32,
+    pub backoff: BackoffConfig,
+    /// Retries may add at most this fraction of extra attempts over traffic.
+    pub retry_budget_ratio: f64,
+    /// Retries allowed before traffic has paid for them.
+    pub retry_budget_reserve: u32,
+    /// Try the next model when one fails (never for a pinned model).
+    pub fallback: bool,
+    /// Other models tried after the first, at most.
+    pub max_fallbacks: u32,
+    pub breaker: BreakerConfig,
+    /// Shed a provider that answered 429 this often in the last 10 s (0: never).
+    pub shed_after_429s: u32,
+    /// A failed attempt is a bandit observation with `failure_reward`.
+    pub learn_from_failures: bool,
+    pub failure_reward: f64,
+}
+
+/// Full-jitter exponential backoff between retries: `0 < base <= max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffConfig {
+    base: Duration,
+    max: Duration,
+}
+
+impl BackoffConfig {
+    pub fn try_new(base: Duration, max: Duration) -> Result<Self, String> {
+        if base.is_zero() || base > max {
+            return Err(format!(
+                "backoff base {base:?} must be > 0 and <= max {max:?}"
+            ));
+        }
+        Ok(BackoffConfig { base, max })
+    }
+
+    pub fn base(&self) -> Duration {
+        self.base
+    }
+
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+}
+
+/// When a model's circuit breaker opens and how it probes.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerConfig {
+    pub consecutive_failures: u32,
+    pub failure_rate: f64,
+    pub window: u32,
+    pub open_for: Duration,
+    pub probes: u32,
+}
+
+pub(super) fn validate(d: &RawDispatch) -> Result<FailurePolicy, ConfigError> {
+    let backoff = BackoffConfig::try_new(d.backoff_base, d.backoff_max)
+        .map_err(|e| invalid("dispatch.backoff_base_ms", e))?;
     let fraction = |field: &str, v: f64| {
         if (0.0..=1.0).contains(&v) {
             Ok(v)
@@ -31,59 +85,23 @@ pub(super) fn validate(raw: &RawDispatch, d: &RawDispatch) -> Result<FailurePoli
     let breaker = BreakerConfig {
         consecutive_failures: at_least_one(
             "dispatch.breaker_consecutive_failures",
-            raw.breaker_consecutive_failures
-                .or(d.breaker_consecutive_failures)
-                .unwrap_or(def.consecutive_failures),
+            d.breaker_consecutive_failures,
         )?,
-        failure_rate: fraction(
-            "dispatch.breaker_failure_rate",
-            raw.breaker_failure_rate
-                .or(d.breaker_failure_rate)
-                .unwrap_or(def.failure_rate),
-        )?,
-        window: at_least_one(
-            "dispatch.breaker_window",
-            raw.breaker_window
-                .or(d.breaker_window)
-                .unwrap_or(def.window),
-        )?,
-        open_for: Duration::from_millis(
-            raw.breaker_open_ms
-                .or(d.breaker_open_ms)
-                .unwrap_or(30_000)
-                .max(1),
-        ),
-        probes: at_least_one(
-            "dispatch.breaker_probes",
-            raw.breaker_probes
-                .or(d.breaker_probes)
-                .unwrap_or(def.probes),
-        )?,
+        failure_rate: fraction("dispatch.breaker_failure_rate", d.breaker_failure_rate)?,
+        window: at_least_one("dispatch.breaker_window", d.breaker_window)?,
+        open_for: d.breaker_open.max(Duration::from_millis(1)),
+        probes: at_least_one("dispatch.breaker_probes", d.breaker_probes)?,
     };
     Ok(FailurePolicy {
-        max_retries: raw.max_retries.or(d.max_retries).unwrap_or(2),
+        max_retries: d.max_retries,
         backoff,
-        retry_budget_ratio: fraction(
-            "dispatch.retry_budget_ratio",
-            raw.retry_budget_ratio
-                .or(d.retry_budget_ratio)
-                .unwrap_or(0.2),
-        )?,
-        retry_budget_reserve: raw
-            .retry_budget_reserve
-            .or(d.retry_budget_reserve)
-            .unwrap_or(10),
-        fallback: raw.fallback.or(d.fallback).unwrap_or(true),
-        max_fallbacks: raw.max_fallbacks.or(d.max_fallbacks).unwrap_or(2),
+        retry_budget_ratio: fraction("dispatch.retry_budget_ratio", d.retry_budget_ratio)?,
+        retry_budget_reserve: d.retry_budget_reserve,
+        fallback: d.fallback,
+        max_fallbacks: d.max_fallbacks,
         breaker,
-        shed_after_429s: raw.shed_after_429s.or(d.shed_after_429s).unwrap_or(5),
-        learn_from_failures: raw
-            .learn_from_failures
-            .or(d.learn_from_failures)
-            .unwrap_or(true),
-        failure_reward: fraction(
-            "dispatch.failure_reward",
-            raw.failure_reward.or(d.failure_reward).unwrap_or(0.0),
-        )?,
+        shed_after_429s: d.shed_after_429s,
+        learn_from_failures: d.learn_from_failures,
+        failure_reward: fraction("dispatch.failure_reward", d.failure_reward)?,
     })
 }

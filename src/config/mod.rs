@@ -1,5 +1,8 @@
-//! Configuration: TOML parsed strictly into raw serde types, then validated into
-//! the typed [`Config`] the rest of the crate uses.
+//! Configuration: `config/default.toml` (the one place defaults are written),
+//! the user's file deep-merged over it and `SWITCHYARD__SECTION__KEY`
+//! environment variables over both ([`layers`]), deserialised strictly into
+//! typed raw values ([`raw`]), then checked across fields into the [`Config`]
+//! the rest of the crate uses.
 //!
 //! Invariants after [`Config::from_toml`]: names are unique, every model's
 //! provider exists, prices are finite and non-negative, priors are in [0, 1] and
@@ -9,13 +12,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod bandit;
 mod dispatch_policy;
+mod layers;
 mod raw;
 mod telemetry;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use bandit::{BanditParams, InvalidParams};
+pub use dispatch_policy::{BackoffConfig, BreakerConfig, FailurePolicy};
 use raw::RawConfig;
 pub use telemetry::{OtlpProtocol, TelemetryConfig};
 
@@ -31,6 +38,14 @@ pub enum ConfigError {
     },
     #[error("invalid config: {0}")]
     Parse(#[from] toml::de::Error),
+    /// A key of the wrong type, an unknown key or value, at `path`.
+    #[error("invalid config: {path}{}: {source}", .line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Shape {
+        path: String,
+        line: Option<usize>,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
     #[error("invalid config: {field}: {message}")]
     Invalid { field: String, message: String },
 }
@@ -74,7 +89,8 @@ pub struct ServerConfig {
 }
 
 /// SQLite `synchronous` level under WAL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Synchronous {
     /// fsync at every commit: survives power loss as well as a crash.
     Full,
@@ -102,7 +118,8 @@ pub struct RoutingConfig {
 }
 
 /// Which selection policy decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PolicyKind {
     /// The contextual bandit, learning from feedback.
     Bandit,
@@ -112,7 +129,7 @@ pub enum PolicyKind {
 
 #[derive(Debug, Clone)]
 pub struct BanditConfig {
-    pub params: crate::policy::bandit::BanditParams,
+    pub params: BanditParams,
     /// A state file (sums from offline training) added to what the log teaches.
     pub warm_start: Option<PathBuf>,
     /// Seeds the selection RNG so a sequential replay is reproducible.
@@ -126,7 +143,7 @@ pub struct DispatchConfig {
     pub attempt_timeout: Duration,
     pub deadline: Duration,
     /// Failure policy (retries, fallback, breaker, learning from failures).
-    pub policy: crate::dispatch::policy::FailurePolicy,
+    pub policy: FailurePolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -157,7 +174,8 @@ pub struct IntentExamples {
     pub examples: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     /// OpenAI-compatible chat completions.
     OpenAi,
@@ -190,30 +208,81 @@ pub struct ModelConfig {
 }
 
 impl Config {
-    /// The embedded defaults.
+    /// The embedded defaults alone (no file, no environment).
     pub fn embedded() -> Self {
-        Self::from_toml(DEFAULT_TOML).expect("the embedded default config is valid: this is a bug")
+        Self::from_layers(None, std::iter::empty())
+            .expect("the embedded default config is valid: this is a bug")
     }
 
-    /// Reads and validates a config file.
+    /// The defaults with the `SWITCHYARD__*` environment over them: what
+    /// `serve` runs with no `--config`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_layers(None, std::env::vars())
+    }
+
+    /// Reads a config file and merges it, then the `SWITCHYARD__*`
+    /// environment, over the defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text)
+        Self::from_layers(Some(&text), std::env::vars())
     }
 
-    /// Parses strictly and validates. Sections or keys left out take the
-    /// embedded defaults; a file with its own `[[models]]` replaces the
-    /// built-in catalog (and then must bring its `[[providers]]`).
+    /// A config file's text merged over the defaults (no environment).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text)?;
-        let defaults: RawConfig = if std::ptr::eq(text, DEFAULT_TOML) {
-            RawConfig::default()
-        } else {
-            toml::from_str(DEFAULT_TOML).expect("embedded defaults parse: this is a bug")
-        };
-        validate::validate(raw, defaults)
+        Self::from_layers(Some(text), std::iter::empty())
     }
+
+    /// The defaults, then `file` deep-merged over them, then the
+    /// `SWITCHYARD__SECTION__KEY` entries of `env`; parsed strictly and
+    /// validated. A file with its own `[[models]]` replaces the built-in
+    /// catalog (and then must bring its `[[providers]]`).
+    pub fn from_layers(
+        file: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut merged: toml::Table =
+            toml::from_str(DEFAULT_TOML).expect("embedded defaults parse: this is a bug");
+        let user = match file {
+            Some(text) => toml::from_str::<toml::Table>(text)?,
+            None => toml::Table::new(),
+        };
+        // Provenance the cross-field rules need: static mode picks its own
+        // head unless the user named one.
+        let head_set = user
+            .get("classifier")
+            .and_then(|c| c.get("intent_head"))
+            .is_some();
+        layers::merge(&mut merged, user);
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let env_head = env
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("SWITCHYARD__CLASSIFIER__INTENT_HEAD"));
+        layers::apply_env(&mut merged, env)?;
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+                let mut path: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
+                let source = e.into_inner();
+                // serde names an unknown key only in its message: add it to
+                // the path so the line can be found.
+                if let Some(key) = unknown_key(&source.to_string()) {
+                    path.push(key);
+                }
+                let line = file.and_then(|t| layers::line_of(t, &path));
+                ConfigError::Shape {
+                    path: path.join("."),
+                    line,
+                    source: Box::new(source),
+                }
+            })?;
+        validate::validate(raw, head_set || env_head)
+    }
+}
+
+/// The key in serde's standard "unknown field `k`, expected ..." message.
+fn unknown_key(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_owned())
 }

@@ -1,118 +1,142 @@
-//! The config file's exact shape: every section and key optional, unknown
-//! keys rejected. Only `super` turns these into validated values.
+//! The config's exact shape, after the user's file (and the environment) are
+//! merged over `config/default.toml` ([`super::layers`]): every key the
+//! defaults file holds is required here, so no default is written in code.
+//! Unknown keys are rejected; enums and durations are typed by serde.
+//! Only `super` turns these into the runtime values.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-#[derive(Debug, Default, Deserialize)]
+use super::{PolicyKind, ProviderKind, Synchronous};
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
-    #[serde(default)]
     pub(super) server: RawServer,
-    #[serde(default)]
     pub(super) store: RawStore,
-    #[serde(default)]
     pub(super) routing: RawRouting,
-    #[serde(default)]
     pub(super) dispatch: RawDispatch,
-    #[serde(default)]
     pub(super) classifier: RawClassifier,
-    #[serde(default)]
     pub(super) bandit: RawBandit,
-    #[serde(default)]
     pub(super) telemetry: super::telemetry::RawTelemetry,
-    pub(super) providers: Option<Vec<RawProvider>>,
-    pub(super) models: Option<Vec<RawModel>>,
+    #[serde(default)]
+    pub(super) providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub(super) models: Vec<RawModel>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawServer {
-    pub(super) grpc_listen: Option<String>,
+    pub(super) grpc_listen: String,
     /// The OpenAI-compatible HTTP front's address ("" disables it).
-    pub(super) http_listen: Option<String>,
-    pub(super) database: Option<PathBuf>,
-    pub(super) max_request_bytes: Option<usize>,
-    pub(super) max_prompt_bytes: Option<usize>,
-    pub(super) max_in_flight: Option<usize>,
-    pub(super) drain_timeout_ms: Option<u64>,
-    pub(super) store_prompts: Option<bool>,
-    pub(super) worker_threads: Option<usize>,
+    pub(super) http_listen: String,
+    pub(super) database: PathBuf,
+    pub(super) max_request_bytes: usize,
+    pub(super) max_prompt_bytes: usize,
+    pub(super) max_in_flight: usize,
+    #[serde(rename = "drain_timeout_ms", deserialize_with = "millis")]
+    pub(super) drain_timeout: Duration,
+    pub(super) store_prompts: bool,
+    pub(super) worker_threads: usize,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
-    pub(super) synchronous: Option<String>,
-    pub(super) max_batch: Option<usize>,
-    pub(super) max_batch_wait_us: Option<u64>,
+    pub(super) synchronous: Synchronous,
+    pub(super) max_batch: usize,
+    #[serde(rename = "max_batch_wait_us", deserialize_with = "micros")]
+    pub(super) max_batch_wait: Duration,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRouting {
-    pub(super) cost_weight: Option<f64>,
-    pub(super) latency_weight: Option<f64>,
-    pub(super) default_output_tokens: Option<u32>,
-    pub(super) policy: Option<String>,
+    pub(super) cost_weight: f64,
+    pub(super) latency_weight: f64,
+    pub(super) default_output_tokens: u32,
+    pub(super) policy: PolicyKind,
     /// Read pinned requests' prompts with the classifier too (feeds learning, costs latency).
-    pub(super) classify_pinned: Option<bool>,
+    pub(super) classify_pinned: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBandit {
-    pub(super) lambda: Option<f64>,
-    pub(super) sigma: Option<f64>,
-    pub(super) explore_floor: Option<f64>,
-    pub(super) mc_samples: Option<u32>,
-    pub(super) exploration: Option<f64>,
-    pub(super) warm_start: Option<PathBuf>,
+    pub(super) lambda: f64,
+    pub(super) sigma: f64,
+    pub(super) explore_floor: f64,
+    pub(super) mc_samples: u32,
+    pub(super) exploration: f64,
+    pub(super) warm_start: PathBuf,
+    /// Unset by default (the defaults file shows it commented out).
     pub(super) seed: Option<u64>,
-    pub(super) reload_interval_ms: Option<u64>,
+    pub(super) reload_interval_ms: u64,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDispatch {
-    pub(super) attempt_timeout_ms: Option<u64>,
-    pub(super) deadline_ms: Option<u64>,
-    // Failure policy (issue 5).
-    pub(super) max_retries: Option<u32>,
-    pub(super) backoff_base_ms: Option<u64>,
-    pub(super) backoff_max_ms: Option<u64>,
-    pub(super) retry_budget_ratio: Option<f64>,
-    pub(super) retry_budget_reserve: Option<u32>,
-    pub(super) fallback: Option<bool>,
-    pub(super) max_fallbacks: Option<u32>,
-    pub(super) breaker_consecutive_failures: Option<u32>,
-    pub(super) breaker_failure_rate: Option<f64>,
-    pub(super) breaker_window: Option<u32>,
-    pub(super) breaker_open_ms: Option<u64>,
-    pub(super) breaker_probes: Option<u32>,
-    pub(super) shed_after_429s: Option<u32>,
-    pub(super) learn_from_failures: Option<bool>,
-    pub(super) failure_reward: Option<f64>,
+    #[serde(rename = "attempt_timeout_ms", deserialize_with = "millis")]
+    pub(super) attempt_timeout: Duration,
+    #[serde(rename = "deadline_ms", deserialize_with = "millis")]
+    pub(super) deadline: Duration,
+    pub(super) max_retries: u32,
+    #[serde(rename = "backoff_base_ms", deserialize_with = "millis")]
+    pub(super) backoff_base: Duration,
+    #[serde(rename = "backoff_max_ms", deserialize_with = "millis")]
+    pub(super) backoff_max: Duration,
+    pub(super) retry_budget_ratio: f64,
+    pub(super) retry_budget_reserve: u32,
+    pub(super) fallback: bool,
+    pub(super) max_fallbacks: u32,
+    pub(super) breaker_consecutive_failures: u32,
+    pub(super) breaker_failure_rate: f64,
+    pub(super) breaker_window: u32,
+    #[serde(rename = "breaker_open_ms", deserialize_with = "millis")]
+    pub(super) breaker_open: Duration,
+    pub(super) breaker_probes: u32,
+    pub(super) shed_after_429s: u32,
+    pub(super) learn_from_failures: bool,
+    pub(super) failure_reward: f64,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawClassifier {
-    pub(super) enabled: Option<bool>,
-    pub(super) model_dir: Option<PathBuf>,
+    pub(super) enabled: bool,
+    pub(super) model_dir: PathBuf,
     /// Fetch the model with the package client when its files are missing.
-    pub(super) auto_fetch: Option<bool>,
-    pub(super) workers: Option<usize>,
-    pub(super) queue_depth: Option<usize>,
-    pub(super) max_tokens: Option<usize>,
-    pub(super) intent_head: Option<PathBuf>,
-    pub(super) intents_mode: Option<String>,
-    pub(super) intents: Option<Vec<RawIntent>>,
-    /// "full" (the encoder on worker threads) or "static" (the distilled table, inline).
-    pub(super) mode: Option<String>,
-    /// Static table; default <model_dir>/static-embeddings.bin (`switchyard distill-static`).
-    pub(super) static_table: Option<PathBuf>,
+    pub(super) auto_fetch: bool,
+    pub(super) workers: usize,
+    pub(super) queue_depth: usize,
+    pub(super) max_tokens: usize,
+    pub(super) intent_head: PathBuf,
+    pub(super) intents_mode: IntentsMode,
+    #[serde(default)]
+    pub(super) intents: Vec<RawIntent>,
+    pub(super) mode: ClassifierMode,
+    /// Static table; "" is `<model_dir>/static-embeddings.bin` (`switchyard distill-static`).
+    pub(super) static_table: PathBuf,
+}
+
+/// Whether user-defined intents run beside the default head or replace it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum IntentsMode {
+    Beside,
+    Replace,
+}
+
+/// The full encoder on worker threads, or the distilled table inline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ClassifierMode {
+    Full,
+    Static,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,7 +150,7 @@ pub(super) struct RawIntent {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProvider {
     pub(super) name: String,
-    pub(super) kind: String,
+    pub(super) kind: ProviderKind,
     pub(super) base_url: String,
     pub(super) api_key_env: Option<String>,
 }
@@ -142,5 +166,16 @@ pub(super) struct RawModel {
     pub(super) context_window: u32,
     pub(super) prior_quality: f64,
     /// Models to fall back to, in order, before the selector's ranking.
-    pub(super) fallback: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) fallback: Vec<String>,
+}
+
+/// A `*_ms` key as a duration.
+pub(super) fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
+}
+
+/// A `*_us` key as a duration.
+fn micros<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_micros)
 }

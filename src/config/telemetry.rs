@@ -7,23 +7,28 @@ use serde::Deserialize;
 
 use super::{ConfigError, invalid};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTelemetry {
-    pub(super) otlp_endpoint: Option<String>,
-    pub(super) otlp_protocol: Option<String>,
-    pub(super) service_name: Option<String>,
-    pub(super) sample_ratio: Option<f64>,
-    pub(super) batch_delay_ms: Option<u64>,
-    pub(super) export_timeout_ms: Option<u64>,
+    pub(super) otlp_endpoint: String,
+    pub(super) otlp_protocol: OtlpProtocol,
+    pub(super) service_name: String,
+    pub(super) sample_ratio: f64,
+    #[serde(rename = "batch_delay_ms", deserialize_with = "super::raw::millis")]
+    pub(super) batch_delay: Duration,
+    #[serde(rename = "export_timeout_ms", deserialize_with = "super::raw::millis")]
+    pub(super) export_timeout: Duration,
+    pub(super) metric_tenants: Vec<String>,
 }
 
 /// How spans travel to the collector (the names of `OTEL_EXPORTER_OTLP_PROTOCOL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum OtlpProtocol {
     /// `"http/protobuf"`: `POST <endpoint>/v1/traces`, port 4318 by convention.
+    #[serde(rename = "http/protobuf")]
     HttpProtobuf,
     /// `"grpc"`: the `TraceService/Export` RPC, port 4317 by convention.
+    #[serde(rename = "grpc")]
     Grpc,
 }
 
@@ -45,58 +50,39 @@ pub struct TelemetryConfig {
     /// Per-export HTTP timeout: bounds what an unreachable collector can cost
     /// the (background) exporter, and the flush at shutdown.
     pub export_timeout: Duration,
+    /// Tenants that get their own `tenant` label in `/metrics` (the rest: `other`).
+    pub metric_tenants: Vec<String>,
 }
 
-pub(super) fn validate(t: RawTelemetry, d: RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
-    let protocol = t.otlp_protocol.or(d.otlp_protocol);
-    let otlp_protocol = match protocol.as_deref().unwrap_or("http/protobuf") {
-        "http/protobuf" => OtlpProtocol::HttpProtobuf,
-        "grpc" => OtlpProtocol::Grpc,
-        other => {
-            return Err(invalid(
-                "telemetry.otlp_protocol",
-                format!("{other:?} is not \"http/protobuf\" or \"grpc\""),
-            ));
-        }
-    };
-    let endpoint = t.otlp_endpoint.or(d.otlp_endpoint).unwrap_or_default();
-    let otlp_endpoint = match endpoint.trim() {
+pub(super) fn validate(t: RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
+    let otlp_endpoint = match t.otlp_endpoint.trim() {
         "" => None,
-        url => Some(traces_url(url, otlp_protocol)?),
+        url => Some(traces_url(url, t.otlp_protocol)?),
     };
-    let service_name = t
-        .service_name
-        .or(d.service_name)
-        .unwrap_or_else(|| "switchyard".into());
-    if service_name.trim().is_empty() {
+    if t.service_name.trim().is_empty() {
         return Err(invalid("telemetry.service_name", "must not be empty"));
     }
-    let sample_ratio = t.sample_ratio.or(d.sample_ratio).unwrap_or(1.0);
-    if !(0.0..=1.0).contains(&sample_ratio) {
+    if !(0.0..=1.0).contains(&t.sample_ratio) {
         return Err(invalid(
             "telemetry.sample_ratio",
-            format!("{sample_ratio} is not in [0, 1]"),
+            format!("{} is not in [0, 1]", t.sample_ratio),
         ));
     }
-    let ms = |field: &str, v: Option<u64>, default: u64| match v.unwrap_or(default) {
-        0 => Err(invalid(format!("telemetry.{field}"), "must be positive")),
-        n => Ok(Duration::from_millis(n)),
+    let positive = |field: &str, d: Duration| {
+        if d.is_zero() {
+            Err(invalid(format!("telemetry.{field}"), "must be positive"))
+        } else {
+            Ok(d)
+        }
     };
     Ok(TelemetryConfig {
         otlp_endpoint,
-        otlp_protocol,
-        service_name,
-        sample_ratio,
-        batch_delay: ms(
-            "batch_delay_ms",
-            t.batch_delay_ms.or(d.batch_delay_ms),
-            5_000,
-        )?,
-        export_timeout: ms(
-            "export_timeout_ms",
-            t.export_timeout_ms.or(d.export_timeout_ms),
-            10_000,
-        )?,
+        otlp_protocol: t.otlp_protocol,
+        service_name: t.service_name,
+        sample_ratio: t.sample_ratio,
+        batch_delay: positive("batch_delay_ms", t.batch_delay)?,
+        export_timeout: positive("export_timeout_ms", t.export_timeout)?,
+        metric_tenants: t.metric_tenants,
     })
 }
 
@@ -134,17 +120,20 @@ fn traces_url(url: &str, protocol: OtlpProtocol) -> Result<String, ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, ConfigError};
 
-    fn raw(endpoint: &str) -> RawTelemetry {
-        RawTelemetry {
-            otlp_endpoint: Some(endpoint.into()),
-            ..RawTelemetry::default()
-        }
+    /// `[telemetry]` with `keys` over the defaults.
+    fn telemetry(keys: &str) -> Result<TelemetryConfig, ConfigError> {
+        Config::from_toml(&format!("[telemetry]\n{keys}\n")).map(|c| c.telemetry)
+    }
+
+    fn endpoint(e: &str) -> Result<TelemetryConfig, ConfigError> {
+        telemetry(&format!("otlp_endpoint = {e:?}"))
     }
 
     #[test]
     fn endpoint_is_checked_and_completed() {
-        let ok = |e: &str| validate(raw(e), RawTelemetry::default()).unwrap();
+        let ok = |e: &str| endpoint(e).unwrap();
         assert!(ok("").otlp_endpoint.is_none());
         assert_eq!(
             ok("http://127.0.0.1:4318").otlp_endpoint.as_deref(),
@@ -162,7 +151,7 @@ mod tests {
             "http://",
             "http://h/?a=1",
         ] {
-            let e = validate(raw(bad), RawTelemetry::default()).unwrap_err();
+            let e = endpoint(bad).unwrap_err();
             assert!(
                 e.to_string().contains("telemetry.otlp_endpoint"),
                 "{bad}: {e}"
@@ -172,38 +161,23 @@ mod tests {
 
     #[test]
     fn the_protocol_is_checked_and_shapes_the_endpoint() {
-        let grpc = |e: &str| RawTelemetry {
-            otlp_protocol: Some("grpc".into()),
-            ..raw(e)
-        };
-        let t = validate(grpc("http://127.0.0.1:4317/"), RawTelemetry::default()).unwrap();
+        let grpc = |e: &str| telemetry(&format!("otlp_protocol = \"grpc\"\notlp_endpoint = {e:?}"));
+        let t = grpc("http://127.0.0.1:4317/").unwrap();
         assert_eq!(t.otlp_protocol, OtlpProtocol::Grpc);
         assert_eq!(t.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
-        let e = validate(grpc("http://h:4317/v1/traces"), RawTelemetry::default()).unwrap_err();
+        let e = grpc("http://h:4317/v1/traces").unwrap_err();
         assert!(e.to_string().contains("drop the path"), "{e}");
-        let t = validate(raw("http://h:4318"), RawTelemetry::default()).unwrap();
+        let t = endpoint("http://h:4318").unwrap();
         assert_eq!(t.otlp_protocol, OtlpProtocol::HttpProtobuf);
-        let r = RawTelemetry {
-            otlp_protocol: Some("http/json".into()),
-            ..raw("http://h:4318")
-        };
-        let e = validate(r, RawTelemetry::default()).unwrap_err();
+        let e = telemetry("otlp_protocol = \"http/json\"").unwrap_err();
         assert!(e.to_string().contains("telemetry.otlp_protocol"), "{e}");
     }
 
     #[test]
     fn ratio_and_durations_are_checked() {
-        let r = RawTelemetry {
-            sample_ratio: Some(1.5),
-            ..RawTelemetry::default()
-        };
-        let e = validate(r, RawTelemetry::default()).unwrap_err();
+        let e = telemetry("sample_ratio = 1.5").unwrap_err();
         assert!(e.to_string().contains("telemetry.sample_ratio"), "{e}");
-        let r = RawTelemetry {
-            batch_delay_ms: Some(0),
-            ..RawTelemetry::default()
-        };
-        let e = validate(r, RawTelemetry::default()).unwrap_err();
+        let e = telemetry("batch_delay_ms = 0").unwrap_err();
         assert!(e.to_string().contains("telemetry.batch_delay_ms"), "{e}");
     }
 }

@@ -100,3 +100,59 @@ fn failure_policy_keys_are_validated() {
         assert!(e.contains(field), "{field}: {e}");
     }
 }
+
+#[test]
+fn environment_overrides_the_file_and_the_defaults() {
+    let env = [
+        ("SWITCHYARD__SERVER__DATABASE", "/data/sy.db"),
+        ("SWITCHYARD__ROUTING__COST_WEIGHT", "3"),
+        ("SWITCHYARD__STORE__SYNCHRONOUS", "full"),
+        ("SWITCHYARD__SERVER__HTTP_LISTEN", ""),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let c = Config::from_layers(Some("[routing]\ncost_weight = 2.5\n"), env).unwrap();
+    assert_eq!(c.server.database, PathBuf::from("/data/sy.db"));
+    assert_eq!(c.routing.cost_weight, 3.0);
+    assert_eq!(c.store.synchronous, Synchronous::Full);
+    assert_eq!(c.server.http_listen, None);
+    // Everything else is still the defaults.
+    assert_eq!(
+        c.server.max_in_flight,
+        Config::embedded().server.max_in_flight
+    );
+    let bad = [(
+        "SWITCHYARD__SERVER__MAX_IN_FLIGHT".to_string(),
+        "lots".to_string(),
+    )];
+    let err = Config::from_layers(None, bad).unwrap_err().to_string();
+    assert!(err.contains("SWITCHYARD__SERVER__MAX_IN_FLIGHT"), "{err}");
+}
+
+#[test]
+fn defaults_live_in_the_file_only() {
+    // Every section of the embedded file is required by the typed shape, so a
+    // key dropped from `config/default.toml` is an error, not a silent
+    // default written in code.
+    let mut t: toml::Table = toml::from_str(DEFAULT_TOML).unwrap();
+    t["server"].as_table_mut().unwrap().remove("max_in_flight");
+    let err =
+        serde_path_to_error::deserialize::<_, raw::RawConfig>(toml::Value::Table(t)).unwrap_err();
+    assert_eq!(err.path().to_string(), "server");
+    assert!(err.inner().to_string().contains("max_in_flight"), "{err}");
+}
+
+#[test]
+fn wrong_types_and_values_name_their_key_and_line() {
+    let err = Config::from_toml("[server]\n\nmax_in_flight = \"many\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("server.max_in_flight"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+    let err = Config::from_toml("[routing]\npolicy = \"greedy\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("routing.policy") && err.contains("line 2"),
+        "{err}"
+    );
+}

@@ -1,170 +1,67 @@
-//! Raw values to typed ones: defaults filled in from the embedded file, every
-//! value checked, errors naming the field.
+//! Raw values to runtime ones: each value checked against its range, and the
+//! rules that span fields; errors name the field. Defaults are not here: the
+//! raw values already hold `config/default.toml` under the user's layers.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use super::raw::{RawBandit, RawClassifier, RawConfig, RawModel, RawProvider};
+use super::raw::{
+    ClassifierMode, IntentsMode, RawBandit, RawClassifier, RawConfig, RawModel, RawProvider,
+};
 use super::{
     BanditConfig, ClassifierSettings, Config, ConfigError, DispatchConfig, IntentExamples,
-    ModelConfig, PolicyKind, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig,
-    StoreConfig, Synchronous, invalid,
+    ModelConfig, ProviderConfig, RoutingConfig, ServerConfig, StoreConfig, invalid,
 };
 
-pub(super) fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigError> {
+/// `intent_head_set`: whether a layer above the defaults named
+/// `classifier.intent_head` (static mode otherwise takes its own head).
+pub(super) fn validate(raw: RawConfig, intent_head_set: bool) -> Result<Config, ConfigError> {
     let s = raw.server;
-    let listen = s
+    let grpc_listen = s
         .grpc_listen
-        .or(d.server.grpc_listen)
-        .unwrap_or_else(|| "127.0.0.1:50051".into());
-    let grpc_listen = listen
         .parse()
-        .map_err(|e| invalid("server.grpc_listen", format!("{listen:?}: {e}")))?;
-    let http = s.http_listen.or(d.server.http_listen).unwrap_or_default();
-    let http_listen = match http.trim() {
+        .map_err(|e| invalid("server.grpc_listen", format!("{:?}: {e}", s.grpc_listen)))?;
+    let http_listen = match s.http_listen.trim() {
         "" => None,
         addr => Some(
             addr.parse()
-                .map_err(|e| invalid("server.http_listen", format!("{http:?}: {e}")))?,
+                .map_err(|e| invalid("server.http_listen", format!("{:?}: {e}", s.http_listen)))?,
         ),
     };
     let server = ServerConfig {
         grpc_listen,
         http_listen,
-        database: s
-            .database
-            .or(d.server.database)
-            .unwrap_or_else(|| "switchyard.db".into()),
-        max_request_bytes: positive(
-            "server.max_request_bytes",
-            s.max_request_bytes.or(d.server.max_request_bytes),
-            4 << 20,
-        )?,
-        max_prompt_bytes: positive(
-            "server.max_prompt_bytes",
-            s.max_prompt_bytes.or(d.server.max_prompt_bytes),
-            1 << 20,
-        )?,
-        max_in_flight: positive(
-            "server.max_in_flight",
-            s.max_in_flight.or(d.server.max_in_flight),
-            512,
-        )?,
-        drain_timeout: Duration::from_millis(
-            s.drain_timeout_ms
-                .or(d.server.drain_timeout_ms)
-                .unwrap_or(15_000),
-        ),
-        store_prompts: s.store_prompts.or(d.server.store_prompts).unwrap_or(false),
-        worker_threads: s.worker_threads.or(d.server.worker_threads).unwrap_or(1),
+        database: s.database,
+        max_request_bytes: positive("server.max_request_bytes", s.max_request_bytes)?,
+        max_prompt_bytes: positive("server.max_prompt_bytes", s.max_prompt_bytes)?,
+        max_in_flight: positive("server.max_in_flight", s.max_in_flight)?,
+        drain_timeout: s.drain_timeout,
+        store_prompts: s.store_prompts,
+        worker_threads: s.worker_threads,
     };
-
-    let sync = raw
-        .store
-        .synchronous
-        .or(d.store.synchronous)
-        .unwrap_or_else(|| "full".into());
     let store = StoreConfig {
-        synchronous: match sync.as_str() {
-            "full" => Synchronous::Full,
-            "normal" => Synchronous::Normal,
-            other => {
-                return Err(invalid(
-                    "store.synchronous",
-                    format!("{other:?} is not \"full\" or \"normal\""),
-                ));
-            }
-        },
-        max_batch: positive(
-            "store.max_batch",
-            raw.store.max_batch.or(d.store.max_batch),
-            64,
-        )?,
-        max_batch_wait: Duration::from_micros(
-            raw.store
-                .max_batch_wait_us
-                .or(d.store.max_batch_wait_us)
-                .unwrap_or(0),
-        ),
+        synchronous: raw.store.synchronous,
+        max_batch: positive("store.max_batch", raw.store.max_batch)?,
+        max_batch_wait: raw.store.max_batch_wait,
     };
-
-    let cost_weight = raw
-        .routing
-        .cost_weight
-        .or(d.routing.cost_weight)
-        .unwrap_or(10.0);
-    if !cost_weight.is_finite() || cost_weight < 0.0 {
-        return Err(invalid(
-            "routing.cost_weight",
-            "must be a finite number >= 0",
-        ));
-    }
-    let latency_weight = raw
-        .routing
-        .latency_weight
-        .or(d.routing.latency_weight)
-        .unwrap_or(0.02);
-    if !latency_weight.is_finite() || latency_weight < 0.0 {
-        return Err(invalid(
-            "routing.latency_weight",
-            "must be a finite number >= 0",
-        ));
-    }
+    let r = raw.routing;
     let routing = RoutingConfig {
-        cost_weight,
-        latency_weight,
-        default_output_tokens: raw
-            .routing
-            .default_output_tokens
-            .or(d.routing.default_output_tokens)
-            .unwrap_or(256),
-        classify_pinned: raw
-            .routing
-            .classify_pinned
-            .or(d.routing.classify_pinned)
-            .unwrap_or(false),
-        policy: match raw.routing.policy.or(d.routing.policy).as_deref() {
-            None | Some("bandit") => PolicyKind::Bandit,
-            Some("prior") => PolicyKind::Prior,
-            Some(other) => {
-                return Err(invalid(
-                    "routing.policy",
-                    format!("{other:?} is not \"bandit\" or \"prior\""),
-                ));
-            }
-        },
+        cost_weight: non_negative("routing.cost_weight", r.cost_weight)?,
+        latency_weight: non_negative("routing.latency_weight", r.latency_weight)?,
+        default_output_tokens: r.default_output_tokens,
+        classify_pinned: r.classify_pinned,
+        policy: r.policy,
     };
-    let bandit = validate_bandit(raw.bandit, d.bandit)?;
-
+    let bandit = validate_bandit(raw.bandit)?;
     let dispatch = DispatchConfig {
-        attempt_timeout: Duration::from_millis(positive(
-            "dispatch.attempt_timeout_ms",
-            raw.dispatch
-                .attempt_timeout_ms
-                .or(d.dispatch.attempt_timeout_ms),
-            60_000,
-        )?),
-        deadline: Duration::from_millis(positive(
-            "dispatch.deadline_ms",
-            raw.dispatch.deadline_ms.or(d.dispatch.deadline_ms),
-            120_000,
-        )?),
-        policy: super::dispatch_policy::validate(&raw.dispatch, &d.dispatch)?,
+        attempt_timeout: positive("dispatch.attempt_timeout_ms", raw.dispatch.attempt_timeout)?,
+        deadline: positive("dispatch.deadline_ms", raw.dispatch.deadline)?,
+        policy: super::dispatch_policy::validate(&raw.dispatch)?,
     };
-
-    let classifier = validate_classifier(raw.classifier, d.classifier)?;
-
-    let (raw_providers, raw_models) = match raw.models {
-        Some(models) => (raw.providers.unwrap_or_default(), models),
-        None => (
-            raw.providers.or(d.providers).unwrap_or_default(),
-            d.models.unwrap_or_default(),
-        ),
-    };
-    let providers = validate_providers(raw_providers)?;
-    let models = validate_models(raw_models, &providers)?;
-    let telemetry = super::telemetry::validate(raw.telemetry, d.telemetry)?;
+    let classifier = validate_classifier(raw.classifier, intent_head_set)?;
+    let providers = validate_providers(raw.providers)?;
+    let models = validate_models(raw.models, &providers)?;
+    let telemetry = super::telemetry::validate(raw.telemetry)?;
     Ok(Config {
         server,
         store,
@@ -178,76 +75,51 @@ pub(super) fn validate(raw: RawConfig, d: RawConfig) -> Result<Config, ConfigErr
     })
 }
 
-fn validate_bandit(b: RawBandit, d: RawBandit) -> Result<BanditConfig, ConfigError> {
-    let defaults = crate::policy::bandit::BanditParams::default();
-    let params = crate::policy::bandit::BanditParams::try_new(
-        b.lambda.or(d.lambda).unwrap_or(defaults.lambda()),
-        b.sigma.or(d.sigma).unwrap_or(defaults.sigma()),
-        b.explore_floor
-            .or(d.explore_floor)
-            .unwrap_or(defaults.explore_floor()),
-        b.mc_samples
-            .or(d.mc_samples)
-            .unwrap_or(defaults.mc_samples()),
-        b.exploration
-            .or(d.exploration)
-            .unwrap_or(defaults.exploration()),
+fn validate_bandit(b: RawBandit) -> Result<BanditConfig, ConfigError> {
+    let params = super::BanditParams::try_new(
+        b.lambda,
+        b.sigma,
+        b.explore_floor,
+        b.mc_samples,
+        b.exploration,
     )
     .map_err(|e| invalid("bandit", e.to_string()))?;
     Ok(BanditConfig {
         params,
-        warm_start: b
-            .warm_start
-            .or(d.warm_start)
-            .filter(|p| !p.as_os_str().is_empty()),
-        seed: b.seed.or(d.seed),
+        warm_start: Some(b.warm_start).filter(|p| !p.as_os_str().is_empty()),
+        seed: b.seed,
         // 0 turns polling off.
-        reload_interval: Some(
-            b.reload_interval_ms
-                .or(d.reload_interval_ms)
-                .unwrap_or(5000),
-        )
-        .filter(|&ms| ms > 0)
-        .map(Duration::from_millis),
+        reload_interval: Some(b.reload_interval_ms)
+            .filter(|&ms| ms > 0)
+            .map(std::time::Duration::from_millis),
     })
 }
 
-fn positive<T: PartialOrd + Default + Copy>(
-    field: &str,
-    v: Option<T>,
-    default: T,
-) -> Result<T, ConfigError> {
-    let v = v.unwrap_or(default);
+fn positive<T: PartialOrd + Default + Copy>(field: &str, v: T) -> Result<T, ConfigError> {
     if v <= T::default() {
         return Err(invalid(field, "must be greater than 0"));
     }
     Ok(v)
 }
 
+fn non_negative(field: &str, v: f64) -> Result<f64, ConfigError> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(invalid(field, "must be a finite number >= 0"));
+    }
+    Ok(v)
+}
+
 fn validate_classifier(
     c: RawClassifier,
-    d: RawClassifier,
+    intent_head_set: bool,
 ) -> Result<ClassifierSettings, ConfigError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = c.workers.or(d.workers).unwrap_or(0);
-    let max_tokens = c.max_tokens.or(d.max_tokens).unwrap_or(256);
-    if !(8..=512).contains(&max_tokens) {
+    if !(8..=512).contains(&c.max_tokens) {
         return Err(invalid("classifier.max_tokens", "must be in [8, 512]"));
     }
-    let replace = match c.intents_mode.or(d.intents_mode).as_deref() {
-        None | Some("beside") => false,
-        Some("replace") => true,
-        Some(other) => {
-            return Err(invalid(
-                "classifier.intents_mode",
-                format!("{other:?} is not \"beside\" or \"replace\""),
-            ));
-        }
-    };
     let mut seen = HashSet::new();
     let intents = c
         .intents
-        .unwrap_or_default()
         .into_iter()
         .enumerate()
         .map(|(i, it)| {
@@ -275,51 +147,31 @@ fn validate_classifier(
             "declare at least two intents (one alone cannot be told apart)",
         ));
     }
-    let model_dir: PathBuf = c
-        .model_dir
-        .or(d.model_dir)
-        .unwrap_or_else(|| "models/all-MiniLM-L6-v2".into());
-    let static_table = match c.mode.or(d.mode).as_deref() {
-        None | Some("full") => None,
-        Some("static") => Some(
+    let static_table = match c.mode {
+        ClassifierMode::Full => None,
+        ClassifierMode::Static => Some(if c.static_table.as_os_str().is_empty() {
+            c.model_dir.join("static-embeddings.bin")
+        } else {
             c.static_table
-                .or(d.static_table)
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or_else(|| model_dir.join("static-embeddings.bin")),
-        ),
-        Some(other) => {
-            return Err(invalid(
-                "classifier.mode",
-                format!("{other:?} is not \"full\" or \"static\""),
-            ));
-        }
+        }),
     };
     // A head only works in the embedding space it was trained in: static mode
-    // defaults to the head trained on static embeddings.
-    let default_head = if static_table.is_some() {
-        "models/intent-head-static.json"
+    // takes the head trained on static embeddings unless one was named.
+    let intent_head = if static_table.is_some() && !intent_head_set {
+        PathBuf::from("models/intent-head-static.json")
     } else {
-        "models/intent-head.json"
-    };
-    let intent_head = match c.intent_head {
-        Some(p) => Some(p),
-        None if static_table.is_some() => Some(default_head.into()),
-        None => d.intent_head,
+        c.intent_head
     };
     Ok(ClassifierSettings {
-        enabled: c.enabled.or(d.enabled).unwrap_or(true),
-        model_dir,
-        auto_fetch: c.auto_fetch.or(d.auto_fetch).unwrap_or(true),
-        workers: if workers == 0 { cores } else { workers },
-        queue_depth: positive(
-            "classifier.queue_depth",
-            c.queue_depth.or(d.queue_depth),
-            64,
-        )?,
-        max_tokens,
-        intent_head: intent_head.filter(|p| !p.as_os_str().is_empty()),
+        enabled: c.enabled,
+        model_dir: c.model_dir,
+        auto_fetch: c.auto_fetch,
+        workers: if c.workers == 0 { cores } else { c.workers },
+        queue_depth: positive("classifier.queue_depth", c.queue_depth)?,
+        max_tokens: c.max_tokens,
+        intent_head: Some(intent_head).filter(|p| !p.as_os_str().is_empty()),
         intents,
-        intents_replace: replace,
+        intents_replace: c.intents_mode == IntentsMode::Replace,
         static_table,
     })
 }
@@ -336,19 +188,6 @@ fn validate_providers(raw: Vec<RawProvider>) -> Result<Vec<ProviderConfig>, Conf
                     format!("{:?} is empty or repeated", p.name),
                 ));
             }
-            let kind = match p.kind.as_str() {
-                "openai" => ProviderKind::OpenAi,
-                "anthropic" => ProviderKind::Anthropic,
-                "gemini" => ProviderKind::Gemini,
-                other => {
-                    return Err(invalid(
-                        field("kind"),
-                        format!(
-                            "{other:?} is not a supported kind (\"openai\", \"anthropic\", \"gemini\")"
-                        ),
-                    ));
-                }
-            };
             match reqwest::Url::parse(&p.base_url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}
                 _ => {
@@ -360,7 +199,7 @@ fn validate_providers(raw: Vec<RawProvider>) -> Result<Vec<ProviderConfig>, Conf
             }
             Ok(ProviderConfig {
                 name: p.name,
-                kind,
+                kind: p.kind,
                 base_url: p.base_url.trim_end_matches('/').to_owned(),
                 api_key_env: p.api_key_env.filter(|v| !v.is_empty()),
             })
@@ -381,7 +220,7 @@ fn validate_models(
         .enumerate()
         .map(|(i, m)| {
             let field = |k: &str| format!("models[{i}].{k}");
-            let fallback = m.fallback.clone().unwrap_or_default();
+            let fallback = m.fallback.clone();
             if let Some(bad) = fallback
                 .iter()
                 .find(|f| !names.contains(*f) || **f == m.name)

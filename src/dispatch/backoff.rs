@@ -9,12 +9,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("backoff base {base:?} must be > 0 and <= max {max:?}")]
-pub struct InvalidBackoff {
-    pub base: Duration,
-    pub max: Duration,
-}
+use crate::config::BackoffConfig;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -23,11 +18,12 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub fn try_new(base: Duration, max: Duration) -> Result<Self, InvalidBackoff> {
-        if base.is_zero() || base > max {
-            return Err(InvalidBackoff { base, max });
+    /// `0 < base <= max` holds: [`BackoffConfig`] checked it.
+    pub fn new(cfg: BackoffConfig) -> Self {
+        Backoff {
+            base: cfg.base(),
+            max: cfg.max(),
         }
-        Ok(Backoff { base, max })
     }
 
     /// The wait before retry number `retry` (0 for the first), given what the
@@ -50,7 +46,8 @@ mod tests {
 
     #[test]
     fn delays_grow_to_the_cap_and_honour_retry_after() {
-        let b = Backoff::try_new(Duration::from_millis(100), Duration::from_secs(1)).unwrap();
+        let cfg = BackoffConfig::try_new(Duration::from_millis(100), Duration::from_secs(1));
+        let b = Backoff::new(cfg.unwrap());
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for retry in 0..10 {
             let cap = Duration::from_millis(100 * (1 << retry)).min(Duration::from_secs(1));
@@ -60,7 +57,7 @@ mod tests {
         }
         let ra = Duration::from_secs(3);
         assert_eq!(b.delay(0, Some(ra), &mut rng), ra);
-        assert!(Backoff::try_new(Duration::ZERO, Duration::from_secs(1)).is_err());
-        assert!(Backoff::try_new(Duration::from_secs(2), Duration::from_secs(1)).is_err());
+        assert!(BackoffConfig::try_new(Duration::ZERO, Duration::from_secs(1)).is_err());
+        assert!(BackoffConfig::try_new(Duration::from_secs(2), Duration::from_secs(1)).is_err());
     }
 }

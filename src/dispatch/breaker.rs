@@ -10,16 +10,9 @@
 //! passed in, so tests drive it without sleeping.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-#[derive(Debug, Clone, Copy)]
-pub struct BreakerConfig {
-    pub consecutive_failures: u32,
-    pub failure_rate: f64,
-    pub window: u32,
-    pub open_for: Duration,
-    pub probes: u32,
-}
+pub use crate::config::BreakerConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -153,6 +146,8 @@ impl Breaker {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn cfg() -> BreakerConfig {

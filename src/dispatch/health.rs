@@ -249,12 +249,12 @@ impl Health {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::dispatch::policy::FailurePolicy;
 
     #[test]
     fn load_signals_track_attempts_and_429s_shed_a_provider() {
-        let catalog = Catalog::new(&Config::embedded(), |_| None);
-        let h = Health::new(&catalog, FailurePolicy::default_breaker(), 3);
+        let cfg = Config::embedded();
+        let catalog = Catalog::new(&cfg, |_| None);
+        let h = Health::new(&catalog, cfg.dispatch.policy.breaker, 3);
         let (m, p) = (0, catalog.models[0].provider);
         let now = Instant::now();
         let g = h.begin(m, p, now).unwrap();

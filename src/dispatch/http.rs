@@ -1,9 +1,10 @@
 //! What every wire protocol shares: sending a request and turning transport
 //! failures and error statuses into [`DispatchError`]s, reading the body, and
-//! splitting an SSE body into `data:` payloads for a protocol's parser.
+//! splitting an SSE body into events for a protocol's parser.
 
 use std::time::Duration;
 
+use eventsource_stream::{EventStreamError, Eventsource as _};
 use futures::StreamExt;
 
 use super::{DispatchError, EventStream, StreamEvent};
@@ -59,57 +60,82 @@ pub(super) trait SseParser: Send + 'static {
     const TERMINATOR: &'static str;
 }
 
-/// Relays an SSE response through `parser`. The stream ends with the
-/// parser's final event, or with an error if the body breaks off, carries a
-/// malformed event or ends before the protocol's terminator.
+/// Relays an SSE response through `parser`. Framing (multi-line `data:`,
+/// CR or CRLF line ends, a BOM, comments) is `eventsource-stream`'s; what an
+/// event means is the protocol's. The stream ends with the parser's final
+/// event, or with an error if the body breaks off, carries a malformed event
+/// or ends before the protocol's terminator.
 pub(super) fn sse<P: SseParser>(
     resp: reqwest::Response,
     timeout: Duration,
     mut parser: P,
 ) -> EventStream {
-    let mut bytes = resp.bytes_stream();
+    let mut events = Box::pin(without_bom(resp.bytes_stream())).eventsource();
     async_stream::stream! {
-        let mut buf: Vec<u8> = Vec::new();
-        let mut event: Option<String> = None;
         loop {
-            // Handle every complete line in the buffer before reading more.
-            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                let line = String::from_utf8_lossy(&line);
-                let line = line.trim_end();
-                if let Some(name) = line.strip_prefix("event:") {
-                    event = Some(name.trim().to_owned());
-                    continue;
-                }
-                let Some(data) = line.strip_prefix("data:") else {
-                    if line.is_empty() { event = None; }
-                    continue;
-                };
-                match parser.feed(event.as_deref(), data.trim_start()) {
-                    Ok((events, done)) => {
-                        for e in events { yield Ok(e); }
-                        if done {
-                            yield Ok(parser.finish());
-                            return;
-                        }
-                    }
-                    Err(e) => { yield Err(e); return; }
-                }
-            }
-            match bytes.next().await {
-                Some(Ok(b)) => buf.extend_from_slice(&b),
-                Some(Err(e)) => {
+            let ev = match events.next().await {
+                Some(Ok(ev)) => ev,
+                Some(Err(EventStreamError::Transport(e))) => {
                     yield Err(DispatchError::Stream(transport_error(e, timeout).to_string()));
+                    return;
+                }
+                Some(Err(e)) => {
+                    yield Err(DispatchError::Malformed(format!("bad event stream: {e}")));
                     return;
                 }
                 None => {
                     yield Err(DispatchError::Stream(format!("ended before {}", P::TERMINATOR)));
                     return;
                 }
+            };
+            // An event without an `event:` field is named "message" by the
+            // SSE rules; our parsers see it as unnamed.
+            let name = (ev.event != "message").then_some(ev.event.as_str());
+            match parser.feed(name, &ev.data) {
+                Ok((out, done)) => {
+                    for e in out { yield Ok(e); }
+                    if done {
+                        yield Ok(parser.finish());
+                        return;
+                    }
+                }
+                Err(e) => { yield Err(e); return; }
             }
         }
     }
     .boxed()
+}
+
+/// The body with a leading UTF-8 byte-order mark removed. eventsource-stream
+/// 0.2.3 strips a BOM itself by slicing off one byte of its three and panics,
+/// so it must never see one; the SSE rules say to ignore it, which this does.
+fn without_bom<S>(body: S) -> impl futures::Stream<Item = Result<bytes::Bytes, reqwest::Error>>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, reqwest::Error>>,
+{
+    const BOM: &[u8] = b"\xEF\xBB\xBF";
+    async_stream::stream! {
+        let mut body = std::pin::pin!(body);
+        let mut head: Vec<u8> = Vec::new();
+        // A BOM may arrive split over chunks: gather three bytes first.
+        while head.len() < BOM.len() {
+            match body.next().await {
+                Some(Ok(b)) => head.extend_from_slice(&b),
+                Some(Err(e)) => {
+                    yield Err(e);
+                    return;
+                }
+                None => break,
+            }
+        }
+        let skip = if head.starts_with(BOM) { BOM.len() } else { 0 };
+        if head.len() > skip {
+            yield Ok(bytes::Bytes::from(head.split_off(skip)));
+        }
+        while let Some(chunk) = body.next().await {
+            yield chunk;
+        }
+    }
 }
 
 pub(super) fn transport_error(e: reqwest::Error, timeout: Duration) -> DispatchError {
@@ -172,6 +198,79 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records what it is fed; done at `data: [END]`.
+    #[derive(Default)]
+    struct Recorder;
+
+    impl SseParser for Recorder {
+        fn feed(
+            &mut self,
+            event: Option<&str>,
+            data: &str,
+        ) -> Result<(Vec<StreamEvent>, bool), DispatchError> {
+            if data == "[END]" {
+                return Ok((Vec::new(), true));
+            }
+            let seen = format!("{}|{data}", event.unwrap_or("-"));
+            Ok((vec![StreamEvent::Delta(seen)], false))
+        }
+        fn finish(&mut self) -> StreamEvent {
+            StreamEvent::Done {
+                finish_reason: "stop".into(),
+                usage: None,
+            }
+        }
+        const TERMINATOR: &'static str = "[END]";
+    }
+
+    async fn relay(body: &'static str) -> Vec<Result<StreamEvent, DispatchError>> {
+        let resp = reqwest::Response::from(axum::http::Response::new(body));
+        sse(resp, Duration::from_secs(1), Recorder).collect().await
+    }
+
+    #[tokio::test]
+    async fn sse_framing_follows_the_spec() {
+        // A BOM, CR and CRLF line ends, a comment, a named event, and one
+        // event's data over two lines.
+        let body = "\u{feff}data: one\r\rdata: two\r\ndata: lines\r\n\r\n: ping\n\nevent: delta\ndata: {\"a\":1}\n\ndata: [END]\n\n";
+        let got: Vec<String> = relay(body)
+            .await
+            .into_iter()
+            .map(|e| match e.unwrap() {
+                StreamEvent::Delta(d) => d,
+                StreamEvent::Done { .. } => "done".into(),
+            })
+            .collect();
+        assert_eq!(got, ["-|one", "-|two\nlines", "delta|{\"a\":1}", "done"]);
+    }
+
+    #[tokio::test]
+    async fn a_bom_split_over_chunks_is_ignored() {
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+            ["\u{feff}data: x\n\ndata: [END]\n\n"]
+                .iter()
+                .flat_map(|s| {
+                    s.as_bytes()
+                        .chunks(2)
+                        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+        let resp = reqwest::Response::from(axum::http::Response::new(body));
+        let got: Vec<_> = sse(resp, Duration::from_secs(1), Recorder).collect().await;
+        assert!(
+            matches!(&got[0], Ok(StreamEvent::Delta(d)) if d == "-|x"),
+            "{got:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_sse_body_that_ends_early_is_an_error() {
+        let got = relay("data: one\n\n").await;
+        assert!(matches!(got.last(), Some(Err(DispatchError::Stream(m))) if m.contains("[END]")));
+    }
 
     #[test]
     fn retry_after_takes_seconds_and_ignores_dates() {

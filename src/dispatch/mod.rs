@@ -13,17 +13,18 @@
 //! (exponential backoff with jitter, Retry-After), [`budget`] (retries as a
 //! bounded fraction of traffic), [`breaker`] (per-model circuit breaker) and
 //! [`health`] (the breaker plus load signals per model, read by selection and
-//! exported as a snapshot). `engine::complete` orchestrates them.
+//! exported as a snapshot). [`failover`] is the loop that drives them for one
+//! request: the plan of models, retries within the deadline, fallback.
 
 pub mod anthropic;
 pub mod backoff;
 pub mod breaker;
 pub mod budget;
+pub mod failover;
 pub mod gemini;
 pub mod health;
 mod http;
 pub mod openai;
-pub mod policy;
 
 use std::future::Future;
 use std::time::Duration;
@@ -100,6 +101,37 @@ pub enum StreamEvent {
 
 pub type EventStream = BoxStream<'static, Result<StreamEvent, DispatchError>>;
 
+/// Whose fault a failed provider call is. The one place the status sets are
+/// written: retries, the breaker, fallback, the bandit's failure observations
+/// (live and replayed from the log) and the error a caller sees all ask this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The request itself (400, 413, 422): every model would reject it the
+    /// same way, so neither retry nor fall back.
+    Request,
+    /// Our configuration of this provider (401, 403, 404 and any other 4xx):
+    /// retrying will not help, another provider may.
+    Configuration,
+    /// The provider (5xx, 408, 409, 425, 429; timeouts, connection failures
+    /// and broken bodies, which have no status): transient, so retryable; it
+    /// counts for the model's breaker and as a bandit observation.
+    Provider,
+}
+
+impl Blame {
+    /// The blame for an attempt that failed with `status` (`None`: the call
+    /// never got a status, which is always the provider's side).
+    pub fn of_status(status: Option<u16>) -> Blame {
+        match status {
+            None => Blame::Provider,
+            Some(400 | 413 | 422) => Blame::Request,
+            Some(408 | 409 | 425 | 429) => Blame::Provider,
+            Some(s) if s >= 500 => Blame::Provider,
+            Some(_) => Blame::Configuration,
+        }
+    }
+}
+
 /// Why a provider call failed, in terms callers can act on.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DispatchError {
@@ -135,26 +167,22 @@ impl DispatchError {
         }
     }
 
-    /// Whether the same call may succeed if tried again. Requests the
-    /// provider rejected as such (400, 401, 403, 404, 413, 422) will fail the
-    /// same way every time; everything transient is retryable.
+    /// Whose fault the failure is (see [`Blame`]).
+    pub fn blame(&self) -> Blame {
+        Blame::of_status(self.http_status())
+    }
+
+    /// Whether the same call may succeed if tried again: only a provider's
+    /// transient fault; the request and our configuration fail alike every time.
     pub fn is_retryable(&self) -> bool {
-        match self {
-            DispatchError::Status { status, .. } => {
-                matches!(status, 408 | 409 | 425 | 429) || *status >= 500
-            }
-            DispatchError::Timeout(_)
-            | DispatchError::Connect(_)
-            | DispatchError::Malformed(_)
-            | DispatchError::Stream(_) => true,
-        }
+        self.blame() == Blame::Provider
     }
 
     /// Whether the failure says something about the model/provider (and so
     /// counts for its breaker and as a bandit observation), rather than about
     /// the request or our configuration.
     pub fn is_provider_fault(&self) -> bool {
-        self.is_retryable()
+        self.blame() == Blame::Provider
     }
 
     /// How long the provider asked us to wait, if it did.

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::attempts::elapsed_ms;
 use super::{Engine, RouteInput, Routed, Rpc, validate};
+use crate::dispatch::failover::{Failed, Served, elapsed_ms};
 use crate::dispatch::{ChatRequest, DispatchError, StreamEvent, Usage};
 use crate::error::Error;
 use crate::store::{AttemptRow, DecisionRow};
@@ -107,14 +107,14 @@ impl Engine {
         let engine = Arc::clone(self);
         tokio::spawn(async move { engine.dispatch(p).await })
             .await
-            .map_err(|e| Error::Internal(format!("dispatch task failed: {e}")))?
+            .map_err(|e| Error::internal("the dispatch task failed").because(e))?
     }
 
     async fn dispatch(&self, p: Prepared) -> Result<Completed, Error> {
         let id = p.routed.decision_id.clone();
         let mut rows = Vec::new();
         let result = self
-            .run_attempts(&p.routed, p.deadline, &mut rows, |m, timeout| {
+            .attempts(&p.routed, p.deadline, &mut rows, |m, timeout| {
                 let model = &self.catalog.models[m];
                 self.dispatcher.complete(
                     self.catalog.provider_of(m),
@@ -129,15 +129,17 @@ impl Engine {
             Ok(s) => {
                 let m = s.model;
                 let model = &self.catalog.models[m];
-                self.health.finish(s.guard, Some(true), false);
+                self.failover.health().finish(s.guard, Some(true), false);
                 let resp = s.value;
                 let (usage, estimated) = usage_or_estimate(resp.usage, &p.request, &resp.content);
                 let cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
                 rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
                 row.served_model = Some(model.name.clone());
+                let tenant = row.tenant.clone();
                 // Nothing about the decision is acknowledged before it is
                 // durable: it commits with its attempts, in one go.
                 self.log_decision(*row, rows.clone()).await?;
+                self.metrics.cost(&model.name, &tenant, cost);
                 self.learn_output(&p.routed, m, usage.completion_tokens);
                 Ok(Completed {
                     decision_id: id,
@@ -179,7 +181,7 @@ impl Engine {
         match opened_rx.await {
             Ok(Ok(())) => Ok(rx),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::Internal("stream task ended early".into())),
+            Err(_) => Err(Error::internal("stream task ended early")),
         }
     }
 
@@ -190,6 +192,7 @@ impl Engine {
         opened: oneshot::Sender<Result<(), Error>>,
     ) {
         let id = p.routed.decision_id.clone();
+        let tenant = p.row.tenant.clone();
         let mut rows = Vec::new();
         let deadline = tokio::time::Instant::from_std(p.deadline);
         // The first chunk names the decision: its commit overlaps opening
@@ -202,7 +205,7 @@ impl Engine {
             }
         };
         let result = self
-            .run_attempts(&p.routed, p.deadline, &mut rows, |m, timeout| {
+            .attempts(&p.routed, p.deadline, &mut rows, |m, timeout| {
                 let model = &self.catalog.models[m];
                 let provider = self.catalog.provider_of(m);
                 let req = &p.request;
@@ -225,7 +228,7 @@ impl Engine {
             .await;
         if let Err(e) = logged.committed().await {
             if let Ok(s) = result {
-                self.health.finish(s.guard, None, false);
+                self.failover.health().finish(s.guard, None, false);
             }
             let _ = opened.send(Err(e.into()));
             return;
@@ -273,13 +276,14 @@ impl Engine {
                     finish_reason,
                     usage,
                 }) => {
-                    self.health.finish(s.guard, Some(true), false);
+                    self.failover.health().finish(s.guard, Some(true), false);
                     let (usage, estimated) = usage_or_estimate(usage, &p.request, &text);
                     let cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
                     rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
                     self.log_attempts(&id, rows.clone(), Some(model.name.clone()))
                         .await;
                     self.learn_output(&p.routed, m, usage.completion_tokens);
+                    self.metrics.cost(&model.name, &tenant, cost);
                     let end = StreamItem::End {
                         finish_reason,
                         usage,
@@ -292,9 +296,9 @@ impl Engine {
                 }
                 Err(e) => {
                     // Text already reached the client: no fallback, a clear error.
-                    self.health.finish(s.guard, Some(false), false);
+                    self.failover.health().finish(s.guard, Some(false), false);
                     self.learn_failure(&p.routed, m, e.is_provider_fault());
-                    rows.push(self.failed_attempt(m, s.started, &e));
+                    rows.push(self.failover.failed_attempt(m, s.started, &e));
                     let n = rows.len();
                     self.log_attempts(&id, rows, None).await;
                     tracing::warn!(decision_id = %id, error = %e, "stream failed after it started");
@@ -306,8 +310,8 @@ impl Engine {
         }
         // A client cancel says nothing about the model: no breaker verdict,
         // no bandit observation.
-        self.health.finish(s.guard, None, false);
-        let mut attempt = self.failed_attempt(
+        self.failover.health().finish(s.guard, None, false);
+        let mut attempt = self.failover.failed_attempt(
             m,
             s.started,
             &DispatchError::Stream("client cancelled".into()),
@@ -355,6 +359,45 @@ impl Engine {
         }
     }
 
+    /// The failure policy's loop for one decision (see [`Failover::run`]);
+    /// each model that fails it through its provider's fault teaches the bandit.
+    ///
+    /// [`Failover::run`]: crate::dispatch::failover::Failover::run
+    async fn attempts<T, F, Fut>(
+        &self,
+        routed: &Routed,
+        deadline: Instant,
+        rows: &mut Vec<AttemptRow>,
+        call: F,
+    ) -> Result<Served<T>, Failed>
+    where
+        F: Fn(usize, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<T, DispatchError>>,
+    {
+        let id = &routed.decision_id;
+        self.failover
+            .run(id, &routed.decision, deadline, rows, call, |m| {
+                self.learn_failure(routed, m, true)
+            })
+            .await
+    }
+
+    /// One bandit observation per model that failed a request through its
+    /// provider's fault (the same rule the log replays at start).
+    fn learn_failure(&self, routed: &Routed, m: usize, failed: bool) {
+        let policy = &self.config.dispatch.policy;
+        if !failed || !policy.learn_from_failures {
+            return;
+        }
+        if let Some(l) = &self.learning {
+            l.observe_failure(
+                &self.catalog.models[m].name,
+                &routed.context,
+                policy.failure_reward,
+            );
+        }
+    }
+
     /// The RPC's error for the last failed attempt, with how many were made.
     fn dispatch_error(
         &self,
@@ -367,19 +410,7 @@ impl Engine {
         let model = &self.catalog.models[m].name;
         let provider = &self.catalog.provider_of(m).name;
         let msg = format!("decision {id}: {model} via {provider}: {e} ({attempts} attempts)");
-        match &e {
-            DispatchError::Status { status, .. } => match status {
-                400 | 413 | 422 => Error::invalid(
-                    "messages",
-                    format!("the provider rejected the request ({msg})"),
-                ),
-                401 | 403 | 404 => Error::FailedPrecondition(msg),
-                429 => Error::ResourceExhausted(msg),
-                _ => Error::Unavailable(msg),
-            },
-            DispatchError::Timeout(_) if Instant::now() >= deadline => Error::DeadlineExceeded(msg),
-            _ => Error::Unavailable(msg),
-        }
+        Error::from_dispatch(msg, e, Instant::now() >= deadline)
     }
 }
 

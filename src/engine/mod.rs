@@ -3,33 +3,33 @@
 //! inputs and call these functions; each reads top to bottom as the story of
 //! one request.
 
-mod attempts;
 mod complete;
-mod gauges;
-pub mod learn;
 pub mod output_tokens;
-mod promoted;
-pub mod read;
+mod prompt;
 pub mod validate;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use complete::{CompleteInput, Completed, StreamItem};
-pub use learn::Learning;
-pub use read::{Intent, Reader, Reading};
+pub use prompt::text_to_read;
 
 use crate::catalog::Catalog;
+use crate::classify::{Intent, Reader, Reading};
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::dispatch::budget::RetryBudget;
-use crate::dispatch::health::{Health, HealthSnapshot};
+use crate::dispatch::failover::Failover;
+use crate::dispatch::health::HealthSnapshot;
 use crate::dispatch::{ChatMessage, Dispatcher};
 use crate::error::Error;
+use crate::learn::Learning;
 use crate::metrics::Metrics;
 use crate::policy::eligibility::{self, Constraints};
 use crate::policy::{self, Context, Decision, Policy};
-use crate::store::{DecisionRow, FeedbackOutcome, FeedbackRow, Store};
+use crate::store::codec;
+use crate::store::{DecisionRow, FeedbackRow, Store};
 use crate::tokens;
 
 /// The routing part of every request.
@@ -67,6 +67,15 @@ impl Routed {
     }
 }
 
+/// Feedback as recorded: the validated id and source, and whether it
+/// replaced an earlier value for the same (decision, source).
+#[derive(Debug, Clone)]
+pub struct FeedbackAck {
+    pub decision_id: String,
+    pub source: String,
+    pub replaced: bool,
+}
+
 /// Which RPC made a decision (logged, so retraining can tell them apart).
 #[derive(Debug, Clone, Copy)]
 pub enum Rpc {
@@ -85,6 +94,20 @@ impl Rpc {
     }
 }
 
+/// What an engine is built from (assembled by `app`).
+pub struct Parts {
+    pub config: Arc<Config>,
+    pub catalog: Arc<Catalog>,
+    pub policy: Arc<dyn Policy>,
+    pub learning: Option<Arc<Learning>>,
+    pub reader: Option<Arc<Reader>>,
+    pub output_tokens: output_tokens::OutputTokens,
+    pub store: Store,
+    pub dispatcher: Dispatcher,
+    pub failover: Failover,
+    pub metrics: Arc<Metrics>,
+}
+
 pub struct Engine {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
@@ -94,72 +117,51 @@ pub struct Engine {
     output_tokens: output_tokens::OutputTokens,
     store: Store,
     dispatcher: Dispatcher,
-    /// Breakers and load per model/provider (the failure policy's memory).
-    health: Arc<Health>,
-    retry_budget: Arc<RetryBudget>,
+    /// Breakers, load and the retry budget (the failure policy's memory).
+    failover: Failover,
     /// Set by `bandit.seed`: one seeded generator for every decision, so a
     /// sequential replay makes the same choices every run.
     seeded: Option<std::sync::Mutex<rand::rngs::StdRng>>,
     /// Shared with every transport: decisions and classifier time are counted here.
     metrics: Arc<Metrics>,
+    /// `server.max_in_flight`, one limit for every transport together.
+    admission: Arc<Semaphore>,
 }
 
 impl Engine {
-    pub fn new(
-        config: Arc<Config>,
-        catalog: Arc<Catalog>,
-        policy: Arc<dyn Policy>,
-        learning: Option<Arc<Learning>>,
-        reader: Option<Arc<Reader>>,
-        output_tokens: output_tokens::OutputTokens,
-        store: Store,
-    ) -> Self {
-        let seeded = config
+    pub fn new(p: Parts) -> Self {
+        let seeded = p
+            .config
             .bandit
             .seed
             .map(|s| std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(s)));
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .build()
-            .expect("a TLS backend is compiled in: this is a bug");
-        let health = Arc::new(Health::new(
-            &catalog,
-            config.dispatch.policy.breaker,
-            config.dispatch.policy.shed_after_429s,
-        ));
-        let retry_budget = Arc::new(RetryBudget::new(
-            config.dispatch.policy.retry_budget_ratio,
-            config.dispatch.policy.retry_budget_reserve,
-        ));
-        let metrics = Metrics::new();
-        gauges::register(
-            &metrics,
-            Arc::clone(&health),
-            Arc::clone(&retry_budget),
-            Arc::clone(&catalog),
-        );
         Engine {
-            policy,
-            learning,
-            reader,
-            output_tokens,
-            store,
-            dispatcher: Dispatcher::new(http),
-            health,
-            retry_budget,
-            config,
-            catalog,
+            admission: Arc::new(Semaphore::new(p.config.server.max_in_flight)),
+            policy: p.policy,
+            learning: p.learning,
+            reader: p.reader,
+            output_tokens: p.output_tokens,
+            store: p.store,
+            dispatcher: p.dispatcher,
+            failover: p.failover,
+            config: p.config,
+            catalog: p.catalog,
             seeded,
-            metrics,
+            metrics: p.metrics,
         }
+    }
+
+    /// A slot under `server.max_in_flight`, or `None` when every slot is
+    /// taken (the transport answers "too many requests" at once).
+    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.admission).try_acquire_owned().ok()
     }
 
     /// A read-only picture of dispatch health: breaker state, in-flight,
     /// latency EWMA, recent 429s and retries per model and provider, and the
     /// retry budget (for `/metrics`).
     pub fn dispatch_health(&self) -> HealthSnapshot {
-        self.health
-            .snapshot(&self.catalog, self.retry_budget.snapshot())
+        self.failover.snapshot()
     }
 
     /// Whether the classifier is loaded (false when `classifier.enabled` is off).
@@ -233,13 +235,16 @@ impl Engine {
             Some(r) => {
                 let _pending = self.metrics.classify_enter();
                 let started = std::time::Instant::now();
-                let reading = r.read(&input.messages).await?;
+                let reading = r.read(text_to_read(&input.messages)).await?;
                 self.metrics.classified(started.elapsed());
                 Some(reading)
             }
             None => None,
         };
-        let context = policy::features::context(reading.as_ref(), prompt_tokens);
+        let context = policy::features::context(
+            reading.as_ref().map(|r| r.intent_probs.as_slice()),
+            prompt_tokens,
+        );
         let intent = reading
             .as_ref()
             .and_then(|r| r.intent.as_ref())
@@ -264,11 +269,12 @@ impl Engine {
                 max_cost_usd,
             },
         );
-        let unhealthy = self.screen_health(&mut screened);
-        self.screen_load(&mut screened);
+        let unhealthy = self.failover.screen_health(&mut screened);
+        self.failover
+            .screen_load(&mut screened, self.config.routing.latency_weight);
         let decision = match pinned {
             Some(p) if unhealthy.contains(&p) => {
-                return Err(Error::Unavailable(format!(
+                return Err(Error::unavailable(format!(
                     "model {} is unavailable: {}",
                     self.catalog.models[p].name, screened[p].reason
                 )));
@@ -276,7 +282,7 @@ impl Engine {
             Some(p) => {
                 let c = &screened[p];
                 if !c.eligible {
-                    return Err(Error::FailedPrecondition(format!(
+                    return Err(Error::precondition(format!(
                         "model {} cannot serve this request: {}",
                         self.catalog.models[p].name, c.reason
                     )));
@@ -288,7 +294,7 @@ impl Engine {
                     // Only the failure policy stood in the way: the models
                     // exist but cannot answer now, so say UNAVAILABLE at once.
                     if !unhealthy.is_empty() {
-                        return Err(Error::Unavailable(self.no_eligible_reasons(&screened)));
+                        return Err(Error::unavailable(self.no_eligible_reasons(&screened)));
                     }
                     return Err(self.no_eligible(&screened));
                 }
@@ -335,7 +341,7 @@ impl Engine {
     }
 
     fn no_eligible(&self, screened: &[policy::Candidate]) -> Error {
-        Error::FailedPrecondition(self.no_eligible_reasons(screened))
+        Error::precondition(self.no_eligible_reasons(screened))
     }
 
     fn no_eligible_reasons(&self, screened: &[policy::Candidate]) -> String {
@@ -382,15 +388,12 @@ impl Engine {
             prompt_tokens: r.prompt_tokens,
             output_tokens: r.output_tokens,
             message_count: u32::try_from(input.messages.len()).unwrap_or(u32::MAX),
-            features: r
-                .reading
-                .as_ref()
-                .map(|x| policy::features::pack_f16(&x.embedding)),
+            features: r.reading.as_ref().map(|x| codec::pack_f16(&x.embedding)),
             intent: r.intent().map(|i| i.label.clone()),
             // A pinned request that skipped the classifier has no intent
             // features: it is logged without a context so learning skips it.
             context: (r.reading.is_some() || self.reader.is_none())
-                .then(|| learn::pack_f32(&r.context)),
+                .then(|| codec::pack_f32(&r.context)),
             candidates: serde_json::Value::from(candidates).to_string(),
             metadata: serde_json::to_string(&input.metadata).unwrap_or_else(|_| "{}".into()),
             prompt: self
@@ -408,7 +411,7 @@ impl Engine {
         decision_id: &str,
         reward: f64,
         source: &str,
-    ) -> Result<FeedbackOutcome, Error> {
+    ) -> Result<FeedbackAck, Error> {
         let decision_id = validate::decision_id(decision_id)?;
         let reward = validate::reward(reward)?;
         let source = validate::source(source)?;
@@ -416,7 +419,7 @@ impl Engine {
             .store
             .record_feedback(FeedbackRow {
                 decision_id: decision_id.clone(),
-                source,
+                source: source.clone(),
                 reward,
                 at_ms: now_ms(),
             })
@@ -424,14 +427,12 @@ impl Engine {
         if let Some(l) = &self.learning {
             l.observe(&outcome, reward);
         }
+        self.metrics.feedback(&source, outcome.replaced);
         tracing::info!(%decision_id, reward, replaced = outcome.replaced, "feedback");
-        Ok(outcome)
+        Ok(FeedbackAck {
+            decision_id,
+            source,
+            replaced: outcome.replaced,
+        })
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

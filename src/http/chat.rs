@@ -35,10 +35,8 @@ pub async fn completions(
     let include_usage = chat.include_usage();
     let input = chat.into_input(&headers)?;
     let permit = app.admit()?;
-    let tenant = input.route.tenant.clone();
     if !streaming {
         let c = app.engine.complete(&input).await?;
-        record(&app, &c.model, &tenant, c.cost_usd);
         tracing::Span::current().record("decision_id", c.decision_id.as_str());
         drop(permit);
         return Ok(plain(c));
@@ -54,9 +52,7 @@ pub async fn completions(
         })) => (decision_id, model, provider),
         Some(Err(e)) => return Err(e.into()),
         _ => {
-            return Err(
-                crate::error::Error::Internal("the stream ended before it started".into()).into(),
-            );
+            return Err(crate::error::Error::internal("the stream ended before it started").into());
         }
     };
     tracing::Span::current().record("decision_id", decision_id.as_str());
@@ -66,20 +62,13 @@ pub async fn completions(
         model: model.clone(),
     };
     let first = chunk.make(json!({"role": "assistant", "content": ""}), None);
-    let metrics_app = app.clone();
     // The request's span is entered for every item, so it ends (at its last
     // exit) with the stream, not with the headers.
     let span = tracing::Span::current();
     let events = ReceiverStream::new(rx).flat_map(move |item| {
         let _held = &permit; // the in-flight permit lives as long as the stream
         let _entered = span.enter();
-        futures::stream::iter(sse_events(
-            &chunk,
-            item,
-            include_usage,
-            &metrics_app,
-            &tenant,
-        ))
+        futures::stream::iter(sse_events(&chunk, item, include_usage))
     });
     let stream =
         futures::stream::once(async move { Ok::<_, Infallible>(data(&first)) }).chain(events);
@@ -115,8 +104,6 @@ fn sse_events(
     c: &ChunkMaker,
     item: Result<StreamItem, crate::error::Error>,
     include_usage: bool,
-    app: &AppState,
-    tenant: &str,
 ) -> Vec<Result<Event, Infallible>> {
     match item {
         Ok(StreamItem::Start { .. }) => Vec::new(),
@@ -124,10 +111,8 @@ fn sse_events(
         Ok(StreamItem::End {
             finish_reason,
             usage: u,
-            cost_usd,
             ..
         }) => {
-            record(app, &c.model, tenant, cost_usd);
             let mut out = vec![Ok(data(&c.make(json!({}), Some(finish(&finish_reason)))))];
             if include_usage {
                 let mut last = c.make(json!({}), None);
@@ -171,10 +156,6 @@ fn plain(c: Completed) -> Response {
     let mut resp = axum::Json(body).into_response();
     decision_headers(resp.headers_mut(), &c.decision_id, &c.model, &c.provider);
     resp
-}
-
-fn record(app: &AppState, model: &str, tenant: &str, cost_usd: f64) {
-    app.engine.metrics().cost(model, tenant, cost_usd);
 }
 
 fn finish(reason: &str) -> &str {

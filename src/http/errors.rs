@@ -1,7 +1,6 @@
-//! OpenAI-style error bodies: `{"error": {"message", "type", "param", "code"}}`
-//! with the HTTP status an OpenAI SDK maps to the right exception class
-//! (400 BadRequestError, 404 NotFoundError, 413, 422 UnprocessableEntityError,
-//! 429 RateLimitError, 5xx InternalServerError / APIStatusError).
+//! OpenAI-style error bodies: `{"error": {"message", "type", "param", "code"}}`,
+//! for the core's errors (mapped in [`crate::error`]) and for what only the
+//! HTTP front can reject (an unreadable body, an unsupported parameter).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -66,68 +65,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The mapping itself is [`Error::openai`], beside the gRPC one.
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let message = e.to_string();
-        match e {
-            Error::InvalidArgument { field, .. } => ApiError {
-                param: Some(field),
-                ..ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    "invalid_value",
-                    message,
-                )
-            },
-            Error::NotFound { field, .. } => {
-                let code = match field.as_str() {
-                    "model" | "candidates" => "model_not_found",
-                    "decision_id" => "decision_not_found",
-                    _ => "not_found",
-                };
-                ApiError {
-                    param: Some(field),
-                    ..ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "invalid_request_error",
-                        code,
-                        message,
-                    )
-                }
-            }
-            Error::ResourceExhausted(_) => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                "rate_limited",
-                message,
-            ),
-            // No eligible model, a pinned model that cannot serve, a provider
-            // that refuses our credentials: the request is well formed but
-            // cannot be served as configured.
-            Error::FailedPrecondition(_) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request_error",
-                "no_eligible_model",
-                message,
-            ),
-            Error::Unavailable(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "api_error",
-                "upstream_unavailable",
-                message,
-            ),
-            Error::DeadlineExceeded(_) => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "api_error",
-                "deadline_exceeded",
-                message,
-            ),
-            Error::Internal(_) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "api_error",
-                "internal_error",
-                message,
-            ),
+        let (status, kind, code) = e.openai();
+        ApiError {
+            status,
+            kind,
+            code,
+            param: e.field().map(str::to_owned),
+            message: e.to_string(),
         }
     }
 }

@@ -23,7 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument as _;
 
 pub use errors::ApiError;
@@ -34,32 +34,26 @@ use crate::engine::Engine;
 #[derive(Clone)]
 pub struct AppState {
     engine: Arc<Engine>,
-    /// Bounds concurrent model calls and feedback writes; past it, 429 at once.
-    in_flight: Arc<Semaphore>,
 }
 
 impl AppState {
+    /// Past the engine's in-flight limit (shared with gRPC), 429 at once.
     fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        Arc::clone(&self.in_flight)
-            .try_acquire_owned()
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limit_error",
-                    "too_many_requests",
-                    "the server is at its in-flight request limit".into(),
-                )
-            })
+        self.engine.admit().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "too_many_requests",
+                "the server is at its in-flight request limit".into(),
+            )
+        })
     }
 }
 
 /// The routes over `engine`.
 pub fn router(engine: Arc<Engine>) -> Router {
     let limit = engine.config.server.max_request_bytes;
-    let state = AppState {
-        in_flight: Arc::new(Semaphore::new(engine.config.server.max_in_flight)),
-        engine,
-    };
+    let state = AppState { engine };
     Router::new()
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/models", get(ops::models))

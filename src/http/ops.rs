@@ -80,16 +80,14 @@ pub async fn feedback(
     let f: FeedbackBody = serde_json::from_slice(&body).map_err(bad_json)?;
     let _permit = app.admit()?;
     tracing::Span::current().record("decision_id", f.decision_id.as_str());
-    let outcome = app
+    let ack = app
         .engine
         .feedback(&f.decision_id, f.reward, &f.source)
         .await?;
-    let source = crate::engine::validate::source(&f.source)?;
-    app.engine.metrics().feedback(&source, outcome.replaced);
     Ok(Json(json!({
-        "decision_id": crate::engine::validate::decision_id(&f.decision_id)?,
-        "source": source,
-        "replaced": outcome.replaced,
+        "decision_id": ack.decision_id,
+        "source": ack.source,
+        "replaced": ack.replaced,
     })))
 }
 

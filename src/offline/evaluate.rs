@@ -76,7 +76,7 @@ pub async fn evaluate(args: &EvalArgs) -> anyhow::Result<(Evaluation, PolicyFile
     let (since_ms, until_ms) = logset::window(
         args.since.as_deref(),
         args.until.as_deref(),
-        crate::engine::now_ms(),
+        crate::clock::now_ms(),
     )?;
     let store = logset::open(&args.database).await?;
     let log = logset::load(&store, &args.database, since_ms, until_ms).await?;
@@ -354,7 +354,7 @@ pub async fn promote(
     let id = store
         .record_promotion(PromotionRow {
             version: policy.version.clone(),
-            at_ms: crate::engine::now_ms(),
+            at_ms: crate::clock::now_ms(),
             forced: !v.accept,
             estimate: Some(eval.objective.dr.value),
             lower_bound: Some(v.lower_bound),

@@ -6,8 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::engine::learn::unpack_f32;
-use crate::policy::features::unpack_f16;
+use crate::store::codec::{unpack_f16, unpack_f32};
 use crate::store::{LoggedDecision, Store};
 
 /// The metadata key whose string value is taken as a decision's true intent

@@ -58,7 +58,7 @@ pub async fn run(args: &TrainArgs) -> anyhow::Result<PolicyFile> {
         Some(p) => Config::load(p)?,
         None => Config::embedded(),
     };
-    let now = crate::engine::now_ms();
+    let now = crate::clock::now_ms();
     let (since_ms, until_ms) = logset::window(args.since.as_deref(), args.until.as_deref(), now)?;
     let store = logset::open(&args.database).await?;
     let log = logset::load(&store, &args.database, since_ms, until_ms).await?;

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Future, Stream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
@@ -20,17 +20,11 @@ use crate::telemetry;
 
 pub struct RouterService {
     engine: Arc<Engine>,
-    /// Bounds concurrent RPCs: past it, callers get RESOURCE_EXHAUSTED at
-    /// once instead of queueing without limit.
-    in_flight: Arc<Semaphore>,
 }
 
 impl RouterService {
-    pub fn new(engine: Arc<Engine>, max_in_flight: usize) -> Self {
-        RouterService {
-            engine,
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
-        }
+    pub fn new(engine: Arc<Engine>) -> Self {
+        RouterService { engine }
     }
 
     /// Runs one RPC in its span, then counts it by status code.
@@ -60,10 +54,12 @@ impl RouterService {
         r
     }
 
+    /// Past the engine's in-flight limit (shared with the HTTP front),
+    /// callers get RESOURCE_EXHAUSTED at once instead of queueing.
     fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
-        Arc::clone(&self.in_flight)
-            .try_acquire_owned()
-            .map_err(|_| Status::resource_exhausted("the server is at its in-flight request limit"))
+        self.engine.admit().ok_or_else(|| {
+            Status::resource_exhausted("the server is at its in-flight request limit")
+        })
     }
 }
 
@@ -217,9 +213,6 @@ impl pb::router_server::Router for RouterService {
             let permit = self.admit()?;
             let input = complete_input(req.into_inner());
             let rx = self.engine.complete_stream(&input).await?;
-            let engine = Arc::clone(&self.engine);
-            let tenant = input.route.tenant;
-            let mut model = String::new();
             // The RPC's span is entered for every item, so it ends (at its
             // last exit) with the stream, not when this handler returns it.
             let span = tracing::Span::current();
@@ -227,19 +220,8 @@ impl pb::router_server::Router for RouterService {
                 // The permit lives as long as the stream does.
                 let _held = &permit;
                 let _entered = span.enter();
-                match &item {
-                    Ok(StreamItem::Start {
-                        decision_id,
-                        model: m,
-                        ..
-                    }) => {
-                        tracing::info!(%decision_id, "stream started");
-                        model.clone_from(m);
-                    }
-                    Ok(StreamItem::End { cost_usd, .. }) => {
-                        engine.metrics().cost(&model, &tenant, *cost_usd);
-                    }
-                    _ => {}
+                if let Ok(StreamItem::Start { decision_id, .. }) = &item {
+                    tracing::info!(%decision_id, "stream started");
                 }
                 item.map(chunk).map_err(Status::from)
             });
@@ -257,17 +239,13 @@ impl pb::router_server::Router for RouterService {
             let _permit = self.admit()?;
             let r = req.into_inner();
             tracing::Span::current().record("decision_id", r.decision_id.as_str());
-            let outcome = self
+            let ack = self
                 .engine
                 .feedback(&r.decision_id, r.reward, &r.source)
                 .await?;
-            if let Ok(source) = crate::engine::validate::source(&r.source) {
-                self.engine.metrics().feedback(&source, outcome.replaced);
-            }
             Ok(Response::new(pb::FeedbackResponse {
-                decision_id: crate::engine::validate::decision_id(&r.decision_id)
-                    .map_err(Status::from)?,
-                replaced: outcome.replaced,
+                decision_id: ack.decision_id,
+                replaced: ack.replaced,
             }))
         })
         .await

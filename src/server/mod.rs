@@ -1,6 +1,6 @@
-//! The whole server in one function: open the log, build the engine, serve
-//! gRPC (Router, health, reflection) and the OpenAI-compatible HTTP front
-//! until `shutdown`, then drain both.
+//! The gRPC transport: serves Router, health and reflection, and the
+//! OpenAI-compatible HTTP front beside it, over an engine built by
+//! [`crate::app`], until `shutdown`; then drains both.
 
 mod grpc;
 
@@ -11,19 +11,8 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::catalog::Catalog;
-use crate::config::Config;
-use crate::config::PolicyKind;
-use crate::engine::output_tokens::OutputTokens;
-use crate::engine::{Engine, Learning, Reader};
+use crate::engine::Engine;
 use crate::pb;
-use crate::policy::Policy;
-use crate::policy::features;
-use crate::policy::prior::PriorPolicy;
-use crate::store::Store;
-
-/// How long shutdown waits for the log's last commit.
-const WRITER_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Accepted connections with Nagle's algorithm off: small gRPC frames would
 /// otherwise wait on the peer's delayed ACK (~40 ms per round trip on Linux).
@@ -38,96 +27,16 @@ fn incoming(
     })
 }
 
-/// Loads the classifier off the async threads (it reads ~90 MB and may embed
-/// user-defined intent examples).
-async fn load_reader(config: &Config) -> anyhow::Result<Option<Arc<Reader>>> {
-    if !config.classifier.enabled {
-        return Ok(None);
-    }
-    let settings = config.classifier.clone();
-    let started = std::time::Instant::now();
-    let reader = tokio::task::spawn_blocking(move || Reader::load(&settings))
-        .await?
-        .with_context(|| {
-            format!(
-                "loading the classifier from {}",
-                config.classifier.model_dir.display()
-            )
-        })?;
-    tracing::info!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        intents = ?reader.intent_labels(),
-        "classifier ready"
-    );
-    Ok(Some(Arc::new(reader)))
-}
-
-/// Serves gRPC on `listener` and HTTP on `server.http_listen` (when set)
-/// until `shutdown` resolves; see [`run_with`].
-pub async fn run(
-    config: Config,
-    catalog: Catalog,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let http = match config.server.http_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding server.http_listen {addr}"))?,
-        ),
-        None => None,
-    };
-    run_with(config, catalog, listener, http, shutdown).await
-}
-
 /// Serves gRPC on `listener` and the HTTP front on `http` until `shutdown`
-/// resolves, then stops accepting, lets in-flight requests finish (up to
-/// `server.drain_timeout`), and waits for the decision log's last commit.
-pub async fn run_with(
-    config: Config,
-    catalog: Catalog,
+/// resolves, then stops accepting and lets in-flight requests finish (up to
+/// `server.drain_timeout`).
+pub async fn serve(
+    engine: Arc<Engine>,
     listener: TcpListener,
     http: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let config = Arc::new(config);
-    let (store, writer) = Store::open(&config.server.database, &config.store).await?;
-    let reader = load_reader(&config).await?;
-    let catalog = Arc::new(catalog);
-    let (policy, learning): (Arc<dyn Policy>, _) = match config.routing.policy {
-        PolicyKind::Prior => (Arc::new(PriorPolicy), None),
-        PolicyKind::Bandit => {
-            let intents = reader.as_ref().map_or(0, |r| r.intent_labels().len());
-            let learning = Arc::new(
-                Learning::start(
-                    &store,
-                    &catalog,
-                    config.bandit.params,
-                    features::dim(intents),
-                    config.bandit.warm_start.as_deref(),
-                    config.bandit.reload_interval,
-                )
-                .await?,
-            );
-            // Failed attempts are observations too (issue 5's failure policy).
-            let p = &config.dispatch.policy;
-            if p.learn_from_failures {
-                learning.replay_failures(&store, p.failure_reward).await?;
-            }
-            (Arc::clone(&learning) as Arc<dyn Policy>, Some(learning))
-        }
-    };
-    let engine = Arc::new(Engine::new(
-        Arc::clone(&config),
-        catalog,
-        policy,
-        learning,
-        reader,
-        OutputTokens::load(&store).await?,
-        store.clone(),
-    ));
-
+    let config = Arc::clone(&engine.config);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<pb::router_server::RouterServer<grpc::RouterService>>()
@@ -142,11 +51,9 @@ pub async fn run_with(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let router = pb::router_server::RouterServer::new(grpc::RouterService::new(
-        Arc::clone(&engine),
-        config.server.max_in_flight,
-    ))
-    .max_decoding_message_size(config.server.max_request_bytes);
+    let router =
+        pb::router_server::RouterServer::new(grpc::RouterService::new(Arc::clone(&engine)))
+            .max_decoding_message_size(config.server.max_request_bytes);
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %config.server.database.display(), models = engine.catalog.models.len(), "serving gRPC");
@@ -195,17 +102,5 @@ pub async fn run_with(
         }
     }
     drop(stop_rx);
-
-    drop(engine);
-    store.close().await;
-    // Every writer handle is gone once in-flight work ends; bound the wait so a
-    // stuck client cannot keep the process alive.
-    if tokio::time::timeout(WRITER_DRAIN, writer.finished())
-        .await
-        .is_err()
-    {
-        tracing::warn!("the decision log writer did not finish in time");
-    }
-    tracing::info!("stopped");
     Ok(())
 }

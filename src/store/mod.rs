@@ -1,6 +1,9 @@
-//! The decision log in SQLite: the only module that knows the schema.
+//! The decision log: the only module that knows the schema. [`Store`] is the
+//! interface the rest of the crate sees, an enum over backends, each of which
+//! must pass the conformance suite (`tests/it/store_conformance.rs`); the
+//! SQLite backend ([`sqlite`]) is the first.
 //!
-//! Writes go through one writer task ([`writer`]) that group-commits whatever
+//! In SQLite, writes go through one writer task ([`writer`]) that group-commits whatever
 //! is queued and replies to each caller only after its commit, so anything
 //! acknowledged to a client is on disk: with `synchronous = FULL` it survives
 //! power loss, with `NORMAL` (the default) a process crash (`kill -9`), and
@@ -10,37 +13,26 @@
 //! the writer.
 
 mod acklog;
+pub mod codec;
 mod offline;
 mod rows;
 mod script;
 mod sql;
+mod sqlite;
 mod threads;
 mod writer;
 
 use std::path::Path;
-use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use acklog::AckLog;
 pub use offline::{LoggedDecision, Promotion, PromotionRow};
 pub use rows::{AttemptRow, DecisionRow, FeedbackRow};
-use sql::{INSERT_ATTEMPT, INSERT_DECISION, bind_attempt, bind_decision};
-use writer::{Job, Write};
+pub use sqlite::SqliteStore;
+pub use writer::Handle as WriterHandle;
 
-use crate::config::{StoreConfig, Synchronous};
-
-/// Writers wait at most this long for a lock held by another process
-/// (e.g. an operator's `sqlite3` shell or a training job reading the log).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// WAL pages between checkpoints when commits run behind the journal.
-const JOURNALED_CHECKPOINT_PAGES: &str = "100";
-/// Queued writes before callers wait: bounds memory under a write storm.
-const WRITE_QUEUE: usize = 4096;
+use crate::config::StoreConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,6 +48,16 @@ pub enum StoreError {
     Closed,
     #[error("acknowledgement journal: {0}")]
     Journal(#[from] std::io::Error),
+}
+
+/// A logged attempt that failed, at a decision another model served (or none).
+#[derive(Debug, Clone)]
+pub struct FailedAttempt {
+    pub decision_id: String,
+    pub model: String,
+    /// The decision's context, as [`codec::pack_f32`] wrote it.
+    pub context: Vec<u8>,
+    pub http_status: Option<u16>,
 }
 
 /// Result of recording a feedback value, with what learning needs.
@@ -94,13 +96,13 @@ pub struct StoredDecision {
     pub intent: Option<String>,
 }
 
+/// The decision log, whichever backend holds it. Every backend passes the
+/// conformance suite (`tests/it/store_conformance.rs`); the engine, learning
+/// and the offline tools only see this type.
 #[derive(Clone)]
-pub struct Store {
-    pool: SqlitePool,
-    jobs: mpsc::Sender<Job>,
-    /// With `synchronous = "normal"`: where a Complete is acknowledged
-    /// before SQLite commits it ([`acklog`]).
-    acks: Option<Arc<AckLog>>,
+pub enum Store {
+    /// An embedded SQLite file (the default).
+    Sqlite(SqliteStore),
 }
 
 /// A queued write whose commit has not been awaited yet.
@@ -115,13 +117,11 @@ impl Pending {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database, applies `migrations/`, and
-    /// starts the writer task.
-    pub async fn open(
-        path: &Path,
-        cfg: &StoreConfig,
-    ) -> Result<(Store, writer::Handle), StoreError> {
-        Self::open_with(path, cfg, BUSY_TIMEOUT).await
+    /// Opens (creating if needed) a SQLite database, applies `migrations/`,
+    /// and starts the writer task.
+    pub async fn open(path: &Path, cfg: &StoreConfig) -> Result<(Store, WriterHandle), StoreError> {
+        let (s, h) = SqliteStore::open(path, cfg).await?;
+        Ok((Store::Sqlite(s), h))
     }
 
     /// [`Store::open`] with another wait for a lock another process holds:
@@ -131,94 +131,16 @@ impl Store {
         path: &Path,
         cfg: &StoreConfig,
         busy_timeout: Duration,
-    ) -> Result<(Store, writer::Handle), StoreError> {
-        let opts = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match cfg.synchronous {
-                Synchronous::Full => SqliteSynchronous::Full,
-                Synchronous::Normal => SqliteSynchronous::Normal,
-            })
-            .busy_timeout(busy_timeout)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts.clone())
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        // Under "full" the journal is only read, if a "normal" run left one.
-        let journaled = cfg.synchronous == Synchronous::Normal;
-        let opened = if journaled || acklog::path_of(path).exists() {
-            AckLog::open(path)?
-        } else {
-            None
-        };
-        let acks = match opened {
-            Some((log, entries)) => {
-                replay(&pool, &entries).await?;
-                log.empty_if_drained();
-                journaled.then(|| Arc::new(log))
-            }
-            None if journaled => {
-                tracing::info!(
-                    "another process holds the acknowledgement journal; committing directly"
-                );
-                None
-            }
-            None => None,
-        };
-        let before = threads::sqlx_workers();
-        let opts = match acks {
-            // Checkpoints no request waits for: small and often measured
-            // gentler on the requests' cores than SQLite's 1,000 pages.
-            Some(_) => opts.pragma("wal_autocheckpoint", JOURNALED_CHECKPOINT_PAGES),
-            None => opts,
-        };
-        let conn = sqlx::ConnectOptions::connect(&opts).await?;
-        // Most commits then have nobody waiting: they (and SQLite's
-        // checkpoints) yield the cores to requests on a busy machine.
-        let background = acks.as_ref().map(|_| {
-            threads::Background::new(threads::sqlx_workers().difference(&before).copied())
-        });
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let handle = writer::spawn(
-            conn,
-            rx,
-            writer::Setup {
-                acks: acks.clone(),
-                background,
-                fsync_feedback: cfg.synchronous == Synchronous::Normal,
-                max_batch: cfg.max_batch,
-                max_wait: cfg.max_batch_wait,
-            },
-        );
-        Ok((
-            Store {
-                pool,
-                jobs: tx,
-                acks,
-            },
-            handle,
-        ))
-    }
-
-    async fn submit(&self, write: Write) -> Result<writer::Done, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.jobs
-            .send(Job {
-                write,
-                reply,
-                journaled: false,
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+    ) -> Result<(Store, WriterHandle), StoreError> {
+        let (s, h) = SqliteStore::open_with(path, cfg, busy_timeout).await?;
+        Ok((Store::Sqlite(s), h))
     }
 
     /// Durably records a decision; returns after its commit.
     pub async fn record_decision(&self, row: DecisionRow) -> Result<(), StoreError> {
-        self.begin_decision(row).await?.committed().await
+        match self {
+            Store::Sqlite(s) => s.record_decision(row).await,
+        }
     }
 
     /// Durably records a decision together with the attempts made for it,
@@ -231,26 +153,9 @@ impl Store {
         row: DecisionRow,
         attempts: Vec<AttemptRow>,
     ) -> Result<(), StoreError> {
-        if let Some(acks) = &self.acks {
-            acks.append(&row, &attempts)?;
+        match self {
+            Store::Sqlite(s) => s.record_decision_with_attempts(row, attempts).await,
         }
-        let write = Write::Decision {
-            row: Box::new(row),
-            attempts,
-        };
-        if self.acks.is_none() {
-            return self.submit(write).await.map(|_| ());
-        }
-        // Nobody waits for this reply: the journal already holds the rows.
-        let (reply, _) = oneshot::channel();
-        self.jobs
-            .send(Job {
-                write,
-                reply,
-                journaled: true,
-            })
-            .await
-            .map_err(|_| StoreError::Closed)
     }
 
     /// Queues a decision for the next group commit and returns without
@@ -259,19 +164,9 @@ impl Store {
     /// never precede it; the caller must await [`Pending::committed`] before
     /// acknowledging anything about the decision.
     pub async fn begin_decision(&self, row: DecisionRow) -> Result<Pending, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.jobs
-            .send(Job {
-                write: Write::Decision {
-                    row: Box::new(row),
-                    attempts: Vec::new(),
-                },
-                reply,
-                journaled: false,
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        Ok(Pending(rx))
+        match self {
+            Store::Sqlite(s) => s.begin_decision(row).await,
+        }
     }
 
     /// Durably records a request's provider attempts and which model served.
@@ -281,105 +176,47 @@ impl Store {
         attempts: Vec<AttemptRow>,
         served_model: Option<String>,
     ) -> Result<(), StoreError> {
-        self.submit(Write::Attempts {
-            decision_id,
-            attempts,
-            served_model,
-        })
-        .await
-        .map(|_| ())
+        match self {
+            Store::Sqlite(s) => s.record_attempts(decision_id, attempts, served_model).await,
+        }
     }
 
     /// Durably records feedback; (decision, source) replaces an earlier value.
     pub async fn record_feedback(&self, row: FeedbackRow) -> Result<FeedbackOutcome, StoreError> {
-        match self.submit(Write::Feedback(row)).await? {
-            writer::Done::Feedback(o) => Ok(*o),
-            writer::Done::Unit => unreachable!("feedback write returns a feedback outcome"),
+        match self {
+            Store::Sqlite(s) => s.record_feedback(row).await,
         }
     }
 
     pub async fn decision(&self, id: &str) -> Result<Option<StoredDecision>, StoreError> {
-        let row = sqlx::query(
-            "SELECT d.id, d.tenant, d.model, d.served_model, d.propensity, d.policy_version,
-                    d.features, d.intent,
-                    (SELECT COUNT(*) FROM attempts a WHERE a.decision_id = d.id) AS attempts
-             FROM decisions d WHERE d.id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| StoredDecision {
-            id: r.get("id"),
-            tenant: r.get("tenant"),
-            model: r.get("model"),
-            served_model: r.get("served_model"),
-            propensity: r.get("propensity"),
-            policy_version: r.get("policy_version"),
-            attempts: r.get("attempts"),
-            features: r.get("features"),
-            intent: r.get("intent"),
-        }))
+        match self {
+            Store::Sqlite(s) => s.decision(id).await,
+        }
     }
 
     /// All feedback of a decision as (source, reward), by source.
     pub async fn feedback(&self, decision_id: &str) -> Result<Vec<(String, f64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT source, reward FROM feedback WHERE decision_id = ? ORDER BY source",
-        )
-        .bind(decision_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get("source"), r.get("reward")))
-            .collect())
+        match self {
+            Store::Sqlite(s) => s.feedback(decision_id).await,
+        }
     }
 
     /// Every (decision, source) reward with a context and a serving model, in
     /// decision order: the log a policy's sufficient statistics are sums over.
     pub async fn observations(&self) -> Result<Vec<Observation>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT CASE WHEN d.rpc = 'route' THEN d.model ELSE d.served_model END AS arm,
-                    d.context, f.reward
-             FROM feedback f JOIN decisions d ON d.id = f.decision_id
-             WHERE d.context IS NOT NULL
-             ORDER BY d.created_at_ms, d.id, f.source",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                Some(Observation {
-                    arm: r.get::<Option<String>, _>("arm")?,
-                    context: r.get("context"),
-                    reward: r.get("reward"),
-                })
-            })
-            .collect())
+        match self {
+            Store::Sqlite(s) => s.observations().await,
+        }
     }
 
-    /// Every (model, context) that failed a decision it did not end up
-    /// serving, through the provider's fault (timeouts, connection errors,
-    /// 408/409/425/429, 5xx; not the request's own 4xx), once per pair: the
-    /// failure observations the bandit learns with a configured reward.
-    pub async fn failure_observations(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT a.decision_id, a.model, d.context
-             FROM attempts a JOIN decisions d ON d.id = a.decision_id
-             WHERE d.context IS NOT NULL
-               AND a.outcome IN ('error', 'timeout')
-               AND (a.http_status IS NULL OR a.http_status IN (408, 409, 425, 429)
-                    OR a.http_status >= 500)
-               AND a.model IS NOT COALESCE(d.served_model, '')
-             ORDER BY a.decision_id, a.model",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get("model"), r.get("context")))
-            .collect())
+    /// Every failed attempt (outcome `error` or `timeout`) of a model at a
+    /// decision it did not end up serving, with the decision's context,
+    /// ordered by (decision, model). Whose fault each was is not the log's to
+    /// say: callers ask `dispatch::Blame`.
+    pub async fn failed_attempts(&self) -> Result<Vec<FailedAttempt>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.failed_attempts().await,
+        }
     }
 
     /// Records the parameters behind a policy version and marks it serving.
@@ -390,106 +227,98 @@ impl Store {
         params: String,
         at_ms: i64,
     ) -> Result<(), StoreError> {
-        self.submit(Write::PolicyVersion {
-            version,
-            kind,
-            params,
-            at_ms,
-        })
-        .await
-        .map(|_| ())
+        match self {
+            Store::Sqlite(s) => s.record_policy_version(version, kind, params, at_ms).await,
+        }
     }
 
     /// The serving policy version and its parameters, if any was recorded.
     pub async fn active_policy(&self) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("SELECT version, params FROM policy_versions WHERE active = 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| (r.get("version"), r.get("params"))))
+        match self {
+            Store::Sqlite(s) => s.active_policy().await,
+        }
     }
 
     /// (model, intent, sum of completion tokens, answers) over successful attempts.
     pub async fn completion_token_sums(
         &self,
     ) -> Result<Vec<(String, String, u64, u64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT a.model, COALESCE(d.intent, '') AS intent,
-                    SUM(a.completion_tokens) AS s, COUNT(*) AS n
-             FROM attempts a JOIN decisions d ON d.id = a.decision_id
-             WHERE a.outcome = 'ok' AND a.completion_tokens IS NOT NULL
-             GROUP BY a.model, d.intent",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let s: i64 = r.get("s");
-                let n: i64 = r.get("n");
-                (
-                    r.get("model"),
-                    r.get("intent"),
-                    s.max(0) as u64,
-                    n.max(0) as u64,
-                )
-            })
-            .collect())
+        match self {
+            Store::Sqlite(s) => s.completion_token_sums().await,
+        }
     }
 
     /// A cheap write-path check for readiness probes.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        match self {
+            Store::Sqlite(s) => s.ping().await,
+        }
     }
 
     /// Readiness: the writer task is alive and the database file takes a
     /// write lock (`BEGIN IMMEDIATE`, then rolled back: nothing is written).
     pub async fn check_writable(&self) -> Result<(), StoreError> {
-        if self.jobs.is_closed() {
-            return Err(StoreError::Closed);
+        match self {
+            Store::Sqlite(s) => s.check_writable().await,
         }
-        // A transaction object rolls back even if this future is dropped
-        // half-way (a probe timeout), so the write lock cannot leak.
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        tx.rollback().await?;
-        Ok(())
     }
 
-    /// Closes the read pool. The writer drains and stops once every `Store`
+    /// The newest feedback time in the log (0 when there is none): the
+    /// watermark a trained policy covers.
+    pub async fn feedback_watermark(&self) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.feedback_watermark().await,
+        }
+    }
+
+    /// Decisions made at or after `since_ms` that have feedback created at or
+    /// before `through_ms`, in decision order.
+    pub async fn logged_decisions(
+        &self,
+        since_ms: i64,
+        through_ms: i64,
+    ) -> Result<Vec<LoggedDecision>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.logged_decisions(since_ms, through_ms).await,
+        }
+    }
+
+    /// Rewards recorded after `after_ms` (by first recording time), as
+    /// [`Store::observations`]: what a promoted policy has not seen.
+    pub async fn observations_after(&self, after_ms: i64) -> Result<Vec<Observation>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.observations_after(after_ms).await,
+        }
+    }
+
+    /// Makes a policy current. Rare and operator-driven, so it writes through
+    /// the read pool (SQLite serialises it against the writer task with the
+    /// busy timeout) rather than through the request path's group commit.
+    pub async fn record_promotion(&self, p: PromotionRow) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_promotion(p).await,
+        }
+    }
+
+    /// The id of the newest promotion (0 for none): cheap enough to poll.
+    pub async fn latest_promotion_id(&self) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.latest_promotion_id().await,
+        }
+    }
+
+    /// The current (newest) promoted policy, if any.
+    pub async fn current_promotion(&self) -> Result<Option<Promotion>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.current_promotion().await,
+        }
+    }
+
+    /// Closes the read side. The writer drains and stops once every `Store`
     /// clone is dropped; await its handle to know the last commit is done.
     pub async fn close(self) {
-        self.pool.close().await;
-    }
-}
-
-/// Inserts what an acknowledgement journal held (rows a crash kept from
-/// SQLite; those that did reach it are left as they are).
-async fn replay(pool: &SqlitePool, entries: &[acklog::Entry]) -> Result<(), StoreError> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let insert_decision = INSERT_DECISION.replacen("INSERT", "INSERT OR IGNORE", 1);
-    let mut tx = pool.begin().await?;
-    let mut replayed = 0;
-    for e in entries {
-        let q = sqlx::query(sqlx::AssertSqlSafe(insert_decision.clone()));
-        let inserted = bind_decision(q, &e.decision).execute(&mut *tx).await?;
-        // A decision already there was committed with its attempts.
-        if inserted.rows_affected() == 0 {
-            continue;
-        }
-        replayed += 1;
-        for (seq, a) in e.attempts.iter().enumerate() {
-            bind_attempt(sqlx::query(INSERT_ATTEMPT), &e.decision.id, seq, a)
-                .execute(&mut *tx)
-                .await?;
+        match self {
+            Store::Sqlite(s) => s.close().await,
         }
     }
-    tx.commit().await?;
-    tracing::info!(
-        entries = entries.len(),
-        replayed,
-        "replayed the acknowledgement journal"
-    );
-    Ok(())
 }

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Observation, Store, StoreError};
+use super::{Observation, SqliteStore, StoreError};
 
 /// One decision with its feedback and attempts joined, as training and
 /// off-policy evaluation consume it.
@@ -53,7 +53,7 @@ pub struct PromotionRow {
     pub policy: String,
 }
 
-impl Store {
+impl SqliteStore {
     /// The newest feedback time in the log (0 when there is none): the
     /// watermark a trained policy covers.
     pub async fn feedback_watermark(&self) -> Result<i64, StoreError> {

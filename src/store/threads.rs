@@ -91,64 +91,7 @@ impl Background {
     }
 }
 
-#[cfg(target_os = "linux")]
-mod sys {
-    fn report(what: &str, tid: i32, r: i32) {
-        if r != 0 {
-            let error = std::io::Error::last_os_error();
-            tracing::debug!(tid, %error, "could not {what} the writer's thread");
-        }
-    }
-
-    pub(super) fn nice(tid: i32, nice: i32) {
-        let Ok(id) = libc::id_t::try_from(tid) else {
-            return;
-        };
-        // SAFETY: setpriority only reads its integer arguments.
-        report("renice", tid, unsafe {
-            libc::setpriority(libc::PRIO_PROCESS, id, nice)
-        });
-    }
-
-    /// `SCHED_IDLE` or back to `SCHED_OTHER` (which keeps the thread's nice).
-    pub(super) fn set_idle(tid: i32, idle: bool) {
-        let policy = if idle {
-            libc::SCHED_IDLE
-        } else {
-            libc::SCHED_OTHER
-        };
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` outlives the call, which only reads it.
-        report("reschedule", tid, unsafe {
-            libc::sched_setscheduler(tid, policy, &param)
-        });
-    }
-
-    /// Tries, on a thread of its own, to enter `SCHED_IDLE` at nice 10 and
-    /// leave it: leaving needs a privilege a container may not have.
-    pub(super) fn may_leave_idle() -> bool {
-        std::thread::spawn(|| {
-            let param = libc::sched_param { sched_priority: 0 };
-            // SAFETY: pid 0 is the calling thread; `param` outlives each call.
-            unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, 0, 10) == 0
-                    && libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0
-                    && libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) == 0
-            }
-        })
-        .join()
-        .unwrap_or(false)
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod sys {
-    pub(super) fn nice(_tid: i32, _nice: i32) {}
-    pub(super) fn set_idle(_tid: i32, _idle: bool) {}
-    pub(super) fn may_leave_idle() -> bool {
-        false
-    }
-}
+use crate::kernels::sched as sys;
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
@@ -183,8 +126,7 @@ mod tests {
         let (tid_tx, tid_rx) = mpsc::channel();
         let (stop, stop_rx) = mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
-            // SAFETY: gettid has no arguments and cannot fail.
-            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            tid_tx.send(super::sys::gettid()).unwrap();
             let _ = stop_rx.recv();
         });
         Parked {

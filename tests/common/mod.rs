@@ -268,7 +268,7 @@ impl Server {
         let db = config.server.database.clone();
         let catalog = Catalog::from_env(&config);
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(switchyard::server::run_with(
+        let task = tokio::spawn(switchyard::app::run_with(
             config,
             catalog,
             listener,

@@ -40,10 +40,6 @@ pub struct EvalArgs {
     /// Neighbours of the kNN baseline.
     #[arg(long, default_value_t = 50)]
     knn_k: usize,
-    /// Append K principal components of the embedding (fitted on the training rows) to the
-    /// bandit's context (0: the service's context).
-    #[arg(long, default_value_t = 0)]
-    pca: usize,
     /// Online mode's cost weight (default: the config's routing.cost_weight).
     #[arg(long)]
     cost_weight: Option<f64>,
@@ -87,7 +83,6 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         models_subset: a.models_subset,
         sweep_points: a.sweep_points,
         knn_k: a.knn_k,
-        pca: a.pca,
         cost_weight: a.cost_weight.unwrap_or(config.routing.cost_weight),
         refit_every: a.refit_every,
         warm_start: a.warm_start,

@@ -10,8 +10,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
 use super::cache::{EmbeddingCache, text_key};
+use crate::classify::Reading;
 use crate::classify::{Embedder, IntentHead};
-use crate::engine::Reading;
 use crate::offline::replay::{Dataset, Row};
 use crate::policy::features;
 use crate::tokens;
@@ -128,7 +128,10 @@ pub fn prepare(rows: &[Row], embeddings: &[Vec<f32>], head: Option<&IntentHead>)
                 custom_intent: None,
             });
             Prepared {
-                features: features::context(reading.as_ref(), prompt_tokens),
+                features: features::context(
+                    reading.as_ref().map(|r| r.intent_probs.as_slice()),
+                    prompt_tokens,
+                ),
                 prompt_tokens,
             }
         })

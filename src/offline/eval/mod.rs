@@ -24,7 +24,6 @@ pub mod data;
 pub mod fit;
 pub mod logreg;
 pub mod metrics;
-pub mod pca;
 pub mod plot;
 pub mod report;
 pub mod route;
@@ -84,9 +83,6 @@ pub struct EvalOptions {
     pub warm_start: Option<PathBuf>,
     /// Where embeddings are cached.
     pub cache_dir: PathBuf,
-    /// Append this many principal components of the embedding (fitted on the
-    /// training rows) to the bandit's context; 0: the service's context.
-    pub pca: usize,
 }
 
 impl EvalOptions {
@@ -106,7 +102,6 @@ impl EvalOptions {
             "--cost-weight must be finite and >= 0"
         );
         anyhow::ensure!(self.refit_every >= 1, "--refit-every must be at least 1");
-        anyhow::ensure!(self.pca <= 128, "--pca must be at most 128");
         Ok(())
     }
 }
@@ -186,16 +181,8 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
                 .collect();
             intent::evaluate(h, &ex, None).accuracy
         });
-    let mut prep_train = data::prepare(&train, &emb_train, head.as_ref());
-    let mut prep_eval = data::prepare(&eval, &emb_eval, head.as_ref());
-    if opts.pca > 0 {
-        let p = pca::Pca::fit(&emb_train, opts.pca);
-        for (prep, emb) in [(&mut prep_train, &emb_train), (&mut prep_eval, &emb_eval)] {
-            for (q, e) in prep.iter_mut().zip(emb.iter()) {
-                q.features.extend(p.project(e));
-            }
-        }
-    }
+    let prep_train = data::prepare(&train, &emb_train, head.as_ref());
+    let prep_eval = data::prepare(&eval, &emb_eval, head.as_ref());
     let costs = fit::CostModel::fit(&train, &models);
     let state = fit::bandit_state(&train, &prep_train, &models)?;
     write::json(&opts.out.join("prior.json"), &state)?;

@@ -38,6 +38,8 @@ mod propensity;
 mod state;
 
 pub use self::state::{ArmStats, BanditState, StateError};
+// The settings are config's (validated at load); the bandit is what reads them.
+pub use crate::config::{BanditParams, InvalidParams};
 
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
@@ -46,95 +48,6 @@ use sha2::{Digest, Sha256};
 use self::linalg::Cholesky;
 use self::propensity::Ziggurat;
 use super::{Candidate, Context, Decision, Policy};
-
-/// A bandit parameter outside its domain.
-#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
-pub enum InvalidParams {
-    #[error("lambda must be finite and > 0, got {0}")]
-    Lambda(f64),
-    #[error("sigma must be finite and > 0, got {0}")]
-    Sigma(f64),
-    #[error("explore_floor must be in [0, 1], got {0}")]
-    ExploreFloor(f64),
-    #[error("mc_samples must be in 1..=65536, got {0}")]
-    McSamples(u32),
-    #[error("exploration must be finite and >= 0, got {0}")]
-    Exploration(f64),
-}
-
-/// Validated hyper-parameters of the model and of selection.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BanditParams {
-    lambda: f64,
-    sigma: f64,
-    explore_floor: f64,
-    mc_samples: u32,
-    exploration: f64,
-}
-
-impl Default for BanditParams {
-    /// λ = 1 (the prior is worth one observation), σ = 0.3 (about the spread of
-    /// a reward in [0, 1]), ε = 0.05, M = 512 (propensity standard error ≤ 0.022),
-    /// v = 1 (the posterior as is).
-    fn default() -> Self {
-        Self {
-            lambda: 1.0,
-            sigma: 0.3,
-            explore_floor: 0.05,
-            mc_samples: 512,
-            exploration: 1.0,
-        }
-    }
-}
-
-impl BanditParams {
-    pub fn try_new(
-        lambda: f64,
-        sigma: f64,
-        explore_floor: f64,
-        mc_samples: u32,
-        exploration: f64,
-    ) -> Result<Self, InvalidParams> {
-        if !(lambda.is_finite() && lambda > 0.0) {
-            return Err(InvalidParams::Lambda(lambda));
-        }
-        if !(sigma.is_finite() && sigma > 0.0) {
-            return Err(InvalidParams::Sigma(sigma));
-        }
-        if !(0.0..=1.0).contains(&explore_floor) {
-            return Err(InvalidParams::ExploreFloor(explore_floor));
-        }
-        if !(1..=65_536).contains(&mc_samples) {
-            return Err(InvalidParams::McSamples(mc_samples));
-        }
-        if !(exploration.is_finite() && exploration >= 0.0) {
-            return Err(InvalidParams::Exploration(exploration));
-        }
-        Ok(Self {
-            lambda,
-            sigma,
-            explore_floor,
-            mc_samples,
-            exploration,
-        })
-    }
-
-    pub fn lambda(&self) -> f64 {
-        self.lambda
-    }
-    pub fn sigma(&self) -> f64 {
-        self.sigma
-    }
-    pub fn explore_floor(&self) -> f64 {
-        self.explore_floor
-    }
-    pub fn mc_samples(&self) -> u32 {
-        self.mc_samples
-    }
-    pub fn exploration(&self) -> f64 {
-        self.exploration
-    }
-}
 
 /// One model's posterior: θ̂ and σ²A⁻¹ packed for [`linalg::quadratic_form`].
 #[derive(Debug, Clone)]
@@ -168,14 +81,14 @@ impl Bandit {
         let mut hash = Sha256::new();
         hash.update((d as u64).to_le_bytes());
         for v in [
-            params.lambda,
-            params.sigma,
-            params.explore_floor,
-            params.exploration,
+            params.lambda(),
+            params.sigma(),
+            params.explore_floor(),
+            params.exploration(),
         ] {
             hash.update(v.to_bits().to_le_bytes());
         }
-        hash.update(params.mc_samples.to_le_bytes());
+        hash.update(params.mc_samples().to_le_bytes());
         let mut n = 0;
         let posteriors = arms
             .iter()
@@ -246,7 +159,10 @@ impl Bandit {
             None => {
                 let mean = x.first().map_or(0.0, |x0| prior * x0);
                 let norm = linalg::dot(x, x).sqrt();
-                (mean, self.params.sigma * norm / self.params.lambda.sqrt())
+                (
+                    mean,
+                    self.params.sigma() * norm / self.params.lambda().sqrt(),
+                )
             }
         }
     }
@@ -272,15 +188,15 @@ fn posterior(stats: &ArmStats, prior: f64, params: &BanditParams) -> Option<Post
     let d = stats.dim();
     let mut a = linalg::unpack_symmetric(&stats.xx, d);
     for i in 0..d {
-        a[i * d + i] += params.lambda;
+        a[i * d + i] += params.lambda();
     }
     let mut b = stats.xr.clone();
     if let Some(b0) = b.first_mut() {
-        *b0 += params.lambda * prior;
+        *b0 += params.lambda() * prior;
     }
     let chol = Cholesky::new(&a, d).ok()?;
     let theta = chol.solve(&b);
-    let cov = linalg::pack_quadratic(&chol.inverse(), d, params.sigma * params.sigma);
+    let cov = linalg::pack_quadratic(&chol.inverse(), d, params.sigma() * params.sigma());
     Some(Posterior { theta, cov })
 }
 
@@ -325,7 +241,7 @@ impl Policy for Bandit {
             c.quality_std = std;
             c.score = crate::policy::objective(mean, c, w);
             scores.push(c.score);
-            scales.push(self.params.exploration * std);
+            scales.push(self.params.exploration() * std);
         }
         // One seed from the caller's rng drives a fast local generator, so a
         // seeded caller gets reproducible decisions.
@@ -333,9 +249,9 @@ impl Policy for Bandit {
         let p = if order.len() == 1 {
             vec![1.0]
         } else {
-            let samples = self.params.mc_samples;
+            let samples = self.params.mc_samples();
             let wins = propensity::thompson_wins(&scores, &scales, samples, &self.zig, &mut fast);
-            propensity::mix(&wins, samples, self.params.explore_floor)
+            propensity::mix(&wins, samples, self.params.explore_floor())
         };
         let chosen = order[propensity::draw(&p, &mut fast)];
         let best = order[propensity::first_max(&scores)];

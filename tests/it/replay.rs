@@ -5,7 +5,7 @@
 //! The late-phase mean quality must beat uniform random clearly and come
 //! within a stated margin of the best single model on the same prompts.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

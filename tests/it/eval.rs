@@ -42,7 +42,6 @@ fn opts(dir: &Path, name: &str, out: &Path, cache: &Path) -> EvalOptions {
         refit_every: 16,
         warm_start: None,
         cache_dir: cache.to_path_buf(),
-        pca: 0,
     }
 }
 

@@ -2,7 +2,7 @@
 //! are a distribution with an exploration floor, learning survives a restart,
 //! and on real routing outcomes it beats uniform random.
 
-mod common;
+use crate::common;
 
 use common::{Env, route_req};
 use switchyard::config::{Config, PolicyKind};

@@ -4,7 +4,7 @@
 //! (the 30% that `switchyard eval --seed 7` held out when it fitted the prior)
 //! far better with the prior than the same server without it.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@
 //! protobuf body with the OpenTelemetry proto types) or gRPC (a tonic
 //! `TraceService`).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

@@ -3,7 +3,7 @@
 //! error body, feedback idempotency (`tests/http_ops.rs`: models, readiness,
 //! metrics, limits).
 
-mod common;
+use crate::common;
 
 use common::Env;
 use common::http::{chat, error, post, url};

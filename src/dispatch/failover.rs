@@ -1,20 +1,36 @@
 //! The failure policy at work for one request: which models to try in which
 //! order, retries with backoff within the deadline, the breaker and load
-//! bookkeeping around every attempt, one attempt row per try, and failures
-//! learned as bandit observations.
+//! bookkeeping around every attempt, and one attempt row per try. What a
+//! failure teaches the bandit is the caller's (`on_failed`).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Engine, Routed, now_ms};
-use crate::dispatch::DispatchError;
-use crate::dispatch::health::AttemptGuard;
-use crate::policy::Candidate;
+use super::backoff::Backoff;
+use super::budget::RetryBudget;
+use super::health::{AttemptGuard, Health, HealthSnapshot};
+use super::{Blame, DispatchError};
+use crate::catalog::Catalog;
+use crate::clock::now_ms;
+use crate::config::FailurePolicy;
+use crate::policy::{Candidate, Decision};
 use crate::store::AttemptRow;
+
+/// The failure policy's memory (breakers, load, the retry budget) and the
+/// loop that applies it to each request.
+pub struct Failover {
+    catalog: Arc<Catalog>,
+    policy: FailurePolicy,
+    backoff: Backoff,
+    attempt_timeout: Duration,
+    health: Arc<Health>,
+    retry_budget: Arc<RetryBudget>,
+}
 
 /// The attempt that answered: its model, what it returned, and its health
 /// slot (still counted in flight, so a stream's whole life is measured).
-pub(super) struct Served<T> {
+pub struct Served<T> {
     pub model: usize,
     pub value: T,
     pub guard: AttemptGuard,
@@ -22,16 +38,51 @@ pub(super) struct Served<T> {
 }
 
 /// Every attempt failed (or none could be made): the last error and model.
-pub(super) struct Failed {
+pub struct Failed {
     pub error: DispatchError,
     pub model: usize,
 }
 
-impl Engine {
+impl Failover {
+    pub fn new(catalog: Arc<Catalog>, policy: FailurePolicy, attempt_timeout: Duration) -> Self {
+        let health = Arc::new(Health::new(
+            &catalog,
+            policy.breaker,
+            policy.shed_after_429s,
+        ));
+        let retry_budget = Arc::new(RetryBudget::new(
+            policy.retry_budget_ratio,
+            policy.retry_budget_reserve,
+        ));
+        Failover {
+            catalog,
+            backoff: Backoff::new(policy.backoff),
+            policy,
+            attempt_timeout,
+            health,
+            retry_budget,
+        }
+    }
+
+    /// Breakers and load per model and provider.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    pub fn retry_budget(&self) -> &Arc<RetryBudget> {
+        &self.retry_budget
+    }
+
+    /// A read-only picture of breakers, load and the retry budget.
+    pub fn snapshot(&self) -> HealthSnapshot {
+        self.health
+            .snapshot(&self.catalog, self.retry_budget.snapshot())
+    }
+
     /// Marks models whose breaker is open as ineligible, then sheds
     /// providers that are rate-limiting us, as long as another model stays
     /// eligible. Returns the models the failure policy made ineligible.
-    pub(super) fn screen_health(&self, screened: &mut [Candidate]) -> Vec<usize> {
+    pub fn screen_health(&self, screened: &mut [Candidate]) -> Vec<usize> {
         let now = Instant::now();
         let mut refused = Vec::new();
         for c in screened.iter_mut().filter(|c| c.eligible) {
@@ -62,10 +113,9 @@ impl Engine {
     }
 
     /// Fills in each eligible candidate's live load and its penalty
-    /// (`routing.latency_weight`; at 0 the penalty is 0 and selection is as
-    /// without load signals).
-    pub(super) fn screen_load(&self, screened: &mut [Candidate]) {
-        let weight = self.config.routing.latency_weight;
+    /// (`weight` is `routing.latency_weight`; at 0 the penalty is 0 and
+    /// selection is as without load signals).
+    pub fn screen_load(&self, screened: &mut [Candidate], weight: f64) {
         for c in screened.iter_mut().filter(|c| c.eligible) {
             let (latency, in_flight) = self.health.load(c.model);
             c.load = crate::policy::Load::new(latency, in_flight, weight);
@@ -75,9 +125,8 @@ impl Engine {
     /// The models to try, in order: the decision's model; then (unless it
     /// was pinned or fallback is off) its configured chain, then the other
     /// eligible models by the policy's score, up to `max_fallbacks` more.
-    pub(super) fn plan(&self, routed: &Routed) -> Vec<usize> {
-        let d = &routed.decision;
-        let policy = &self.config.dispatch.policy;
+    pub fn plan(&self, d: &Decision) -> Vec<usize> {
+        let policy = &self.policy;
         let mut plan = vec![d.model];
         if d.policy_version == "pinned" || !policy.fallback {
             return plan;
@@ -102,21 +151,25 @@ impl Engine {
 
     /// Tries the plan until an attempt succeeds, the deadline passes or the
     /// error is the request's own fault. `call(model, timeout)` makes one
-    /// attempt. Failed attempts are appended to `rows`.
-    pub(super) async fn run_attempts<T, F, Fut>(
+    /// attempt; `on_failed(model)` hears of each model that failed the
+    /// request through its provider's fault. Failed attempts are appended to
+    /// `rows`; `decision_id` names them in the log lines.
+    pub async fn run<T, F, Fut>(
         &self,
-        routed: &Routed,
+        decision_id: &str,
+        decision: &Decision,
         deadline: Instant,
         rows: &mut Vec<AttemptRow>,
         call: F,
+        on_failed: impl Fn(usize),
     ) -> Result<Served<T>, Failed>
     where
         F: Fn(usize, Duration) -> Fut,
         Fut: Future<Output = Result<T, DispatchError>>,
     {
-        let policy = &self.config.dispatch.policy;
+        let policy = &self.policy;
         self.retry_budget.deposit();
-        let plan = self.plan(routed);
+        let plan = self.plan(decision);
         let mut last: Option<Failed> = None;
         for &m in &plan {
             let provider = self.catalog.models[m].provider;
@@ -125,7 +178,9 @@ impl Engine {
             loop {
                 let now = Instant::now();
                 if now >= deadline {
-                    self.learn_failure(routed, m, model_failed);
+                    if model_failed {
+                        on_failed(m);
+                    }
                     // Only when the deadline was spent before any attempt.
                     return Err(last.unwrap_or(Failed {
                         error: DispatchError::Timeout(Duration::ZERO),
@@ -141,8 +196,6 @@ impl Engine {
                     break;
                 };
                 let timeout = self
-                    .config
-                    .dispatch
                     .attempt_timeout
                     .min(deadline.saturating_duration_since(now));
                 let started = (now, now_ms());
@@ -165,11 +218,11 @@ impl Engine {
                         rows.push(self.failed_attempt(m, started, &e));
                         model_failed |= fault;
                         tracing::warn!(
-                            decision_id = %routed.decision_id,
+                            %decision_id,
                             model = %self.catalog.models[m].name,
                             retry, error = %e, "attempt failed"
                         );
-                        let request_fault = matches!(e.http_status(), Some(400 | 413 | 422));
+                        let request_fault = e.blame() == Blame::Request;
                         let retry_after = e.retry_after();
                         let retryable = e.is_retryable();
                         last = Some(Failed { error: e, model: m });
@@ -180,7 +233,7 @@ impl Engine {
                         if !retryable || retry >= policy.max_retries {
                             break;
                         }
-                        let delay = policy.backoff.delay(retry, retry_after, &mut rand::rng());
+                        let delay = self.backoff.delay(retry, retry_after, &mut rand::rng());
                         // Waiting past the deadline helps no one: fall back now.
                         if Instant::now() + delay >= deadline || !self.retry_budget.try_withdraw() {
                             break;
@@ -191,28 +244,14 @@ impl Engine {
                     }
                 }
             }
-            self.learn_failure(routed, m, model_failed);
+            if model_failed {
+                on_failed(m);
+            }
         }
         Err(last.expect("the plan holds at least the chosen model: this is a bug"))
     }
 
-    /// One bandit observation per model that failed a request through its
-    /// provider's fault (the same rule the log replays at start).
-    pub(super) fn learn_failure(&self, routed: &Routed, m: usize, failed: bool) {
-        let policy = &self.config.dispatch.policy;
-        if !failed || !policy.learn_from_failures {
-            return;
-        }
-        if let Some(l) = &self.learning {
-            l.observe_failure(
-                &self.catalog.models[m].name,
-                &routed.context,
-                policy.failure_reward,
-            );
-        }
-    }
-
-    pub(super) fn failed_attempt(
+    pub fn failed_attempt(
         &self,
         m: usize,
         started: (Instant, i64),
@@ -234,6 +273,6 @@ impl Engine {
     }
 }
 
-pub(super) fn elapsed_ms(since: Instant) -> u32 {
+pub fn elapsed_ms(since: Instant) -> u32 {
     u32::try_from(since.elapsed().as_millis()).unwrap_or(u32::MAX)
 }

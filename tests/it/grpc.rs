@@ -1,7 +1,7 @@
 //! The gRPC contract end to end: the real server, a real SQLite file, the
 //! real mock provider on loopback, and a client generated from the proto.
 
-mod common;
+use crate::common;
 
 use common::{Env, complete_req, route_req, user};
 use switchyard::pb;

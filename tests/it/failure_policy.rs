@@ -4,7 +4,7 @@
 //! down fails fast; 429s wait for Retry-After; streams fall back only before
 //! their first token; failures are logged as attempts and learned.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -121,7 +121,9 @@ async fn a_flaky_primary_with_a_healthy_fallback_loses_nothing() {
         .await
         .unwrap()
         .0;
-    let failures = store.failure_observations().await.unwrap();
+    let failures = switchyard::learn::failure_observations(&store)
+        .await
+        .unwrap();
     assert!(failures.iter().any(|(m, _)| m == "primary"));
     assert!(failures.iter().all(|(m, _)| m == "primary"), "{failures:?}");
 }
@@ -173,10 +175,11 @@ async fn all_models_down_is_unavailable_quickly() {
             .rsplit(' ')
             .next()
             .unwrap()
-            .to_owned()
+            .parse::<f64>()
+            .unwrap()
     };
-    assert_eq!(state("down503"), "2");
-    assert_eq!(state("downhang"), "2");
+    assert_eq!(state("down503"), 2.0);
+    assert_eq!(state("downhang"), 2.0);
     assert!(metrics.contains("switchyard_provider_in_flight{provider=\"oa\"} 0"));
 }
 

@@ -6,6 +6,8 @@
 //! rebuilt exactly from the log at start: nothing but the log needs to be
 //! durable, and a restart learns nothing twice and forgets nothing.
 
+mod promoted;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +16,12 @@ use arc_swap::ArcSwap;
 use rand::RngCore;
 use tokio::sync::mpsc;
 
-use super::promoted;
 use crate::catalog::Catalog;
+use crate::dispatch::Blame;
 use crate::policy::bandit::{Bandit, BanditParams, BanditState};
 use crate::policy::{Candidate, Context, Decision, Policy};
-use crate::store::{FeedbackOutcome, Store};
+use crate::store::codec::unpack_f32;
+use crate::store::{FeedbackOutcome, Store, StoreError};
 
 /// One change to the state, sent by the feedback path.
 #[derive(Debug)]
@@ -140,10 +143,10 @@ impl Learning {
     /// Re-learns the failures in the log (at start, after `start`): the same
     /// observations `observe_failure` made before a restart.
     pub async fn replay_failures(&self, store: &Store, reward: f64) -> anyhow::Result<usize> {
-        let failures = store.failure_observations().await?;
+        let failures = failure_observations(store).await?;
         let n = failures.len();
-        for (arm, ctx) in failures {
-            self.observe_failure(&arm, &unpack_f32(&ctx), reward);
+        for (arm, x) in failures {
+            self.observe_failure(&arm, &x, reward);
         }
         Ok(n)
     }
@@ -300,13 +303,33 @@ async fn record(
         "exploration": p.exploration(),
         "state": state,
     });
-    let at = crate::engine::now_ms();
+    let at = crate::clock::now_ms();
     if let Err(e) = store
         .record_policy_version(bandit.version(), "bandit", params.to_string(), at)
         .await
     {
         tracing::warn!(error = %e, "policy version not recorded");
     }
+}
+
+/// Every (model, context) in the log that failed a decision it did not end up
+/// serving through its provider's fault, once per (decision, model): the
+/// observations `observe_failure` made live, by the same rule ([`Blame`]).
+pub async fn failure_observations(store: &Store) -> Result<Vec<(String, Vec<f32>)>, StoreError> {
+    let mut out: Vec<(String, Vec<f32>)> = Vec::new();
+    let mut last: Option<(String, String)> = None;
+    for a in store.failed_attempts().await? {
+        if Blame::of_status(a.http_status) != Blame::Provider {
+            continue;
+        }
+        let key = (a.decision_id, a.model);
+        if last.as_ref() == Some(&key) {
+            continue;
+        }
+        out.push((key.1.clone(), unpack_f32(&a.context)));
+        last = Some(key);
+    }
+    Ok(out)
 }
 
 fn apply(state: &mut BanditState, u: Update) {
@@ -317,15 +340,4 @@ fn apply(state: &mut BanditState, u: Update) {
     if let Err(e) = result {
         tracing::warn!(error = %e, "feedback not learned");
     }
-}
-
-/// The context vector as logged: little-endian f32.
-pub fn pack_f32(x: &[f32]) -> Vec<u8> {
-    x.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-pub fn unpack_f32(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }

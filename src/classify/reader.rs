@@ -1,17 +1,12 @@
-//! Reading a prompt: the local classifier's embedding of the last user turn,
-//! and the intents the heads see in it.
-//!
-//! Only the last user turn is read (or the last non-empty message when no
-//! user turn has text): it says what is asked now, and it bounds the cost of
-//! long conversations. The encoder keeps at most `classifier.max_tokens`
-//! tokens of it, from its head and tail.
+//! Reading a prompt: the local classifier's embedding of one text, and the
+//! intents the heads see in it. Which text of a conversation is read is the
+//! engine's choice; the encoder keeps at most `classifier.max_tokens` tokens
+//! of it, from its head and tail.
 
 use std::path::Path;
 
-use crate::classify::{ClassifierConfig, ClassifyError, Embedder, IntentHead};
+use super::{ClassifierConfig, ClassifyError, Embedder, IntentHead};
 use crate::config::ClassifierSettings;
-use crate::dispatch::ChatMessage;
-use crate::error::Error;
 
 /// Softmax temperature of user-defined nearest-centroid heads: a cosine gap
 /// of 0.1 between two centroids becomes e² odds.
@@ -96,13 +91,8 @@ impl Reader {
         self.classifier.dim()
     }
 
-    pub async fn read(&self, messages: &[ChatMessage]) -> Result<Reading, Error> {
-        let text = text_to_read(messages);
-        let c = self
-            .classifier
-            .classify(text)
-            .await
-            .map_err(classify_error)?;
+    pub async fn read(&self, text: &str) -> Result<Reading, ClassifyError> {
+        let c = self.classifier.classify(text).await?;
         let (intent, intent_probs) = match &self.routing_head {
             Some(h) => {
                 // Features in label order (`predict` sorts by probability).
@@ -165,56 +155,4 @@ fn best(probs: &[(String, f32)]) -> Option<Intent> {
             label: label.clone(),
             confidence: f64::from(*p),
         })
-}
-
-/// The last user turn with text, else the last message with text.
-pub fn text_to_read(messages: &[ChatMessage]) -> &str {
-    let has_text = |m: &&ChatMessage| !m.content.trim().is_empty();
-    messages
-        .iter()
-        .rev()
-        .filter(has_text)
-        .find(|m| m.role == "user")
-        .or_else(|| messages.iter().rev().find(has_text))
-        .map(|m| m.content.as_str())
-        .unwrap_or("")
-}
-
-fn classify_error(e: ClassifyError) -> Error {
-    match e {
-        ClassifyError::Overloaded => {
-            Error::ResourceExhausted("the classifier queue is full; retry shortly".into())
-        }
-        ClassifyError::EmptyText => Error::invalid("messages", "no message has text to read"),
-        ClassifyError::WorkersGone => Error::Unavailable("the classifier is shutting down".into()),
-        other => {
-            tracing::error!(error = %other, "classifier failure");
-            Error::Internal(format!("classifier: {other}"))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(role: &str, content: &str) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-
-    #[test]
-    fn reads_the_last_user_turn_with_text() {
-        let msgs = [
-            m("system", "be brief"),
-            m("user", "first"),
-            m("assistant", "ok"),
-            m("user", "second"),
-            m("user", " "),
-        ];
-        assert_eq!(text_to_read(&msgs), "second");
-        assert_eq!(text_to_read(&[m("system", "only system")]), "only system");
-    }
 }

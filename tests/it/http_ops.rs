@@ -1,7 +1,7 @@
 //! The HTTP front's model list, health, readiness and metrics endpoints and
 //! its in-flight limit, against the real server and mock provider on loopback.
 
-mod common;
+use crate::common;
 
 use common::Env;
 use common::http::{chat, error, post, url};
@@ -9,7 +9,11 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn models_health_readiness_and_metrics() {
-    let env = Env::start().await;
+    // Tenants named in the config get their own cost series; others are "other".
+    let env = Env::start_with(|c| {
+        c.telemetry.metric_tenants = vec!["t-http".into(), "acme".into()];
+    })
+    .await;
     let v: Value = reqwest::get(url(&env, "/v1/models"))
         .await
         .unwrap()

@@ -15,7 +15,7 @@ use crate::policy::bandit::{BanditParams, BanditState};
 use crate::policy::file::PolicyFile;
 use crate::store::Store;
 
-use super::learn::unpack_f32;
+use crate::store::codec::unpack_f32;
 
 /// A promoted policy ready to serve.
 pub(super) struct Promoted {

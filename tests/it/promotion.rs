@@ -3,7 +3,7 @@
 //! binary trains, evaluates and promotes, and the running server swaps the
 //! promoted policy in without a restart (and keeps it across one).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

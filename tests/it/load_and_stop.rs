@@ -5,7 +5,7 @@
 //! selection as it was; stop sequences reach every provider's wire body and
 //! bad ones are refused with the field named.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

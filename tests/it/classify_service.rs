@@ -2,11 +2,11 @@
 //! requests. Route explains the intent, the log keeps the embedding, user
 //! intents from config work, and a full queue is RESOURCE_EXHAUSTED.
 
-mod common;
+use crate::common;
 
 use common::{Env, route_req};
 use switchyard::config::IntentExamples;
-use switchyard::policy::features::unpack_f16;
+use switchyard::store::codec::unpack_f16;
 use tonic::Code;
 
 #[tokio::test]

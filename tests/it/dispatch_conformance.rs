@@ -4,7 +4,7 @@
 //! retryable), 429 with Retry-After, 5xx, connection reset, hang, truncated
 //! and malformed bodies, mid-stream failure, usage and cached tokens.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

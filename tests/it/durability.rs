@@ -2,7 +2,7 @@
 //! in-flight requests before exiting. These run the real `switchyard` binary.
 //! Also: a write that fails inside a group commit fails alone.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,0 +1,23 @@
+//! The one integration-test binary: every suite is a module, so candle and the
+//! server link once. Shared harness code lives in `tests/common`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod classify;
+mod classify_service;
+mod dispatch_conformance;
+mod durability;
+mod eval;
+mod eval_prior;
+mod failure_policy;
+mod grpc;
+mod http;
+mod http_ops;
+mod learning;
+mod load_and_stop;
+mod otlp;
+mod promotion;
+mod replay;
+mod static_embed;
+mod store_conformance;

@@ -1,0 +1,345 @@
+//! The decision log's conformance suite: what every `Store` backend must do,
+//! through the `Store` interface alone. Each backend runs every case on a
+//! fresh database of its own (`open`); the SQLite backend runs it under both
+//! `store.synchronous` settings.
+
+use std::future::Future;
+
+use switchyard::config::{Config, Synchronous};
+use switchyard::store::codec::{pack_f16, pack_f32, unpack_f32};
+use switchyard::store::{
+    AttemptRow, DecisionRow, FeedbackRow, PromotionRow, Store, StoreError, WriterHandle,
+};
+
+/// Runs every case against databases made by `open`.
+async fn suite<F, Fut>(open: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = (Store, WriterHandle, tempfile::TempDir)>,
+{
+    decisions_read_back_as_written(open().await).await;
+    attempts_and_served_models_are_logged(open().await).await;
+    feedback_replaces_per_source_and_feeds_learning(open().await).await;
+    failed_attempts_and_token_sums_come_from_the_attempts(open().await).await;
+    policy_versions_and_promotions_are_kept(open().await).await;
+    offline_reads_join_decisions_with_their_outcomes(open().await).await;
+}
+
+async fn sqlite(sync: Synchronous) -> (Store, WriterHandle, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::embedded().store;
+    cfg.synchronous = sync;
+    let (store, writer) = Store::open(&dir.path().join("log.db"), &cfg).await.unwrap();
+    (store, writer, dir)
+}
+
+#[tokio::test]
+async fn sqlite_full_conforms() {
+    suite(|| sqlite(Synchronous::Full)).await;
+}
+
+#[tokio::test]
+async fn sqlite_normal_conforms() {
+    suite(|| sqlite(Synchronous::Normal)).await;
+}
+
+fn decision(id: &str, at_ms: i64, context: &[f32]) -> DecisionRow {
+    DecisionRow {
+        id: id.into(),
+        created_at_ms: at_ms,
+        tenant: "t".into(),
+        rpc: "complete",
+        model: "small".into(),
+        provider: "mock".into(),
+        pinned: false,
+        propensity: 0.25,
+        explored: true,
+        policy_version: "v1".into(),
+        cost_weight: 10.0,
+        max_cost_usd: Some(0.5),
+        prompt_tokens: 12,
+        output_tokens: 64,
+        message_count: 2,
+        features: Some(pack_f16(&[0.5, -0.25])),
+        context: Some(pack_f32(context)),
+        intent: Some("code".into()),
+        candidates: "[]".into(),
+        metadata: "{}".into(),
+        prompt: None,
+        served_model: None,
+    }
+}
+
+fn attempt(model: &str, outcome: &'static str, status: Option<u16>) -> AttemptRow {
+    AttemptRow {
+        model: model.into(),
+        provider: "mock".into(),
+        outcome,
+        error: (outcome != "ok").then(|| "failed".into()),
+        http_status: status,
+        started_at_ms: 1,
+        latency_ms: 3,
+        prompt_tokens: Some(12),
+        completion_tokens: (outcome == "ok").then_some(40),
+        usage_estimated: false,
+        cost_usd: Some(0.001),
+    }
+}
+
+fn feedback(id: &str, source: &str, reward: f64, at_ms: i64) -> FeedbackRow {
+    FeedbackRow {
+        decision_id: id.into(),
+        source: source.into(),
+        reward,
+        at_ms,
+    }
+}
+
+/// Waits until everything written before is visible to reads. Under
+/// `synchronous = "normal"` a Complete's rows are acknowledged from the
+/// journal and reach the database just after; a later write that waits for
+/// its own commit comes after them in the writer's queue.
+async fn settle(store: &Store) {
+    let id = format!("settle-{}", uuid::Uuid::new_v4());
+    store
+        .record_decision(decision(&id, 0, &[1.0]))
+        .await
+        .unwrap();
+}
+
+async fn close(store: Store, writer: WriterHandle) {
+    store.close().await;
+    writer.finished().await;
+}
+
+async fn decisions_read_back_as_written(
+    (store, writer, _dir): (Store, WriterHandle, tempfile::TempDir),
+) {
+    store
+        .record_decision(decision("d1", 10, &[1.0, 0.5]))
+        .await
+        .unwrap();
+    let d = store.decision("d1").await.unwrap().expect("written");
+    assert_eq!(
+        (d.id.as_str(), d.tenant.as_str(), d.model.as_str()),
+        ("d1", "t", "small")
+    );
+    assert_eq!((d.propensity, d.policy_version.as_str()), (0.25, "v1"));
+    assert_eq!(d.intent.as_deref(), Some("code"));
+    assert_eq!(d.features, Some(pack_f16(&[0.5, -0.25])));
+    assert!(store.decision("missing").await.unwrap().is_none());
+    // A stream's decision commits on its own, before its attempts.
+    let pending = store
+        .begin_decision(decision("d2", 11, &[1.0]))
+        .await
+        .unwrap();
+    pending.committed().await.unwrap();
+    assert!(store.decision("d2").await.unwrap().is_some());
+    store.ping().await.unwrap();
+    store.check_writable().await.unwrap();
+    close(store, writer).await;
+}
+
+async fn attempts_and_served_models_are_logged(
+    (store, writer, _dir): (Store, WriterHandle, tempfile::TempDir),
+) {
+    let mut row = decision("d1", 10, &[1.0]);
+    row.served_model = Some("large".into());
+    store
+        .record_decision_with_attempts(
+            row,
+            vec![
+                attempt("small", "error", Some(503)),
+                attempt("large", "ok", Some(200)),
+            ],
+        )
+        .await
+        .unwrap();
+    settle(&store).await;
+    let d = store.decision("d1").await.unwrap().unwrap();
+    assert_eq!((d.served_model.as_deref(), d.attempts), (Some("large"), 2));
+    store
+        .record_decision(decision("d2", 11, &[1.0]))
+        .await
+        .unwrap();
+    store
+        .record_attempts(
+            "d2".into(),
+            vec![attempt("small", "ok", Some(200))],
+            Some("small".into()),
+        )
+        .await
+        .unwrap();
+    let d = store.decision("d2").await.unwrap().unwrap();
+    assert_eq!((d.served_model.as_deref(), d.attempts), (Some("small"), 1));
+    close(store, writer).await;
+}
+
+async fn feedback_replaces_per_source_and_feeds_learning(
+    (store, writer, _dir): (Store, WriterHandle, tempfile::TempDir),
+) {
+    let mut row = decision("d1", 10, &[1.0, 0.5]);
+    row.served_model = Some("large".into());
+    store.record_decision(row).await.unwrap();
+    let first = store
+        .record_feedback(feedback("d1", "thumbs", 0.2, 20))
+        .await
+        .unwrap();
+    assert!(!first.replaced);
+    assert_eq!(
+        first.arm.as_deref(),
+        Some("large"),
+        "the model that served earns it"
+    );
+    assert_eq!(
+        first.context.as_deref().map(unpack_f32),
+        Some(vec![1.0, 0.5])
+    );
+    let again = store
+        .record_feedback(feedback("d1", "thumbs", 0.9, 21))
+        .await
+        .unwrap();
+    assert!(again.replaced);
+    assert_eq!(again.previous, Some(0.2));
+    store
+        .record_feedback(feedback("d1", "judge", 0.5, 22))
+        .await
+        .unwrap();
+    let mut values = store.feedback("d1").await.unwrap();
+    values.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        values,
+        [("judge".to_string(), 0.5), ("thumbs".to_string(), 0.9)]
+    );
+    let err = store
+        .record_feedback(feedback("nope", "thumbs", 0.5, 23))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DecisionNotFound(_)), "{err}");
+    let obs = store.observations().await.unwrap();
+    assert_eq!(obs.len(), 2);
+    assert!(obs.iter().all(|o| o.arm == "large"));
+    close(store, writer).await;
+}
+
+async fn failed_attempts_and_token_sums_come_from_the_attempts(
+    (store, writer, _dir): (Store, WriterHandle, tempfile::TempDir),
+) {
+    let mut row = decision("d1", 10, &[1.0]);
+    row.served_model = Some("large".into());
+    let attempts = vec![
+        attempt("small", "error", Some(503)),
+        attempt("small", "timeout", None),
+        attempt("medium", "error", Some(400)),
+        attempt("large", "ok", Some(200)),
+    ];
+    store
+        .record_decision_with_attempts(row, attempts)
+        .await
+        .unwrap();
+    settle(&store).await;
+    let failed = store.failed_attempts().await.unwrap();
+    let seen: Vec<(&str, Option<u16>)> = failed
+        .iter()
+        .map(|a| (a.model.as_str(), a.http_status))
+        .collect();
+    assert_eq!(
+        seen.len(),
+        3,
+        "every failure but the served model's: {seen:?}"
+    );
+    assert!(seen.contains(&("medium", Some(400))) && seen.contains(&("small", None)));
+    assert!(
+        failed
+            .iter()
+            .all(|a| a.decision_id == "d1" && unpack_f32(&a.context) == [1.0])
+    );
+    let sums = store.completion_token_sums().await.unwrap();
+    assert_eq!(sums, [("large".to_string(), "code".to_string(), 40, 1)]);
+    close(store, writer).await;
+}
+
+async fn policy_versions_and_promotions_are_kept(
+    (store, writer, _dir): (Store, WriterHandle, tempfile::TempDir),
+) {
+    assert!(store.active_policy().await.unwrap().is_none());
+    store
+        .record_policy_version("v1".into(), "bandit", "{}".into(), 1)
+        .await
+        .unwrap();
+    store
+        .record_policy_version("v2".into(), "bandit", "{\"a\":1}".into(), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.active_policy().await.unwrap(),
+        Some(("v2".to_string(), "{\"a\":1}".to_string()))
+    );
+    assert_eq!(store.latest_promotion_id().await.unwrap(), 0);
+    assert!(store.current_promotion().await.unwrap().is_none());
+    let promotion = |version: &str| PromotionRow {
+        version: version.into(),
+        at_ms: 5,
+        forced: false,
+        estimate: Some(0.7),
+        lower_bound: Some(0.6),
+        baseline: Some(0.5),
+        report: "{}".into(),
+        policy: format!("{{\"version\":\"{version}\"}}"),
+    };
+    let first = store.record_promotion(promotion("p1")).await.unwrap();
+    let second = store.record_promotion(promotion("p2")).await.unwrap();
+    assert!(second > first);
+    assert_eq!(store.latest_promotion_id().await.unwrap(), second);
+    let current = store.current_promotion().await.unwrap().unwrap();
+    assert_eq!((current.id, current.version.as_str()), (second, "p2"));
+    close(store, writer).await;
+}
+
+async fn offline_reads_join_decisions_with_their_outcomes(
+    (store, writer, _dir): (Store, WriterHandle, tempfile::TempDir),
+) {
+    for (id, at) in [("d1", 10), ("d2", 20), ("d3", 30)] {
+        let mut row = decision(id, at, &[1.0, 0.25]);
+        row.served_model = Some("small".into());
+        store
+            .record_decision_with_attempts(row, vec![attempt("small", "ok", Some(200))])
+            .await
+            .unwrap();
+    }
+    store
+        .record_feedback(feedback("d1", "thumbs", 1.0, 100))
+        .await
+        .unwrap();
+    store
+        .record_feedback(feedback("d3", "thumbs", 0.0, 300))
+        .await
+        .unwrap();
+    assert_eq!(store.feedback_watermark().await.unwrap(), 300);
+    let after: Vec<f64> = store
+        .observations_after(100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.reward)
+        .collect();
+    assert_eq!(after, [0.0], "only rewards recorded after the watermark");
+    let ids = |l: &[switchyard::store::LoggedDecision]| -> Vec<String> {
+        l.iter().map(|d| d.id.clone()).collect()
+    };
+    // Decisions with feedback recorded by `through`, made since `since`.
+    let all = store.logged_decisions(0, i64::MAX).await.unwrap();
+    assert_eq!(ids(&all), ["d1", "d3"]);
+    assert_eq!(
+        (all[0].rewards.as_slice(), all[1].rewards.as_slice()),
+        (&[1.0][..], &[0.0][..])
+    );
+    assert_eq!(all[1].cost_usd, Some(0.001));
+    assert_eq!(unpack_f32(all[1].context.as_deref().unwrap()), [1.0, 0.25]);
+    assert_eq!(
+        ids(&store.logged_decisions(15, i64::MAX).await.unwrap()),
+        ["d3"]
+    );
+    assert_eq!(ids(&store.logged_decisions(0, 150).await.unwrap()), ["d1"]);
+    close(store, writer).await;
+}
