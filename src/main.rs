@@ -121,10 +121,11 @@ enum Command {
     },
 }
 
+/// The file (or the embedded defaults) with the `SWITCHYARD__*` environment over it.
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     Ok(match path {
         Some(p) => Config::load(p)?,
-        None => Config::embedded(),
+        None => Config::from_env()?,
     })
 }
 

@@ -2,7 +2,7 @@
 //! hand-written forward pass for one text at a time.
 //!
 //! Why not `candle_transformers::models::bert`: it is general (batches, masks, any
-//! dtype) and pays for it — about 30 ms for 64 tokens on one thread here. This forward
+//! dtype) and pays for it: several times slower for one text (docs/performance.md). This forward
 //! pass is specialised for batch 1:
 //! * no attention mask at all: a single sequence has no padding, so every token attends
 //!   to every token, which is exactly what the masked model computes for that sequence;
@@ -18,14 +18,8 @@
 //! Loading (config validation, weight layouts) lives in [`super::weights`]; the forward
 //! pass itself in [`crate::kernels::bert`], with the crate's other `unsafe` code.
 //!
-//! Measured with `CLASSIFY_LATENCY=1 cargo bench --bench classify` on the 2-core Zen 4
-//! development machine (load average ~1.6; other builds were running on and off):
-//! tokenise + embed on one thread, int8 — 16 tokens p50 0.70 / p99 0.83 ms, 64 tokens
-//! 3.13 / 3.48 ms, 128 tokens 6.72 / 7.70 ms, 256 tokens 17.4 / 25.8 ms; through
-//! `Classifier::classify` at 64 tokens p50 3.4 / p99 4.6 ms; 315–326 mixed 10–200-token
-//! prompts/s with two workers (110–167/s while a parallel build held the load at 5–7).
-//! The stock candle BERT takes ~30 ms at 64 tokens here. Worst cosine against the NumPy
-//! reference fixture: 0.99950 in int8, 0.9999998 in F32.
+//! How fast and how faithful it is (against the stock candle BERT, ONNX Runtime and the
+//! NumPy reference fixture): docs/performance.md and docs/classifier.md.
 //!
 //! Output follows sentence-transformers' module stack for this model: `Transformer` →
 //! `Pooling(mode_mean_tokens)` → `Normalize`. Mean pooling in sentence-transformers is

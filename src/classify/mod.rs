@@ -40,7 +40,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifyError {
     /// A model file is missing or unreadable.
-    #[error("cannot read model file {path}: {source}")]
+    #[error("cannot read model file {path}")]
     ModelFile {
         path: PathBuf,
         #[source]

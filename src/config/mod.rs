@@ -31,20 +31,21 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("invalid config: {0}")]
     Parse(#[from] toml::de::Error),
-    /// A key of the wrong type, an unknown key or value, at `path`.
-    #[error("invalid config: {path}{}: {source}", .line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    /// A key of the wrong type, an unknown key or value, at `path`. The
+    /// parser's message is the detail of this one (not a separate cause), so
+    /// a chain printer shows it once.
+    #[error("invalid config: {path}{}: {detail}", .line.map(|l| format!(" (line {l})")).unwrap_or_default())]
     Shape {
         path: String,
         line: Option<usize>,
-        #[source]
-        source: Box<toml::de::Error>,
+        detail: Box<toml::de::Error>,
     },
     #[error("invalid config: {field}: {message}")]
     Invalid { field: String, message: String },
@@ -264,17 +265,17 @@ impl Config {
         let raw: RawConfig =
             serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
                 let mut path: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
-                let source = e.into_inner();
+                let detail = e.into_inner();
                 // serde names an unknown key only in its message: add it to
                 // the path so the line can be found.
-                if let Some(key) = unknown_key(&source.to_string()) {
+                if let Some(key) = unknown_key(&detail.to_string()) {
                     path.push(key);
                 }
                 let line = file.and_then(|t| layers::line_of(t, &path));
                 ConfigError::Shape {
                     path: path.join("."),
                     line,
-                    source: Box::new(source),
+                    detail: Box::new(detail),
                 }
             })?;
         validate::validate(raw, head_set || env_head)

@@ -165,3 +165,58 @@ async fn over_the_in_flight_limit_is_a_429_and_a_dropped_stream_frees_its_slot()
     }
     assert!(ok, "a dropped stream kept its slot");
 }
+
+/// `SWITCHYARD__SECTION__KEY` variables reach the binary's config: the
+/// server comes up where they say, and a bad one is refused by name.
+#[tokio::test]
+async fn the_environment_sets_config_keys_of_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, http) = (common::free_port(), common::free_port());
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let refused = std::process::Command::new(bin)
+        .arg("check-config")
+        .env("SWITCHYARD__ROUTING__COST_WEIGHT", "-1")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("routing.cost_weight"), "{stderr}");
+
+    let mut child = std::process::Command::new(bin)
+        .arg("serve")
+        .env(
+            "SWITCHYARD__SERVER__GRPC_LISTEN",
+            format!("127.0.0.1:{grpc}"),
+        )
+        .env(
+            "SWITCHYARD__SERVER__HTTP_LISTEN",
+            format!("127.0.0.1:{http}"),
+        )
+        .env("SWITCHYARD__SERVER__DATABASE", dir.path().join("env.db"))
+        .env("SWITCHYARD__CLASSIFIER__ENABLED", "false")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let ready = loop {
+        let r = reqwest::get(format!("http://127.0.0.1:{http}/readyz")).await;
+        if r.as_ref().is_ok_and(|r| r.status().is_success()) {
+            break true;
+        }
+        if std::time::Instant::now() > until {
+            break false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        ready,
+        "the server did not come up on the port the environment named"
+    );
+    assert!(
+        dir.path().join("env.db").exists(),
+        "the database is where the environment said"
+    );
+}

@@ -141,7 +141,7 @@ fn summary(c: &Context<'_>) -> Summary {
 fn singles_and_oracle(refs: &Reference) -> Vec<Series> {
     vec![
         Series {
-            label: "SINGLE MODELS".into(),
+            label: "Single models".into(),
             color: plot::GREY,
             points: refs
                 .single_models
@@ -152,7 +152,7 @@ fn singles_and_oracle(refs: &Reference) -> Vec<Series> {
             dots: true,
         },
         Series {
-            label: "ORACLE".into(),
+            label: "Oracle".into(),
             color: plot::RED,
             points: vec![(refs.oracle.cost, refs.oracle.quality)],
             line: false,
@@ -186,18 +186,18 @@ pub fn offline(
     let k = report::curve(weights, knn, c.eval, c.models, c.refs);
     let l = report::curve(weights, logreg, c.eval, c.models, c.refs);
     let mut series = vec![
-        curve_series("ROUTER (BANDIT)", plot::BLUE, &r),
-        curve_series("KNN BASELINE", plot::ORANGE, &k),
-        curve_series("LOGISTIC BASELINE", plot::GREEN, &l),
+        curve_series("Router (bandit)", plot::BLUE, &r),
+        curve_series("kNN baseline", plot::ORANGE, &k),
+        curve_series("Logistic baseline", plot::GREEN, &l),
     ];
     series.extend(singles_and_oracle(c.refs));
     Chart {
         title: format!(
-            "{}: QUALITY VS COST ON HELD-OUT PROMPTS",
+            "{}: quality vs cost on held-out prompts",
             summary(c).dataset
         ),
-        x_label: "MEAN COST PER PROMPT (USD, LOG)".into(),
-        y_label: "QUALITY".into(),
+        x_label: "Mean cost per prompt (USD, log scale)".into(),
+        y_label: "Quality".into(),
         log_x: true,
         series,
     }
@@ -233,14 +233,14 @@ pub fn online(c: &Context<'_>, choices: &Choices) -> anyhow::Result<Summary> {
         .collect();
     let overall = report::point(choices.len() as f64, choices, c.eval, c.models);
     let mut series = vec![Series {
-        label: "ROUTER (BANDIT)".into(),
+        label: "Router (bandit)".into(),
         color: plot::BLUE,
         points: windows.iter().map(|p| (p.setting, p.quality)).collect(),
         line: true,
         dots: true,
     }];
     series.push(Series {
-        label: "BEST SINGLE MODEL".into(),
+        label: "Best single model".into(),
         color: plot::GREY,
         points: vec![
             (1.0, c.refs.best_single.quality),
@@ -250,9 +250,9 @@ pub fn online(c: &Context<'_>, choices: &Choices) -> anyhow::Result<Summary> {
         dots: false,
     });
     Chart {
-        title: format!("{}: ONLINE QUALITY PER WINDOW", summary(c).dataset),
-        x_label: "STEP".into(),
-        y_label: "QUALITY".into(),
+        title: format!("{}: online quality per window", summary(c).dataset),
+        x_label: "Step".into(),
+        y_label: "Quality".into(),
         log_x: false,
         series,
     }
