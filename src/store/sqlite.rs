@@ -262,25 +262,7 @@ impl SqliteStore {
     /// Every (decision, source) reward with a context and a serving model, in
     /// decision order: the log a policy's sufficient statistics are sums over.
     pub async fn observations(&self) -> Result<Vec<Observation>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT CASE WHEN d.rpc = 'route' THEN d.model ELSE d.served_model END AS arm,
-                    d.context, f.reward
-             FROM feedback f JOIN decisions d ON d.id = f.decision_id
-             WHERE d.context IS NOT NULL
-             ORDER BY d.created_at_ms, d.id, f.source",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                Some(Observation {
-                    arm: r.get::<Option<String>, _>("arm")?,
-                    context: r.get("context"),
-                    reward: r.get("reward"),
-                })
-            })
-            .collect())
+        self.observations_after(i64::MIN).await
     }
 
     /// Every failed attempt (outcome `error` or `timeout`) of a model at a
