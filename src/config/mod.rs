@@ -186,6 +186,34 @@ pub enum ProviderKind {
     Gemini,
 }
 
+impl ProviderKind {
+    /// Whether the protocol has no field for the request setting `name` (an
+    /// OpenAI parameter name), so that a model behind it cannot honour it.
+    pub fn lacks(self, name: &str) -> bool {
+        match self {
+            ProviderKind::OpenAi => false,
+            // The Messages API samples with temperature, top_p and top_k only;
+            // its extended thinking is not yet mapped from reasoning_effort.
+            ProviderKind::Anthropic => matches!(
+                name,
+                "seed" | "frequency_penalty" | "presence_penalty" | "reasoning_effort"
+            ),
+            // generationConfig has topP, seed and both penalties; its thinking
+            // budget is not yet mapped from reasoning_effort.
+            ProviderKind::Gemini => name == "reasoning_effort",
+        }
+    }
+
+    /// The protocol's name as users write it in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     pub name: String,

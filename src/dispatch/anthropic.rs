@@ -30,8 +30,21 @@ struct WireRequest<'a> {
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<WireMetadata<'a>>,
     stream: bool,
 }
+
+#[derive(Serialize)]
+struct WireMetadata<'a> {
+    user_id: &'a str,
+}
+
+/// The API's temperature range is [0, 1], OpenAI's [0, 2]; both scale the
+/// same softmax, so a value is kept as is and only clamped to the range.
+const MAX_TEMPERATURE: f64 = 1.0;
 
 #[derive(Serialize)]
 struct WireMessage<'a> {
@@ -127,8 +140,10 @@ impl AnthropicClient {
                 })
                 .collect(),
             max_tokens: req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-            temperature: req.temperature,
+            temperature: req.temperature.map(|t| t.min(MAX_TEMPERATURE)),
             stop_sequences: &req.stop,
+            top_p: req.sampling.top_p,
+            metadata: req.user.as_deref().map(|user_id| WireMetadata { user_id }),
             stream,
         };
         let mut rb = self

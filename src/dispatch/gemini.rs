@@ -44,6 +44,14 @@ struct WireGenConfig<'a> {
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +152,10 @@ impl GeminiClient {
                 max_output_tokens: req.max_tokens,
                 temperature: req.temperature,
                 stop_sequences: &req.stop,
+                top_p: req.sampling.top_p,
+                seed: req.sampling.seed,
+                frequency_penalty: req.sampling.frequency_penalty,
+                presence_penalty: req.sampling.presence_penalty,
             },
         };
         let url = if stream {

@@ -46,27 +46,72 @@ pub struct ChatMessage {
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub max_tokens: Option<u32>,
+    /// The client named the limit `max_completion_tokens` (OpenAI's current
+    /// name, the only one its reasoning models take): an OpenAI-compatible
+    /// upstream gets it under that name.
+    pub max_completion_tokens: bool,
     pub temperature: Option<f64>,
     /// Stop sequences; empty for none.
     pub stop: Vec<String>,
+    pub sampling: Sampling,
+    /// The end user, for the provider's abuse monitoring.
+    pub user: Option<String>,
+}
+
+/// Generation settings past temperature and length. Each protocol forwards
+/// or translates the ones it has a field for; a model whose protocol lacks
+/// one is not eligible for the request ([`ProviderKind::lacks`]).
+///
+/// [`ProviderKind::lacks`]: crate::config::ProviderKind::lacks
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sampling {
+    pub top_p: Option<f64>,
+    pub seed: Option<i64>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    /// OpenAI's `reasoning_effort` (`minimal`, `low`, `medium`, `high`).
+    pub reasoning_effort: Option<String>,
+}
+
+impl Sampling {
+    /// The names (OpenAI's) of the settings this request sets.
+    pub fn set(&self) -> Vec<&'static str> {
+        [
+            ("top_p", self.top_p.is_some()),
+            ("seed", self.seed.is_some()),
+            ("frequency_penalty", self.frequency_penalty.is_some()),
+            ("presence_penalty", self.presence_penalty.is_some()),
+            ("reasoning_effort", self.reasoning_effort.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
+/// Roles whose messages are instructions rather than turns: OpenAI's
+/// `system` and its newer `developer`. Anthropic and Gemini take them as the
+/// system prompt.
+fn instructs(role: &str) -> bool {
+    matches!(role, "system" | "developer")
 }
 
 impl ChatRequest {
-    /// The system prompt: every `system` message, joined. Anthropic and Gemini
-    /// take it apart from the turns.
+    /// The system prompt: every `system` and `developer` message, joined in
+    /// order. Anthropic and Gemini take it apart from the turns.
     pub fn system(&self) -> Option<String> {
         let parts: Vec<&str> = self
             .messages
             .iter()
-            .filter(|m| m.role == "system")
+            .filter(|m| instructs(&m.role))
             .map(|m| m.content.as_str())
             .collect();
         (!parts.is_empty()).then(|| parts.join("\n\n"))
     }
 
-    /// The conversation without system messages.
+    /// The conversation without its instructions.
     pub fn turns(&self) -> impl Iterator<Item = &ChatMessage> {
-        self.messages.iter().filter(|m| m.role != "system")
+        self.messages.iter().filter(|m| !instructs(&m.role))
     }
 }
 

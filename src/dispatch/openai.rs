@@ -18,9 +18,23 @@ struct WireRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
@@ -100,9 +114,16 @@ impl OpenAiClient {
         let body = WireRequest {
             model: upstream,
             messages: &req.messages,
-            max_tokens: req.max_tokens,
+            max_tokens: req.max_tokens.filter(|_| !req.max_completion_tokens),
+            max_completion_tokens: req.max_tokens.filter(|_| req.max_completion_tokens),
             temperature: req.temperature,
             stop: &req.stop,
+            top_p: req.sampling.top_p,
+            seed: req.sampling.seed,
+            frequency_penalty: req.sampling.frequency_penalty,
+            presence_penalty: req.sampling.presence_penalty,
+            reasoning_effort: req.sampling.reasoning_effort.as_deref(),
+            user: req.user.as_deref(),
             stream,
             stream_options: stream.then_some(StreamOptions {
                 include_usage: true,

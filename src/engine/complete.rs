@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Engine, RouteInput, Routed, Rpc, validate};
 use crate::dispatch::failover::{Failed, Served, elapsed_ms};
-use crate::dispatch::{ChatRequest, DispatchError, StreamEvent, Usage};
+use crate::dispatch::{ChatRequest, DispatchError, Sampling, StreamEvent, Usage};
 use crate::error::Error;
 use crate::store::{AttemptRow, DecisionRow};
 use crate::tokens;
@@ -26,10 +26,15 @@ pub struct CompleteInput {
     /// Pin a catalog model: no choice is made, the decision is still logged.
     pub model: Option<String>,
     pub max_tokens: Option<u32>,
+    /// `max_tokens` came as `max_completion_tokens` (see [`ChatRequest`]).
+    pub max_completion_tokens: bool,
     pub temperature: Option<f64>,
     pub deadline_ms: Option<u32>,
     /// Stop sequences passed to the provider; empty for none.
     pub stop: Vec<String>,
+    pub sampling: Sampling,
+    /// The end user, forwarded where the protocol has a field for it.
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,9 +83,11 @@ impl Engine {
         let temperature = validate::temperature(input.temperature)?;
         let deadline_ms = validate::positive_u32("deadline_ms", input.deadline_ms)?;
         validate::stop(&input.stop)?;
+        validate::sampling(&input.sampling)?;
         let mut route = input.route.clone();
         // The reply can be no longer than max_tokens: it caps expected costs.
         route.max_tokens = max_tokens;
+        route.settings = input.sampling.set();
         let (routed, row) = self.decide(&route, input.model.as_deref(), rpc).await?;
         let deadline = deadline_ms
             .map(|ms| Duration::from_millis(u64::from(ms)))
@@ -92,9 +99,12 @@ impl Engine {
             request: ChatRequest {
                 messages: route.messages,
                 max_tokens,
+                max_completion_tokens: input.max_completion_tokens,
                 temperature,
                 // Each adapter translates them to its protocol's field.
                 stop: input.stop.clone(),
+                sampling: input.sampling.clone(),
+                user: input.user.clone(),
             },
             deadline: Instant::now() + deadline,
         })

@@ -45,6 +45,9 @@ pub struct RouteInput {
     pub max_output_tokens: Option<u32>,
     /// A hard cap on output tokens (Complete's `max_tokens`).
     pub max_tokens: Option<u32>,
+    /// The generation settings the request sets (OpenAI names): a model whose
+    /// protocol has no field for one is not eligible.
+    pub settings: Vec<&'static str>,
 }
 
 /// A logged decision.
@@ -228,6 +231,21 @@ impl Engine {
                 "the pinned model is not in candidates",
             ));
         }
+        // A setting the pinned model cannot take is the request's to fix: a
+        // 400 naming both (routing instead skips such models).
+        if let Some(p) = pinned
+            && let Some(name) = eligibility::unsupported(&self.catalog, p, &input.settings)
+        {
+            let m = &self.catalog.models[p];
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "model {} ({} protocol) does not take `{name}`: leave it out, or choose another model",
+                    m.name,
+                    self.catalog.providers[m.provider].kind.name()
+                ),
+            ));
+        }
 
         let prompt_tokens =
             tokens::estimate_prompt_tokens(input.messages.iter().map(|m| m.content.as_str()));
@@ -267,6 +285,7 @@ impl Engine {
                 prompt_tokens,
                 output_tokens: &output_tokens,
                 max_cost_usd,
+                settings: &input.settings,
             },
         );
         let unhealthy = self.failover.screen_health(&mut screened);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::Catalog;
-use crate::dispatch::ChatMessage;
+use crate::dispatch::{ChatMessage, Sampling};
 use crate::error::Error;
 
 const ROLES: [&str; 5] = ["system", "user", "assistant", "tool", "developer"];
@@ -131,6 +131,31 @@ pub fn temperature(v: Option<f64>) -> Result<Option<f64>, Error> {
         other => Ok(other),
     }
 }
+
+/// OpenAI's ranges, which every protocol we forward to shares.
+pub fn sampling(s: &Sampling) -> Result<(), Error> {
+    let within = |field: &str, v: Option<f64>, lo: f64, hi: f64| match v {
+        Some(x) if !(lo..=hi).contains(&x) => {
+            Err(Error::invalid(field, format!("{x} is not in [{lo}, {hi}]")))
+        }
+        _ => Ok(()),
+    };
+    within("top_p", s.top_p, 0.0, 1.0)?;
+    within("frequency_penalty", s.frequency_penalty, -2.0, 2.0)?;
+    within("presence_penalty", s.presence_penalty, -2.0, 2.0)?;
+    if let Some(e) = &s.reasoning_effort
+        && !REASONING_EFFORTS.contains(&e.as_str())
+    {
+        return Err(Error::invalid(
+            "reasoning_effort",
+            format!("{e:?} is not one of {REASONING_EFFORTS:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// OpenAI's values of `reasoning_effort`.
+const REASONING_EFFORTS: [&str; 4] = ["minimal", "low", "medium", "high"];
 
 pub fn metadata(m: &BTreeMap<String, String>) -> Result<(), Error> {
     let bytes: usize = m.iter().map(|(k, v)| k.len() + v.len()).sum();

@@ -1,14 +1,17 @@
 //! The OpenAI chat-completions request as SDKs send it, and its conversion
 //! into the engine's `CompleteInput`.
 //!
-//! Fields we honour: `model`, `messages`, `stream`, `stream_options`,
-//! `max_tokens` / `max_completion_tokens`, `temperature`, `stop` (a string or
-//! up to 4 strings), `user`, `metadata`.
-//! Fields that would change the answer's shape or meaning if ignored (`n > 1`,
-//! `tools`, `functions`, `tool_choice`, `response_format` other than text,
-//! `logprobs`, `logit_bias`, `audio`, non-text `modalities`,
-//! `prediction`, non-text content parts) are rejected with 400. Anything else
-//! (`top_p`, penalties, `seed`, `store`, `service_tier`, ...) is ignored.
+//! Fields we honour: `model`, `messages` (roles `system`, `developer`,
+//! `user`, `assistant`), `stream`, `stream_options`, `max_tokens` /
+//! `max_completion_tokens`, `temperature`, `top_p`, `seed`,
+//! `frequency_penalty`, `presence_penalty`, `reasoning_effort`, `stop` (a
+//! string or up to 4 strings), `user`, `metadata`, and neutral values of the
+//! rest (`n: 1`, `store: false`, `tool_choice: "none"`...). Fields that would
+//! change the answer's shape or meaning if ignored (`n > 1`, `tools`,
+//! `functions`, `tool_choice`, `response_format` other than text,
+//! `logprobs`, `logit_bias`, `audio`, non-text `modalities`, `prediction`,
+//! non-text content parts) are rejected with 400, and so is any field this
+//! file does not know (as OpenAI itself does): nothing is silently dropped.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +20,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::errors::ApiError;
-use crate::dispatch::ChatMessage;
+use crate::dispatch::{ChatMessage, Sampling};
 use crate::engine::{CompleteInput, RouteInput};
 
 /// The model name that asks the router to choose.
@@ -33,6 +36,11 @@ pub struct ChatBody {
     pub max_tokens: Option<u32>,
     pub max_completion_tokens: Option<u32>,
     pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub seed: Option<i64>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub reasoning_effort: Option<String>,
     pub n: Option<u32>,
     pub user: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
@@ -49,6 +57,14 @@ pub struct ChatBody {
     pub audio: Option<Value>,
     pub modalities: Option<Vec<String>>,
     pub prediction: Option<Value>,
+    pub store: Option<bool>,
+    pub service_tier: Option<String>,
+    /// Governs tool calls only, and `tools` are refused: nothing to carry.
+    #[serde(rename = "parallel_tool_calls")]
+    _parallel_tool_calls: Option<bool>,
+    /// Whatever else the body holds: refused by name.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +123,28 @@ impl ChatBody {
 
     /// Rejects parameters whose silent omission would change the answer.
     fn refuse_unsupported(&self) -> Result<(), ApiError> {
+        if let Some(name) = self.unknown.keys().next() {
+            return Err(ApiError::unsupported(
+                name,
+                &format!("unrecognized request argument {name:?}"),
+            ));
+        }
+        if self.store == Some(true) {
+            return Err(ApiError::unsupported(
+                "store",
+                "storing completions with the provider is not supported",
+            ));
+        }
+        if let Some(t) = self
+            .service_tier
+            .as_deref()
+            .filter(|t| !matches!(*t, "auto" | "default"))
+        {
+            return Err(ApiError::unsupported(
+                "service_tier",
+                &format!("service tier {t:?} is not supported; only \"auto\" or \"default\""),
+            ));
+        }
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::unsupported("n", "only n = 1 is supported"));
         }
@@ -186,8 +224,9 @@ impl ChatBody {
         let ext = self.switchyard.unwrap_or_default();
         let mut metadata = self.metadata.unwrap_or_default();
         metadata.extend(ext.metadata.unwrap_or_default());
-        if let Some(u) = self.user.filter(|u| !u.is_empty()) {
-            metadata.entry("user".into()).or_insert(u);
+        let user = self.user.filter(|u| !u.is_empty());
+        if let Some(u) = &user {
+            metadata.entry("user".into()).or_insert_with(|| u.clone());
         }
         let candidates = match ext.candidates {
             Some(c) => c,
@@ -227,10 +266,20 @@ impl ChatBody {
                     .max_output_tokens
                     .or(parsed(headers, "x-switchyard-max-output-tokens")?),
                 max_tokens: None,
+                settings: Vec::new(),
             },
             model,
+            max_completion_tokens: self.max_completion_tokens.is_some(),
             max_tokens: self.max_completion_tokens.or(self.max_tokens),
             temperature: self.temperature,
+            sampling: Sampling {
+                top_p: self.top_p,
+                seed: self.seed,
+                frequency_penalty: self.frequency_penalty,
+                presence_penalty: self.presence_penalty,
+                reasoning_effort: self.reasoning_effort,
+            },
+            user,
             deadline_ms: ext
                 .deadline_ms
                 .or(parsed(headers, "x-switchyard-deadline-ms")?),
@@ -359,6 +408,9 @@ mod tests {
             serde_json::json!({"tools": [{"type": "function"}]}),
             serde_json::json!({"response_format": {"type": "json_object"}}),
             serde_json::json!({"logprobs": true}),
+            serde_json::json!({"store": true}),
+            serde_json::json!({"service_tier": "flex"}),
+            serde_json::json!({"web_search_options": {}}),
         ] {
             let mut v =
                 serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
@@ -368,6 +420,48 @@ mod tests {
             let e = body(v).into_input(&HeaderMap::new()).unwrap_err();
             assert_eq!(e.code, "unsupported_parameter", "{extra}");
         }
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_by_name() {
+        let e = body(serde_json::json!({
+            "model": "m", "messages": [{"role": "user", "content": "x"}], "temperture": 0.2
+        }))
+        .into_input(&HeaderMap::new())
+        .unwrap_err();
+        assert_eq!(
+            (e.code, e.param.as_deref()),
+            ("unsupported_parameter", Some("temperture"))
+        );
+    }
+
+    #[test]
+    fn settings_and_the_limit_name_are_carried() {
+        let input = body(serde_json::json!({
+            "model": "m", "messages": [{"role": "developer", "content": "x"}],
+            "max_completion_tokens": 9, "top_p": 0.5, "seed": -3,
+            "frequency_penalty": 1.0, "presence_penalty": -1.0,
+            "reasoning_effort": "low", "user": "u", "store": false, "n": 1,
+            "parallel_tool_calls": true, "service_tier": "auto"
+        }))
+        .into_input(&HeaderMap::new())
+        .unwrap();
+        assert_eq!(
+            (input.max_tokens, input.max_completion_tokens),
+            (Some(9), true)
+        );
+        assert_eq!(input.user.as_deref(), Some("u"));
+        assert_eq!(
+            input.sampling,
+            Sampling {
+                top_p: Some(0.5),
+                seed: Some(-3),
+                frequency_penalty: Some(1.0),
+                presence_penalty: Some(-1.0),
+                reasoning_effort: Some("low".into()),
+            }
+        );
+        assert_eq!(input.route.messages[0].role, "developer");
     }
 
     #[test]

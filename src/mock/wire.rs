@@ -64,7 +64,7 @@ pub(super) fn parse(
             model: str_field("model").ok_or("missing model")?,
             messages: turns("messages", "content")?,
             stream,
-            max_tokens: max("/max_tokens"),
+            max_tokens: max("/max_completion_tokens").or(max("/max_tokens")),
         }),
         Proto::Anthropic => {
             let mut messages = Vec::new();

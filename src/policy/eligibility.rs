@@ -13,6 +13,15 @@ pub struct Constraints<'a> {
     /// Expected output tokens per catalog model, for cost and the context window.
     pub output_tokens: &'a [u32],
     pub max_cost_usd: Option<f64>,
+    /// Generation settings the request sets, by OpenAI name: the model's
+    /// protocol must have a field for each.
+    pub settings: &'a [&'static str],
+}
+
+/// The first of `settings` that model `i`'s protocol cannot carry.
+pub fn unsupported(catalog: &Catalog, i: usize, settings: &[&'static str]) -> Option<&'static str> {
+    let kind = catalog.providers[catalog.models[i].provider].kind;
+    settings.iter().copied().find(|s| kind.lacks(s))
 }
 
 /// One candidate per catalog model, in catalog order, with cost filled in and
@@ -30,6 +39,11 @@ pub fn screen(catalog: &Catalog, c: &Constraints<'_>) -> Vec<Candidate> {
                 "not in the request's candidates".to_owned()
             } else if let Some(r) = catalog.providers[m.provider].disabled_reason() {
                 r
+            } else if let Some(name) = unsupported(catalog, i, c.settings) {
+                format!(
+                    "its provider's protocol ({}) has no `{name}` parameter",
+                    catalog.providers[m.provider].kind.name()
+                )
             } else if needed > u64::from(m.context_window) {
                 format!(
                     "{} prompt + {} output tokens exceed the context window of {}",

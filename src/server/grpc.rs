@@ -12,7 +12,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::dispatch::ChatMessage;
+use crate::dispatch::{ChatMessage, Sampling};
 use crate::engine::{CompleteInput, Engine, RouteInput, Rpc, StreamItem};
 use crate::pb;
 use crate::store::AttemptRow;
@@ -81,6 +81,7 @@ fn route_input(r: Option<pb::RouteRequest>) -> RouteInput {
         metadata: r.metadata.into_iter().collect(),
         max_output_tokens: r.max_output_tokens,
         max_tokens: None,
+        settings: Vec::new(),
     }
 }
 
@@ -89,9 +90,18 @@ fn complete_input(r: pb::CompleteRequest) -> CompleteInput {
         route: route_input(r.route),
         model: r.model,
         max_tokens: r.max_tokens,
+        max_completion_tokens: false,
         temperature: r.temperature,
         deadline_ms: r.deadline_ms,
         stop: r.stop,
+        sampling: Sampling {
+            top_p: r.top_p,
+            seed: r.seed,
+            frequency_penalty: r.frequency_penalty,
+            presence_penalty: r.presence_penalty,
+            reasoning_effort: r.reasoning_effort,
+        },
+        user: r.user,
     }
 }
 

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use switchyard::catalog::Provider;
 use switchyard::config::ProviderKind;
 use switchyard::dispatch::{
-    ChatMessage, ChatRequest, DispatchError, Dispatcher, StreamEvent, Usage,
+    ChatMessage, ChatRequest, DispatchError, Dispatcher, Sampling, StreamEvent, Usage,
 };
 
 const KINDS: [ProviderKind; 3] = [
@@ -55,6 +55,7 @@ fn request() -> ChatRequest {
         max_tokens: Some(64),
         temperature: Some(0.5),
         stop: vec!["END".into()],
+        ..ChatRequest::default()
     }
 }
 
@@ -125,6 +126,75 @@ async fn success_translates_the_request_and_normalises_the_answer() {
         // No usage reported: None, for the caller to estimate and mark.
         let r = complete(&d, &p, "m1+nousage").await.unwrap();
         assert_eq!(r.usage, None, "{kind:?}");
+    }
+}
+
+#[tokio::test]
+async fn settings_and_developer_messages_reach_each_protocol_its_way() {
+    let mock = Mock::start().await;
+    let d = Dispatcher::new(reqwest::Client::new());
+    let mut req = request();
+    req.messages.insert(
+        1,
+        ChatMessage {
+            role: "developer".into(),
+            content: "answer in French".into(),
+        },
+    );
+    req.max_completion_tokens = true;
+    req.temperature = Some(1.6);
+    req.user = Some("end-user-7".into());
+    for kind in KINDS {
+        let p = provider(&mock, kind);
+        req.sampling = Sampling {
+            top_p: Some(0.25),
+            seed: (!kind.lacks("seed")).then_some(42),
+            frequency_penalty: (!kind.lacks("frequency_penalty")).then_some(0.5),
+            presence_penalty: (!kind.lacks("presence_penalty")).then_some(-0.5),
+            reasoning_effort: (!kind.lacks("reasoning_effort")).then(|| "low".into()),
+        };
+        d.complete(&p, "m1", &req, TIMEOUT).await.unwrap();
+        let b = stats(&mock).await["last_body"].clone();
+        match kind {
+            ProviderKind::OpenAi => {
+                assert_eq!(b["messages"][1]["role"], "developer");
+                assert_eq!(b["max_completion_tokens"], 64);
+                assert_eq!(b.get("max_tokens"), None);
+                assert_eq!(b["temperature"], 1.6);
+                assert_eq!(b["top_p"], 0.25);
+                assert_eq!(b["seed"], 42);
+                assert_eq!(b["frequency_penalty"], 0.5);
+                assert_eq!(b["presence_penalty"], -0.5);
+                assert_eq!(b["reasoning_effort"], "low");
+                assert_eq!(b["user"], "end-user-7");
+            }
+            ProviderKind::Anthropic => {
+                assert_eq!(b["system"], "be brief\n\nanswer in French");
+                assert_eq!(b["messages"].as_array().unwrap().len(), 3);
+                assert_eq!(b["max_tokens"], 64);
+                // Clamped into the Messages API's [0, 1].
+                assert_eq!(b["temperature"], 1.0);
+                assert_eq!(b["top_p"], 0.25);
+                assert_eq!(b["metadata"]["user_id"], "end-user-7");
+                for absent in ["seed", "frequency_penalty", "presence_penalty", "user"] {
+                    assert_eq!(b.get(absent), None, "{absent}");
+                }
+            }
+            ProviderKind::Gemini => {
+                assert_eq!(
+                    b["systemInstruction"]["parts"][0]["text"],
+                    "be brief\n\nanswer in French"
+                );
+                assert_eq!(b["contents"].as_array().unwrap().len(), 3);
+                let g = &b["generationConfig"];
+                assert_eq!(g["maxOutputTokens"], 64);
+                assert_eq!(g["temperature"], 1.6);
+                assert_eq!(g["topP"], 0.25);
+                assert_eq!(g["seed"], 42);
+                assert_eq!(g["frequencyPenalty"], 0.5);
+                assert_eq!(g["presencePenalty"], -0.5);
+            }
+        }
     }
 }
 

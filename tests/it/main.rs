@@ -19,5 +19,6 @@ mod load_and_stop;
 mod otlp;
 mod promotion;
 mod replay;
+mod settings;
 mod static_embed;
 mod store_conformance;
