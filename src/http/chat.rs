@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
-use super::errors::{ApiError, bad_body, bad_json};
-use super::wire::ChatBody;
+use super::errors::{ApiError, bad_body};
+use super::wire;
 use crate::dispatch::Usage;
 use crate::engine::{Completed, StreamItem};
 use crate::store::AttemptRow;
@@ -30,7 +30,7 @@ pub async fn completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(bad_body)?;
-    let chat: ChatBody = serde_json::from_slice(&body).map_err(bad_json)?;
+    let chat = wire::parse(&body)?;
     let streaming = chat.streaming();
     let include_usage = chat.include_usage();
     let input = chat.into_input(&headers)?;
