@@ -351,18 +351,18 @@ pub async fn promote(
         return Ok((eval, v, None));
     }
     let store = logset::open(&args.database).await?;
-    let row = PromotionRow {
-        version: policy.version.clone(),
-        at_ms: crate::clock::now_ms(),
-        forced: !v.accept,
-        estimate: Some(eval.objective.dr.value),
-        lower_bound: Some(v.lower_bound),
-        baseline: Some(v.baseline),
-        report: serde_json::to_string(&eval)?,
-        policy: serde_json::to_string(&policy)?,
-    };
-    // A BUSY insert wrote nothing, so trying it again cannot record it twice.
-    let id = logset::when_not_busy(|| store.record_promotion(row.clone())).await?;
+    let id = store
+        .record_promotion(PromotionRow {
+            version: policy.version.clone(),
+            at_ms: crate::clock::now_ms(),
+            forced: !v.accept,
+            estimate: Some(eval.objective.dr.value),
+            lower_bound: Some(v.lower_bound),
+            baseline: Some(v.baseline),
+            report: serde_json::to_string(&eval)?,
+            policy: serde_json::to_string(&policy)?,
+        })
+        .await?;
     store.close().await;
     Ok((eval, v, Some(id)))
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::store::codec::{unpack_f16, unpack_f32};
-use crate::store::{LoggedDecision, Store, StoreError};
+use crate::store::{LoggedDecision, Store};
 
 /// The metadata key whose string value is taken as a decision's true intent
 /// label (e.g. set by a labelling job or a client that knows the task).
@@ -79,30 +79,10 @@ pub async fn open(database: &Path) -> anyhow::Result<Store> {
     let cfg = crate::config::Config::embedded().store;
     // A server writing to the same log holds its write lock for each group
     // commit; under heavy I/O those fsyncs can starve a 10 s wait.
-    let (store, _writer) = when_not_busy(|| Store::open_with(database, &cfg, OFFLINE_BUSY_TIMEOUT))
+    let (store, _writer) = Store::open_with(database, &cfg, OFFLINE_BUSY_TIMEOUT)
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", database.display()))?;
     Ok(store)
-}
-
-/// Runs `op` until it does not fail with a BUSY that the busy timeout did
-/// not cover (see [`StoreError::is_busy`]; seen in CI when `promote` wrote
-/// beside a server under load), for at most the offline busy timeout.
-pub async fn when_not_busy<T, F, Fut>(mut op: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let deadline = std::time::Instant::now() + OFFLINE_BUSY_TIMEOUT;
-    loop {
-        match op().await {
-            Err(e) if e.is_busy() && std::time::Instant::now() < deadline => {
-                tracing::info!(error = %e, "the database is busy; trying again");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            done => return done,
-        }
-    }
 }
 
 /// `--since` and `--until` in Unix ms (0 and `None` when not given).

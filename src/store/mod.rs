@@ -50,22 +50,6 @@ pub enum StoreError {
     Journal(#[from] std::io::Error),
 }
 
-impl StoreError {
-    /// SQLite answered `SQLITE_BUSY` (any extended code) without waiting out
-    /// the busy timeout, as it does when a read would have to become a write
-    /// or while another connection recovers or resets the WAL: trying again
-    /// shortly is the documented remedy.
-    pub fn is_busy(&self) -> bool {
-        match self {
-            StoreError::Db(sqlx::Error::Database(e)) => e
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .is_some_and(|c| c & 0xff == 5),
-            _ => false,
-        }
-    }
-}
-
 /// A logged attempt that failed, at a decision another model served (or none).
 #[derive(Debug, Clone)]
 pub struct FailedAttempt {
