@@ -77,8 +77,8 @@ pub async fn open(database: &Path) -> anyhow::Result<Store> {
         database.display()
     );
     let cfg = crate::config::Config::embedded().store;
-    // A server writing to the same log holds its write lock for each group
-    // commit; under heavy I/O those fsyncs can starve a 10 s wait.
+    // Nobody's request waits on an offline command: it may wait out a
+    // server's commits far longer than the service would.
     let (store, _writer) = Store::open_with(database, &cfg, OFFLINE_BUSY_TIMEOUT)
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", database.display()))?;

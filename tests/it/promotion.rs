@@ -6,7 +6,7 @@
 use crate::common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::{Env, route_req};
@@ -31,20 +31,24 @@ fn two_models(text: &str) -> pb::RouteRequest {
     r
 }
 
-fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+/// Runs the binary without blocking the runtime: the server under test runs
+/// on it, and a writer task left mid-transaction would hold SQLite's write
+/// lock for as long as the runtime stood still (a promote then timed out).
+async fn cli(args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
+        .await
         .unwrap()
 }
 
 /// `switchyard <command> --database <db> --candidate <candidate> <extra...>`.
-fn on_candidate(command: &str, db: &str, candidate: &Path, extra: &[&str]) -> Output {
+async fn on_candidate(command: &str, db: &str, candidate: &Path, extra: &[&str]) -> Output {
     let candidate = candidate.to_str().unwrap();
     let mut args = vec![command, "--database", db, "--candidate", candidate];
     args.extend_from_slice(extra);
-    cli(&args)
+    cli(&args).await
 }
 
 fn text(o: &Output) -> String {
@@ -132,7 +136,8 @@ async fn promotion_gates_on_the_lower_bound_and_the_server_swaps_without_restart
         "--config",
         cfg.to_str().unwrap(),
         "--fit-sigma",
-    ]);
+    ])
+    .await;
     assert!(out.status.success(), "{}", text(&out));
     let policy = PolicyFile::load(&good).unwrap();
     assert_eq!(policy.format, "switchyard-policy/1");
@@ -155,7 +160,8 @@ async fn promotion_gates_on_the_lower_bound_and_the_server_swaps_without_restart
         &db,
         &good,
         &["--json", "--resamples", "300"],
-    );
+    )
+    .await;
     assert!(out.status.success(), "{}", text(&out));
     let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let logging = e["objective"]["logging"]["value"].as_f64().unwrap();
@@ -178,14 +184,14 @@ async fn promotion_gates_on_the_lower_bound_and_the_server_swaps_without_restart
     // A worse candidate is refused (non-zero exit, the reason, nothing recorded).
     let bad = dir.join("bad");
     worse_policy(&policy, &bad);
-    let out = on_candidate("promote", &db, &bad, &["--resamples", "300"]);
+    let out = on_candidate("promote", &db, &bad, &["--resamples", "300"]).await;
     assert!(!out.status.success());
     assert!(text(&out).contains("refusing to promote"), "{}", text(&out));
     let store = env.store().await;
     assert_eq!(store.latest_promotion_id().await.unwrap(), 0);
 
     // The better one is accepted, and the running server switches to it.
-    let out = on_candidate("promote", &db, &good, &["--resamples", "300"]);
+    let out = on_candidate("promote", &db, &good, &["--resamples", "300"]).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("promoted"), "{}", text(&out));
     let mut swapped = None;
@@ -207,7 +213,7 @@ async fn promotion_gates_on_the_lower_bound_and_the_server_swaps_without_restart
     assert_eq!(params["explore_floor"], 0.02);
 
     // A forced promotion of the worse one goes through and is marked forced.
-    let out = on_candidate("promote", &db, &bad, &["--resamples", "100", "--force"]);
+    let out = on_candidate("promote", &db, &bad, &["--resamples", "100", "--force"]).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("FORCED"), "{}", text(&out));
     assert_eq!(store.latest_promotion_id().await.unwrap(), 2);
@@ -235,7 +241,8 @@ async fn offline_commands_fail_clearly_on_bad_input() {
         missing.to_str().unwrap(),
         "--out",
         "x",
-    ]);
+    ])
+    .await;
     assert!(!out.status.success());
     assert!(text(&out).contains("does not exist"), "{}", text(&out));
     assert!(!missing.exists(), "a missing database must not be created");
@@ -252,7 +259,8 @@ async fn offline_commands_fail_clearly_on_bad_input() {
         &db,
         "--out",
         out_dir.to_str().unwrap(),
-    ]);
+    ])
+    .await;
     assert!(!out.status.success());
     assert!(text(&out).contains("no feedback"), "{}", text(&out));
 
@@ -265,7 +273,8 @@ async fn offline_commands_fail_clearly_on_bad_input() {
         out_dir.to_str().unwrap(),
         "--since",
         "2999-01-01",
-    ]);
+    ])
+    .await;
     assert!(!out.status.success());
     assert!(
         text(&out).contains("select no decision with feedback"),
@@ -280,9 +289,10 @@ async fn offline_commands_fail_clearly_on_bad_input() {
         out_dir.to_str().unwrap(),
         "--since",
         "last tuesday",
-    ]);
+    ])
+    .await;
     assert!(text(&out).contains("expected Unix ms"), "{}", text(&out));
-    let out = on_candidate("evaluate-policy", &db, &dir.path().join("none"), &[]);
+    let out = on_candidate("evaluate-policy", &db, &dir.path().join("none"), &[]).await;
     assert!(!out.status.success());
     assert!(text(&out).contains("reading policy"), "{}", text(&out));
     env.server.stop().await;
@@ -298,7 +308,7 @@ async fn a_promotion_of_another_layout_is_ignored_not_fatal() {
     fill_log(&mut c, 8).await;
     let db = env.server.db.to_str().unwrap().to_owned();
     let good = env.dir.path().join("good");
-    let out = cli(&["train", "--database", &db, "--out", good.to_str().unwrap()]);
+    let out = cli(&["train", "--database", &db, "--out", good.to_str().unwrap()]).await;
     assert!(out.status.success(), "{}", text(&out));
     let policy = PolicyFile::load(&good).unwrap();
 
