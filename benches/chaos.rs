@@ -163,6 +163,7 @@ async fn drive(
                     messages: vec![pb::Message {
                         role: "user".into(),
                         content: format!("chaos request {i}"),
+                        ..Default::default()
                     }],
                     tenant: "chaos".into(),
                     candidates: vec![primary.into(), "backup".into()],

@@ -25,6 +25,7 @@ fn request(text: &str) -> pb::RouteRequest {
         messages: vec![pb::Message {
             role: "user".into(),
             content: text.into(),
+            ..Default::default()
         }],
         tenant: "load".into(),
         ..Default::default()

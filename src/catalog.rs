@@ -4,7 +4,7 @@
 //! Model indices are stable for the life of the process; policies and the
 //! dispatcher refer to models by index.
 
-use crate::config::{Config, ModelConfig, ProviderConfig, ProviderKind};
+use crate::config::{Capability, Config, ModelConfig, ProviderConfig, ProviderKind};
 
 /// A provider as the dispatcher uses it. The key is held only in memory and
 /// never logged (`Debug` redacts it).
@@ -54,6 +54,7 @@ pub struct Model {
     pub prior_quality: f64,
     /// Configured fallback chain, as model indices.
     pub fallback: Vec<usize>,
+    pub capabilities: Vec<Capability>,
 }
 
 impl Model {
@@ -123,5 +124,6 @@ fn model(m: &ModelConfig, providers: &[Provider]) -> Model {
         context_window: m.context_window,
         prior_quality: m.prior_quality,
         fallback: Vec::new(),
+        capabilities: m.capabilities.clone(),
     }
 }

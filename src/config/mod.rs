@@ -199,8 +199,9 @@ impl ProviderKind {
                 "seed" | "frequency_penalty" | "presence_penalty" | "reasoning_effort"
             ),
             // generationConfig has topP, seed and both penalties; its thinking
-            // budget is not yet mapped from reasoning_effort.
-            ProviderKind::Gemini => name == "reasoning_effort",
+            // budget is not yet mapped from reasoning_effort, and nothing
+            // limits a turn to one function call.
+            ProviderKind::Gemini => matches!(name, "reasoning_effort" | "parallel_tool_calls"),
         }
     }
 
@@ -223,6 +224,31 @@ pub struct ProviderConfig {
     pub api_key_env: Option<String>,
 }
 
+/// What a model can do past plain text, as the catalog declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// Function calling: `tools`, tool calls and tool results.
+    Tools,
+    /// Images in the prompt.
+    Vision,
+    /// Answers constrained to a JSON Schema.
+    JsonSchema,
+    /// Reasoning effort / thinking budgets.
+    Reasoning,
+}
+
+impl Capability {
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Tools => "tools",
+            Capability::Vision => "vision",
+            Capability::JsonSchema => "json_schema",
+            Capability::Reasoning => "reasoning",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
     pub name: String,
@@ -234,6 +260,8 @@ pub struct ModelConfig {
     pub prior_quality: f64,
     /// Configured fallback chain (model names, validated to exist).
     pub fallback: Vec<String>,
+    /// Past plain text; none when the catalog declares none.
+    pub capabilities: Vec<Capability>,
 }
 
 impl Config {

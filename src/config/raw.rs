@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{PolicyKind, ProviderKind, Synchronous};
+use super::{Capability, PolicyKind, ProviderKind, Synchronous};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,6 +168,9 @@ pub(super) struct RawModel {
     /// Models to fall back to, in order, before the selector's ranking.
     #[serde(default)]
     pub(super) fallback: Vec<String>,
+    /// What the model can do past plain text; omitted, nothing.
+    #[serde(default)]
+    pub(super) capabilities: Vec<Capability>,
 }
 
 /// A `*_ms` key as a duration.

@@ -265,6 +265,7 @@ fn validate_models(
                 context_window: m.context_window,
                 prior_quality: m.prior_quality,
                 fallback,
+                capabilities: m.capabilities,
             })
         })
         .collect()

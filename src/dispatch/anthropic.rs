@@ -7,9 +7,13 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::http::{self, SseParser};
-use super::{Adapter, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent, Usage};
+use super::{
+    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent,
+    ToolCall, ToolCallDelta, ToolChoice, Tools, Usage,
+};
 use crate::catalog::Provider;
 
 /// The API version we speak (the header is required).
@@ -34,7 +38,55 @@ struct WireRequest<'a> {
     top_p: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<WireMetadata<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<OutTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
     stream: bool,
+}
+
+#[derive(Serialize)]
+struct OutTool<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    input_schema: Value,
+}
+
+/// The tool definitions: `input_schema` is required, so a function without
+/// parameters takes an empty object.
+fn tools(t: &Tools) -> Vec<OutTool<'_>> {
+    t.defs
+        .iter()
+        .map(|d| OutTool {
+            name: &d.name,
+            description: d.description.as_deref(),
+            input_schema: d
+                .parameters
+                .clone()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+        })
+        .collect()
+}
+
+/// OpenAI's `tool_choice` and `parallel_tool_calls` as one `tool_choice`:
+/// `required` is `any`, a named function is `tool`, and no parallel calls
+/// is `disable_parallel_tool_use`.
+fn tool_choice(t: &Tools) -> Option<Value> {
+    if t.defs.is_empty() {
+        return None;
+    }
+    let mut choice = match &t.choice {
+        None if t.parallel != Some(false) => return None,
+        None | Some(ToolChoice::Auto) => json!({"type": "auto"}),
+        Some(ToolChoice::None) => return Some(json!({"type": "none"})),
+        Some(ToolChoice::Required) => json!({"type": "any"}),
+        Some(ToolChoice::Function(name)) => json!({"type": "tool", "name": name}),
+    };
+    if t.parallel == Some(false) {
+        choice["disable_parallel_tool_use"] = json!(true);
+    }
+    Some(choice)
 }
 
 #[derive(Serialize)]
@@ -49,7 +101,84 @@ const MAX_TEMPERATURE: f64 = 1.0;
 #[derive(Serialize)]
 struct WireMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    content: OutContent<'a>,
+}
+
+/// A plain turn stays a string; tool traffic needs blocks.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OutContent<'a> {
+    Text(&'a str),
+    Blocks(Vec<OutBlock<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutBlock<'a> {
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Value,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        content: &'a str,
+    },
+}
+
+/// The turns in the API's two roles: anything that is not the assistant
+/// speaks for the user; an assistant's tool calls become `tool_use` blocks
+/// and `tool` messages `tool_result` blocks, consecutive ones in one user
+/// turn (the API wants every result of a turn's calls together).
+fn messages<'a>(turns: impl Iterator<Item = &'a ChatMessage>) -> Vec<WireMessage<'a>> {
+    let mut out: Vec<WireMessage<'a>> = Vec::new();
+    for m in turns {
+        if let Some(id) = &m.tool_call_id {
+            let block = OutBlock::ToolResult {
+                tool_use_id: id,
+                content: &m.content,
+            };
+            match out.last_mut() {
+                Some(WireMessage {
+                    role: "user",
+                    content: OutContent::Blocks(blocks),
+                }) if blocks
+                    .iter()
+                    .all(|b| matches!(b, OutBlock::ToolResult { .. })) =>
+                {
+                    blocks.push(block)
+                }
+                _ => out.push(WireMessage {
+                    role: "user",
+                    content: OutContent::Blocks(vec![block]),
+                }),
+            }
+            continue;
+        }
+        let role = if m.role == "assistant" {
+            "assistant"
+        } else {
+            "user"
+        };
+        let content = if m.tool_calls.is_empty() {
+            OutContent::Text(&m.content)
+        } else {
+            let text = (!m.content.is_empty()).then_some(OutBlock::Text { text: &m.content });
+            let calls = m.tool_calls.iter().map(|c| OutBlock::ToolUse {
+                id: &c.id,
+                name: &c.name,
+                // The front checked the arguments are JSON.
+                input: serde_json::from_str(&c.arguments)
+                    .unwrap_or_else(|_| Value::String(c.arguments.clone())),
+            });
+            OutContent::Blocks(text.into_iter().chain(calls).collect())
+        };
+        out.push(WireMessage { role, content });
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -65,6 +194,23 @@ struct WireBlock {
     kind: String,
     #[serde(default)]
     text: String,
+    id: Option<String>,
+    name: Option<String>,
+    input: Option<Value>,
+}
+
+impl WireBlock {
+    /// A `tool_use` block as a call, its input as JSON text.
+    fn call(&self) -> Option<ToolCall> {
+        (self.kind == "tool_use").then(|| ToolCall {
+            id: self.id.clone().unwrap_or_default(),
+            name: self.name.clone().unwrap_or_default(),
+            arguments: self
+                .input
+                .as_ref()
+                .map_or_else(|| "{}".to_owned(), Value::to_string),
+        })
+    }
 }
 
 #[derive(Deserialize, Clone, Copy, Default)]
@@ -126,24 +272,14 @@ impl AnthropicClient {
         let body = WireRequest {
             model: upstream,
             system: req.system(),
-            // The API knows two roles; anything that is not the assistant
-            // speaks for the user.
-            messages: req
-                .turns()
-                .map(|m| WireMessage {
-                    role: if m.role == "assistant" {
-                        "assistant"
-                    } else {
-                        "user"
-                    },
-                    content: &m.content,
-                })
-                .collect(),
+            messages: messages(req.turns()),
             max_tokens: req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             temperature: req.temperature.map(|t| t.min(MAX_TEMPERATURE)),
             stop_sequences: &req.stop,
             top_p: req.sampling.top_p,
             metadata: req.user.as_deref().map(|user_id| WireMetadata { user_id }),
+            tools: tools(&req.tools),
+            tool_choice: tool_choice(&req.tools),
             stream,
         };
         let mut rb = self
@@ -176,6 +312,7 @@ impl Adapter for AnthropicClient {
             .collect();
         Ok(ChatResponse {
             content,
+            tool_calls: wire.content.iter().filter_map(WireBlock::call).collect(),
             finish_reason: finish_reason(wire.stop_reason.as_deref()),
             usage: wire.usage.and_then(WireUsage::normalise),
         })
@@ -197,7 +334,9 @@ impl Adapter for AnthropicClient {
 struct WireEvent {
     #[serde(rename = "type")]
     kind: String,
+    index: Option<u32>,
     message: Option<WireStartMessage>,
+    content_block: Option<WireBlock>,
     delta: Option<WireDelta>,
     usage: Option<WireUsage>,
     error: Option<WireError>,
@@ -211,6 +350,8 @@ struct WireStartMessage {
 #[derive(Deserialize)]
 struct WireDelta {
     text: Option<String>,
+    /// A fragment of a `tool_use` block's input (`input_json_delta`).
+    partial_json: Option<String>,
     stop_reason: Option<String>,
 }
 
@@ -220,11 +361,21 @@ struct WireError {
 }
 
 /// Usage arrives in two halves: input with `message_start`, output with
-/// `message_delta`.
+/// `message_delta`. Tool calls are numbered in the order their blocks start,
+/// as OpenAI numbers its streamed calls.
 #[derive(Default)]
 struct Parser {
     usage: WireUsage,
     stop_reason: Option<String>,
+    /// The content-block index of each tool call so far.
+    tool_blocks: Vec<u32>,
+}
+
+impl Parser {
+    fn tool_index(&self, block: Option<u32>) -> Option<u32> {
+        let i = self.tool_blocks.iter().position(|b| Some(*b) == block)?;
+        u32::try_from(i).ok()
+    }
 }
 
 impl SseParser for Parser {
@@ -245,9 +396,34 @@ impl SseParser for Parser {
                     self.usage = u;
                 }
             }
+            "content_block_start" => {
+                if let Some(call) = ev.content_block.as_ref().and_then(WireBlock::call) {
+                    self.tool_blocks.push(ev.index.unwrap_or(0));
+                    out.push(StreamEvent::ToolCall(ToolCallDelta {
+                        index: u32::try_from(self.tool_blocks.len() - 1).unwrap_or(u32::MAX),
+                        id: Some(call.id),
+                        name: Some(call.name),
+                        arguments: String::new(),
+                    }));
+                }
+            }
             "content_block_delta" => {
-                if let Some(t) = ev.delta.and_then(|d| d.text).filter(|t| !t.is_empty()) {
+                let Some(delta) = ev.delta else {
+                    return Ok((out, false));
+                };
+                if let Some(t) = delta.text.filter(|t| !t.is_empty()) {
                     out.push(StreamEvent::Delta(t));
+                }
+                if let Some(json) = delta.partial_json.filter(|j| !j.is_empty()) {
+                    let index = self.tool_index(ev.index).ok_or_else(|| {
+                        DispatchError::Malformed("input_json_delta outside a tool_use block".into())
+                    })?;
+                    out.push(StreamEvent::ToolCall(ToolCallDelta {
+                        index,
+                        id: None,
+                        name: None,
+                        arguments: json,
+                    }));
                 }
             }
             "message_delta" => {
@@ -265,7 +441,7 @@ impl SseParser for Parser {
                     "provider error event: {msg}"
                 )));
             }
-            _ => {} // ping, content_block_start/stop
+            _ => {} // ping, content_block_stop
         }
         Ok((out, false))
     }

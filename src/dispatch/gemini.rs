@@ -7,9 +7,13 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::http::{self, SseParser};
-use super::{Adapter, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent, Usage};
+use super::{
+    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent,
+    ToolCall, ToolCallDelta, ToolChoice, Tools, Usage,
+};
 use crate::catalog::Provider;
 
 #[derive(Serialize)]
@@ -18,6 +22,10 @@ struct WireRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     system_instruction: Option<WireContent>,
     contents: Vec<WireContent>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_config: Option<Value>,
     generation_config: WireGenConfig<'a>,
 }
 
@@ -29,10 +37,161 @@ struct WireContent {
     parts: Vec<WirePart>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct WirePart {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function_call: Option<WireCall>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function_response: Option<WireCallResult>,
+}
+
+impl WirePart {
+    fn text(text: String) -> WirePart {
+        WirePart {
+            text: Some(text),
+            ..WirePart::default()
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireCall {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    name: String,
     #[serde(default)]
-    text: String,
+    args: Value,
+}
+
+impl WireCall {
+    /// As an OpenAI call. Gemini may leave calls without ids; ours are then
+    /// made up, unique, and sent back with the results.
+    fn call(&self) -> ToolCall {
+        ToolCall {
+            id: self
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("call_{:016x}", rand::random::<u64>())),
+            name: self.name.clone(),
+            arguments: if self.args.is_null() {
+                "{}".to_owned()
+            } else {
+                self.args.to_string()
+            },
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireCallResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    name: String,
+    response: Value,
+}
+
+/// The tools as one `functionDeclarations` list; schemas go as JSON Schema
+/// (`parametersJsonSchema`), unchanged.
+fn tools(t: &Tools) -> Vec<Value> {
+    if t.defs.is_empty() {
+        return Vec::new();
+    }
+    let decls: Vec<Value> = t
+        .defs
+        .iter()
+        .map(|d| {
+            let mut f = json!({"name": d.name});
+            if let Some(desc) = &d.description {
+                f["description"] = json!(desc);
+            }
+            if let Some(p) = &d.parameters {
+                f["parametersJsonSchema"] = p.clone();
+            }
+            f
+        })
+        .collect();
+    vec![json!({"functionDeclarations": decls})]
+}
+
+/// `tool_choice` as `functionCallingConfig`: `required` is `ANY`, a named
+/// function is `ANY` limited to it.
+fn tool_config(t: &Tools) -> Option<Value> {
+    let config = match t.choice.as_ref().filter(|_| !t.defs.is_empty())? {
+        ToolChoice::Auto => json!({"mode": "AUTO"}),
+        ToolChoice::None => json!({"mode": "NONE"}),
+        ToolChoice::Required => json!({"mode": "ANY"}),
+        ToolChoice::Function(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
+    };
+    Some(json!({"functionCallingConfig": config}))
+}
+
+/// A tool's answer as a `functionResponse`: a JSON object is the response
+/// itself, anything else its `output` (the key Gemini reads for one).
+fn call_result(req: &ChatRequest, id: &str, content: &str) -> WirePart {
+    let response = match serde_json::from_str::<Value>(content) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => json!({"output": content}),
+    };
+    WirePart {
+        function_response: Some(WireCallResult {
+            id: Some(id.to_owned()),
+            // The front checked every result answers an earlier call.
+            name: req.called(id).unwrap_or_default().to_owned(),
+            response,
+        }),
+        ..WirePart::default()
+    }
+}
+
+/// The turns as `contents`: the assistant is `model`, everyone else `user`;
+/// tool calls are `functionCall` parts, and consecutive tool results one
+/// user turn of `functionResponse` parts.
+fn contents(req: &ChatRequest) -> Vec<WireContent> {
+    let mut out: Vec<WireContent> = Vec::new();
+    let mut results_open = false;
+    for m in req.turns() {
+        if let Some(id) = &m.tool_call_id {
+            let part = call_result(req, id, &m.content);
+            match out.last_mut() {
+                Some(last) if results_open => last.parts.push(part),
+                _ => out.push(WireContent {
+                    role: Some("user".into()),
+                    parts: vec![part],
+                }),
+            }
+            results_open = true;
+            continue;
+        }
+        results_open = false;
+        out.push(turn(m));
+    }
+    out
+}
+
+fn turn(m: &ChatMessage) -> WireContent {
+    let role = if m.role == "assistant" {
+        "model"
+    } else {
+        "user"
+    };
+    let text = (!m.content.is_empty() || m.tool_calls.is_empty())
+        .then(|| WirePart::text(m.content.clone()));
+    let calls = m.tool_calls.iter().map(|c| WirePart {
+        function_call: Some(WireCall {
+            id: Some(c.id.clone()),
+            name: c.name.clone(),
+            // The front checked the arguments are JSON.
+            args: serde_json::from_str(&c.arguments).unwrap_or(Value::Null),
+        }),
+        ..WirePart::default()
+    });
+    WireContent {
+        role: Some(role.into()),
+        parts: text.into_iter().chain(calls).collect(),
+    }
 }
 
 #[derive(Serialize)]
@@ -105,8 +264,25 @@ fn finish_reason(r: Option<&str>) -> String {
 fn text_of(c: &WireCandidate) -> String {
     c.content
         .as_ref()
-        .map(|c| c.parts.iter().map(|p| p.text.as_str()).collect())
+        .map(|c| c.parts.iter().filter_map(|p| p.text.as_deref()).collect())
         .unwrap_or_default()
+}
+
+fn calls_of(c: &WireCandidate) -> impl Iterator<Item = ToolCall> + '_ {
+    c.content
+        .iter()
+        .flat_map(|c| &c.parts)
+        .filter_map(|p| p.function_call.as_ref().map(WireCall::call))
+}
+
+/// Gemini finishes a turn that calls functions with `STOP`; OpenAI says
+/// `tool_calls`.
+fn finish_with_calls(reason: String, called: bool) -> String {
+    if called && reason == "stop" {
+        "tool_calls".into()
+    } else {
+        reason
+    }
 }
 
 /// A client for the Gemini API; cheap to clone.
@@ -130,24 +306,11 @@ impl GeminiClient {
         let body = WireRequest {
             system_instruction: req.system().map(|s| WireContent {
                 role: None,
-                parts: vec![WirePart { text: s }],
+                parts: vec![WirePart::text(s)],
             }),
-            contents: req
-                .turns()
-                .map(|m| WireContent {
-                    role: Some(
-                        if m.role == "assistant" {
-                            "model"
-                        } else {
-                            "user"
-                        }
-                        .into(),
-                    ),
-                    parts: vec![WirePart {
-                        text: m.content.clone(),
-                    }],
-                })
-                .collect(),
+            contents: contents(req),
+            tools: tools(&req.tools),
+            tool_config: tool_config(&req.tools),
             generation_config: WireGenConfig {
                 max_output_tokens: req.max_tokens,
                 temperature: req.temperature,
@@ -188,9 +351,14 @@ impl Adapter for GeminiClient {
             .candidates
             .first()
             .ok_or_else(|| DispatchError::Malformed("no candidates".into()))?;
+        let tool_calls: Vec<ToolCall> = calls_of(c).collect();
         Ok(ChatResponse {
             content: text_of(c),
-            finish_reason: finish_reason(c.finish_reason.as_deref()),
+            finish_reason: finish_with_calls(
+                finish_reason(c.finish_reason.as_deref()),
+                !tool_calls.is_empty(),
+            ),
+            tool_calls,
             usage: wire.usage_metadata.map(Usage::from),
         })
     }
@@ -214,6 +382,8 @@ impl Adapter for GeminiClient {
 struct Parser {
     finish: Option<String>,
     usage: Option<Usage>,
+    /// Function calls so far: each arrives whole, and is the next index.
+    calls: u32,
 }
 
 impl SseParser for Parser {
@@ -236,6 +406,15 @@ impl SseParser for Parser {
             if !text.is_empty() {
                 out.push(StreamEvent::Delta(text));
             }
+            for call in calls_of(c) {
+                out.push(StreamEvent::ToolCall(ToolCallDelta {
+                    index: self.calls,
+                    id: Some(call.id),
+                    name: Some(call.name),
+                    arguments: call.arguments,
+                }));
+                self.calls += 1;
+            }
             if let Some(r) = &c.finish_reason {
                 self.finish = Some(r.clone());
                 done = true;
@@ -246,7 +425,7 @@ impl SseParser for Parser {
 
     fn finish(&mut self) -> StreamEvent {
         StreamEvent::Done {
-            finish_reason: finish_reason(self.finish.as_deref()),
+            finish_reason: finish_with_calls(finish_reason(self.finish.as_deref()), self.calls > 0),
             usage: self.usage.take(),
         }
     }

@@ -239,6 +239,7 @@ mod tests {
             .into_iter()
             .map(|e| match e.unwrap() {
                 StreamEvent::Delta(d) => d,
+                StreamEvent::ToolCall(c) => format!("call {c:?}"),
                 StreamEvent::Done { .. } => "done".into(),
             })
             .collect();

@@ -34,11 +34,67 @@ use futures::stream::BoxStream;
 use crate::catalog::Provider;
 use crate::config::ProviderKind;
 
-/// A chat message as sent upstream.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A chat message as sent upstream (and, serialized, as the log keeps it).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ChatMessage {
     pub role: String,
+    /// The message's text (its text parts joined): what is classified, and
+    /// what a protocol without parts is sent.
     pub content: String,
+    /// The tool calls an assistant turn made.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// A `tool` message's answer is to this call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    /// A plain text turn.
+    pub fn text(role: impl Into<String>, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+            ..ChatMessage::default()
+        }
+    }
+}
+
+/// A call the model asked for: OpenAI's shape, arguments as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of the arguments.
+    pub parameters: Option<serde_json::Value>,
+    pub strict: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    /// The model must call some tool.
+    Required,
+    /// The model must call this one.
+    Function(String),
+}
+
+/// The request's tools and how the model may use them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tools {
+    pub defs: Vec<Tool>,
+    pub choice: Option<ToolChoice>,
+    /// `Some(false)`: at most one call per turn.
+    pub parallel: Option<bool>,
 }
 
 /// What we ask of a provider, in our terms.
@@ -56,6 +112,7 @@ pub struct ChatRequest {
     pub sampling: Sampling,
     /// The end user, for the provider's abuse monitoring.
     pub user: Option<String>,
+    pub tools: Tools,
 }
 
 /// Generation settings past temperature and length. Each protocol forwards
@@ -113,6 +170,16 @@ impl ChatRequest {
     pub fn turns(&self) -> impl Iterator<Item = &ChatMessage> {
         self.messages.iter().filter(|m| !instructs(&m.role))
     }
+
+    /// The name of the function an earlier assistant turn called as
+    /// `call_id` (Gemini answers a call by name, not by id).
+    pub fn called(&self, call_id: &str) -> Option<&str> {
+        self.messages
+            .iter()
+            .flat_map(|m| &m.tool_calls)
+            .find(|c| c.id == call_id)
+            .map(|c| c.name.as_str())
+    }
 }
 
 /// Token usage as the provider reported it.
@@ -127,16 +194,30 @@ pub struct Usage {
 /// A complete (non-streamed) answer.
 #[derive(Debug, Clone)]
 pub struct ChatResponse {
+    /// The answer's text; empty when the model only called tools.
     pub content: String,
+    pub tool_calls: Vec<ToolCall>,
     pub finish_reason: String,
     /// `None` when the provider reported no usage.
     pub usage: Option<Usage>,
+}
+
+/// A piece of a streamed tool call, as OpenAI streams them: the first piece
+/// of call `index` carries its id and name, every piece a fragment of the
+/// arguments' JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCallDelta {
+    pub index: u32,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
 }
 
 /// One event of a streamed answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     Delta(String),
+    ToolCall(ToolCallDelta),
     /// The stream ended normally.
     Done {
         finish_reason: String,

@@ -4,17 +4,25 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::http::{self, SseParser};
 use super::{
-    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent, Usage,
+    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent, Tool,
+    ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 use crate::catalog::Provider;
 
 #[derive(Serialize)]
 struct WireRequest<'a> {
     model: &'a str,
-    messages: &'a [ChatMessage],
+    messages: Vec<OutMessage<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<OutTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,6 +49,96 @@ struct WireRequest<'a> {
 }
 
 #[derive(Serialize)]
+struct OutMessage<'a> {
+    role: &'a str,
+    /// `null` for an assistant turn that only called tools, as OpenAI sends it.
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<OutCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a ChatMessage> for OutMessage<'a> {
+    fn from(m: &'a ChatMessage) -> Self {
+        let only_calls = m.content.is_empty() && !m.tool_calls.is_empty();
+        OutMessage {
+            role: &m.role,
+            content: (!only_calls).then_some(m.content.as_str()),
+            tool_calls: m
+                .tool_calls
+                .iter()
+                .map(|c| OutCall {
+                    id: &c.id,
+                    kind: "function",
+                    function: OutFunction {
+                        name: &c.name,
+                        arguments: &c.arguments,
+                    },
+                })
+                .collect(),
+            tool_call_id: m.tool_call_id.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct OutCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: OutFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct OutFunction<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct OutTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: OutDefinition<'a>,
+}
+
+#[derive(Serialize)]
+struct OutDefinition<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strict: Option<bool>,
+}
+
+impl<'a> From<&'a Tool> for OutTool<'a> {
+    fn from(t: &'a Tool) -> Self {
+        OutTool {
+            kind: "function",
+            function: OutDefinition {
+                name: &t.name,
+                description: t.description.as_deref(),
+                parameters: t.parameters.as_ref(),
+                strict: t.strict,
+            },
+        }
+    }
+}
+
+/// OpenAI's `tool_choice`: a mode string, or the function to call.
+fn tool_choice(c: &ToolChoice) -> Value {
+    match c {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::Function(name) => json!({"type": "function", "function": {"name": name}}),
+    }
+}
+
+#[derive(Serialize)]
 struct StreamOptions {
     include_usage: bool,
 }
@@ -61,6 +159,54 @@ struct WireChoice {
 #[derive(Deserialize)]
 struct WireMessage {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireCall>,
+}
+
+/// A tool call in an answer, or a piece of one in a stream's delta.
+#[derive(Deserialize)]
+struct WireCall {
+    #[serde(default)]
+    index: u32,
+    id: Option<String>,
+    function: Option<WireFunction>,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
+impl WireCall {
+    fn whole(self) -> Result<ToolCall, DispatchError> {
+        let f = self.function.unwrap_or(WireFunction {
+            name: None,
+            arguments: None,
+        });
+        match (self.id, f.name) {
+            (Some(id), Some(name)) => Ok(ToolCall {
+                id,
+                name,
+                arguments: f.arguments.unwrap_or_default(),
+            }),
+            _ => Err(DispatchError::Malformed(
+                "a tool call without its id or name".into(),
+            )),
+        }
+    }
+
+    fn delta(self) -> ToolCallDelta {
+        let (name, arguments) = self
+            .function
+            .map_or((None, None), |f| (f.name, f.arguments));
+        ToolCallDelta {
+            index: self.index,
+            id: self.id,
+            name,
+            arguments: arguments.unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -113,7 +259,10 @@ impl OpenAiClient {
     ) -> reqwest::RequestBuilder {
         let body = WireRequest {
             model: upstream,
-            messages: &req.messages,
+            messages: req.messages.iter().map(OutMessage::from).collect(),
+            tools: req.tools.defs.iter().map(OutTool::from).collect(),
+            tool_choice: req.tools.choice.as_ref().map(tool_choice),
+            parallel_tool_calls: req.tools.parallel,
             max_tokens: req.max_tokens.filter(|_| !req.max_completion_tokens),
             max_completion_tokens: req.max_tokens.filter(|_| req.max_completion_tokens),
             temperature: req.temperature,
@@ -155,12 +304,18 @@ impl Adapter for OpenAiClient {
             .into_iter()
             .next()
             .ok_or_else(|| DispatchError::Malformed("no choices".into()))?;
-        let content = choice
+        let message = choice
             .message
-            .and_then(|m| m.content)
+            .filter(|m| m.content.is_some() || !m.tool_calls.is_empty())
             .ok_or_else(|| DispatchError::Malformed("choice has no message content".into()))?;
+        let tool_calls = message
+            .tool_calls
+            .into_iter()
+            .map(WireCall::whole)
+            .collect::<Result<_, _>>()?;
         Ok(ChatResponse {
-            content,
+            content: message.content.unwrap_or_default(),
+            tool_calls,
             finish_reason: choice.finish_reason.unwrap_or_else(|| "stop".into()),
             usage: wire.usage.map(Usage::from),
         })
@@ -207,9 +362,16 @@ impl SseParser for Parser {
             if let Some(r) = c.finish_reason {
                 self.finish = Some(r);
             }
-            if let Some(text) = c.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
+            let Some(delta) = c.delta else { continue };
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                 out.push(StreamEvent::Delta(text));
             }
+            out.extend(
+                delta
+                    .tool_calls
+                    .into_iter()
+                    .map(|t| StreamEvent::ToolCall(t.delta())),
+            );
         }
         Ok((out, false))
     }

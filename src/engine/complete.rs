@@ -11,9 +11,13 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Engine, RouteInput, Routed, Rpc, validate};
+use crate::config::Capability;
 use crate::dispatch::failover::{Failed, Served, elapsed_ms};
-use crate::dispatch::{ChatRequest, DispatchError, Sampling, StreamEvent, Usage};
+use crate::dispatch::{
+    ChatRequest, DispatchError, Sampling, StreamEvent, ToolCall, ToolCallDelta, Tools, Usage,
+};
 use crate::error::Error;
+use crate::policy::eligibility;
 use crate::store::{AttemptRow, DecisionRow};
 use crate::tokens;
 
@@ -35,6 +39,7 @@ pub struct CompleteInput {
     pub sampling: Sampling,
     /// The end user, forwarded where the protocol has a field for it.
     pub user: Option<String>,
+    pub tools: Tools,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +48,7 @@ pub struct Completed {
     pub model: String,
     pub provider: String,
     pub content: String,
+    pub tool_calls: Vec<ToolCall>,
     pub finish_reason: String,
     pub usage: Usage,
     pub usage_estimated: bool,
@@ -51,7 +57,7 @@ pub struct Completed {
 }
 
 /// What a streamed completion yields, in order: one `Start`, any number of
-/// `Delta`s, then one `End` (or an error).
+/// `Delta`s and `ToolCall` pieces, then one `End` (or an error).
 #[derive(Debug, Clone)]
 pub enum StreamItem {
     Start {
@@ -60,6 +66,7 @@ pub enum StreamItem {
         provider: String,
     },
     Delta(String),
+    ToolCall(ToolCallDelta),
     End {
         finish_reason: String,
         usage: Usage,
@@ -84,10 +91,11 @@ impl Engine {
         let deadline_ms = validate::positive_u32("deadline_ms", input.deadline_ms)?;
         validate::stop(&input.stop)?;
         validate::sampling(&input.sampling)?;
+        validate::tools(&input.tools)?;
         let mut route = input.route.clone();
         // The reply can be no longer than max_tokens: it caps expected costs.
         route.max_tokens = max_tokens;
-        route.settings = input.sampling.set();
+        route.needs = needs(input);
         let (routed, row) = self.decide(&route, input.model.as_deref(), rpc).await?;
         let deadline = deadline_ms
             .map(|ms| Duration::from_millis(u64::from(ms)))
@@ -105,6 +113,7 @@ impl Engine {
                 stop: input.stop.clone(),
                 sampling: input.sampling.clone(),
                 user: input.user.clone(),
+                tools: input.tools.clone(),
             },
             deadline: Instant::now() + deadline,
         })
@@ -141,7 +150,8 @@ impl Engine {
                 let model = &self.catalog.models[m];
                 self.failover.health().finish(s.guard, Some(true), false);
                 let resp = s.value;
-                let (usage, estimated) = usage_or_estimate(resp.usage, &p.request, &resp.content);
+                let (usage, estimated) =
+                    usage_or_estimate(resp.usage, &p.request, || answered(&resp));
                 let cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
                 rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
                 row.served_model = Some(model.name.clone());
@@ -156,6 +166,7 @@ impl Engine {
                     model: model.name.clone(),
                     provider: self.catalog.provider_of(m).name.clone(),
                     content: resp.content,
+                    tool_calls: resp.tool_calls,
                     finish_reason: resp.finish_reason,
                     usage,
                     usage_estimated: estimated,
@@ -282,12 +293,17 @@ impl Engine {
                     text.push_str(&d);
                     client_gone = tx.send(Ok(StreamItem::Delta(d))).await.is_err();
                 }
+                Ok(StreamEvent::ToolCall(c)) => {
+                    text.push_str(c.name.as_deref().unwrap_or(""));
+                    text.push_str(&c.arguments);
+                    client_gone = tx.send(Ok(StreamItem::ToolCall(c))).await.is_err();
+                }
                 Ok(StreamEvent::Done {
                     finish_reason,
                     usage,
                 }) => {
                     self.failover.health().finish(s.guard, Some(true), false);
-                    let (usage, estimated) = usage_or_estimate(usage, &p.request, &text);
+                    let (usage, estimated) = usage_or_estimate(usage, &p.request, || text.clone());
                     let cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
                     rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
                     self.log_attempts(&id, rows.clone(), Some(model.name.clone()))
@@ -424,7 +440,39 @@ impl Engine {
     }
 }
 
-fn usage_or_estimate(reported: Option<Usage>, req: &ChatRequest, content: &str) -> (Usage, bool) {
+/// What the request needs of a model past its messages (see
+/// [`Engine::decide`]): its settings, and tools when it offers any.
+fn needs(input: &CompleteInput) -> eligibility::Needs {
+    let mut settings = input.sampling.set();
+    let offers_tools = !input.tools.defs.is_empty();
+    if offers_tools && input.tools.parallel == Some(false) {
+        settings.push("parallel_tool_calls");
+    }
+    eligibility::Needs {
+        settings,
+        capabilities: if offers_tools {
+            vec![Capability::Tools]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// What the model wrote, for estimating its tokens: text and tool calls.
+fn answered(resp: &crate::dispatch::ChatResponse) -> String {
+    let mut out = resp.content.clone();
+    for c in &resp.tool_calls {
+        out.push_str(&c.name);
+        out.push_str(&c.arguments);
+    }
+    out
+}
+
+fn usage_or_estimate(
+    reported: Option<Usage>,
+    req: &ChatRequest,
+    content: impl FnOnce() -> String,
+) -> (Usage, bool) {
     match reported {
         Some(u) => (u, false),
         None => (
@@ -432,7 +480,7 @@ fn usage_or_estimate(reported: Option<Usage>, req: &ChatRequest, content: &str) 
                 prompt_tokens: tokens::estimate_prompt_tokens(
                     req.messages.iter().map(|m| m.content.as_str()),
                 ),
-                completion_tokens: tokens::estimate_text_tokens(content),
+                completion_tokens: tokens::estimate_text_tokens(&content()),
                 cached_tokens: 0,
             },
             true,

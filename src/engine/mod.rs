@@ -19,7 +19,7 @@ pub use prompt::text_to_read;
 use crate::catalog::Catalog;
 use crate::classify::{Intent, Reader, Reading};
 use crate::clock::now_ms;
-use crate::config::Config;
+use crate::config::{Capability, Config};
 use crate::dispatch::failover::Failover;
 use crate::dispatch::health::HealthSnapshot;
 use crate::dispatch::{ChatMessage, Dispatcher};
@@ -45,9 +45,9 @@ pub struct RouteInput {
     pub max_output_tokens: Option<u32>,
     /// A hard cap on output tokens (Complete's `max_tokens`).
     pub max_tokens: Option<u32>,
-    /// The generation settings the request sets (OpenAI names): a model whose
-    /// protocol has no field for one is not eligible.
-    pub settings: Vec<&'static str>,
+    /// What a model must take to be eligible: settings its protocol has a
+    /// field for, capabilities the catalog declares.
+    pub needs: eligibility::Needs,
 }
 
 /// A logged decision.
@@ -231,18 +231,19 @@ impl Engine {
                 "the pinned model is not in candidates",
             ));
         }
-        // A setting the pinned model cannot take is the request's to fix: a
-        // 400 naming both (routing instead skips such models).
+        let needs = conversation_needs(&input.needs, &input.messages);
+        // A need the pinned model cannot meet is the request's to fix: a 400
+        // naming both (routing instead skips such models).
         if let Some(p) = pinned
-            && let Some(name) = eligibility::unsupported(&self.catalog, p, &input.settings)
+            && let Some(u) = eligibility::unmet(&self.catalog, p, &needs)
         {
-            let m = &self.catalog.models[p];
             return Err(Error::invalid(
-                name,
+                u.param(),
                 format!(
-                    "model {} ({} protocol) does not take `{name}`: leave it out, or choose another model",
-                    m.name,
-                    self.catalog.providers[m.provider].kind.name()
+                    "model {} cannot take this request: {}; leave `{}` out, or choose another model",
+                    self.catalog.models[p].name,
+                    u.reason(&self.catalog, p),
+                    u.param()
                 ),
             ));
         }
@@ -285,7 +286,7 @@ impl Engine {
                 prompt_tokens,
                 output_tokens: &output_tokens,
                 max_cost_usd,
-                settings: &input.settings,
+                needs: &needs,
             },
         );
         let unhealthy = self.failover.screen_health(&mut screened);
@@ -454,4 +455,21 @@ impl Engine {
             replaced: outcome.replaced,
         })
     }
+}
+
+/// The request's needs and its conversation's: a model must take tool calls
+/// and results to be sent a conversation that holds them.
+fn conversation_needs<'a>(
+    needs: &'a eligibility::Needs,
+    messages: &[ChatMessage],
+) -> std::borrow::Cow<'a, eligibility::Needs> {
+    let tool_traffic = messages
+        .iter()
+        .any(|m| !m.tool_calls.is_empty() || m.tool_call_id.is_some());
+    if !tool_traffic || needs.capabilities.contains(&Capability::Tools) {
+        return std::borrow::Cow::Borrowed(needs);
+    }
+    let mut needs = needs.clone();
+    needs.capabilities.push(Capability::Tools);
+    std::borrow::Cow::Owned(needs)
 }

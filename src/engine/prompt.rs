@@ -22,10 +22,7 @@ mod tests {
     use super::*;
 
     fn m(role: &str, content: &str) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
+        ChatMessage::text(role, content)
     }
 
     #[test]

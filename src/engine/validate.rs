@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::Catalog;
-use crate::dispatch::{ChatMessage, Sampling};
+use crate::dispatch::{ChatMessage, Sampling, ToolChoice, Tools};
 use crate::error::Error;
 
 const ROLES: [&str; 5] = ["system", "user", "assistant", "tool", "developer"];
@@ -30,6 +30,7 @@ pub fn messages(msgs: &[ChatMessage], max_bytes: usize) -> Result<(), Error> {
             ));
         }
         total = total.saturating_add(m.content.len());
+        tool_traffic(i, m, &msgs[..i])?;
     }
     if total > max_bytes {
         return Err(Error::invalid(
@@ -44,6 +45,104 @@ pub fn messages(msgs: &[ChatMessage], max_bytes: usize) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// A message's part in tool calling: only assistants call, only `tool`
+/// messages answer, each answer names an earlier call (Gemini answers by the
+/// call's function name), and arguments are JSON (Anthropic and Gemini take
+/// them as objects).
+fn tool_traffic(i: usize, m: &ChatMessage, earlier: &[ChatMessage]) -> Result<(), Error> {
+    if !m.tool_calls.is_empty() && m.role != "assistant" {
+        return Err(Error::invalid(
+            format!("messages[{i}].tool_calls"),
+            "only an assistant message may carry tool calls",
+        ));
+    }
+    for (j, c) in m.tool_calls.iter().enumerate() {
+        let field = |f: &str| format!("messages[{i}].tool_calls[{j}].{f}");
+        if c.id.is_empty() {
+            return Err(Error::invalid(field("id"), "must not be empty"));
+        }
+        tool_name(&field("function.name"), &c.name)?;
+        if serde_json::from_str::<serde_json::Value>(&c.arguments).is_err() {
+            return Err(Error::invalid(
+                field("function.arguments"),
+                "must be JSON text",
+            ));
+        }
+    }
+    match (&m.tool_call_id, m.role == "tool") {
+        (None, true) => Err(Error::invalid(
+            format!("messages[{i}].tool_call_id"),
+            "a tool message must name the call it answers",
+        )),
+        (Some(_), false) => Err(Error::invalid(
+            format!("messages[{i}].tool_call_id"),
+            "only a tool message answers a call",
+        )),
+        (Some(id), true)
+            if !earlier
+                .iter()
+                .flat_map(|e| &e.tool_calls)
+                .any(|c| &c.id == id) =>
+        {
+            Err(Error::invalid(
+                format!("messages[{i}].tool_call_id"),
+                format!("{id:?} answers no earlier assistant tool call"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// OpenAI's and Anthropic's rule for function names (Gemini's is looser).
+fn tool_name(field: &str, name: &str) -> Result<(), Error> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("{name:?} is not 1 to 64 letters, digits, '_' or '-'"),
+        ))
+    }
+}
+
+/// Validates tool definitions and the choice among them.
+pub fn tools(t: &Tools) -> Result<(), Error> {
+    for (i, d) in t.defs.iter().enumerate() {
+        let field = |f: &str| format!("tools[{i}].function.{f}");
+        tool_name(&field("name"), &d.name)?;
+        if t.defs[..i].iter().any(|e| e.name == d.name) {
+            return Err(Error::invalid(
+                field("name"),
+                format!("{:?} is defined twice", d.name),
+            ));
+        }
+        if d.parameters.as_ref().is_some_and(|p| !p.is_object()) {
+            return Err(Error::invalid(
+                field("parameters"),
+                "must be a JSON Schema object",
+            ));
+        }
+    }
+    match &t.choice {
+        Some(ToolChoice::None) | None => Ok(()),
+        Some(_) if t.defs.is_empty() => Err(Error::invalid(
+            "tool_choice",
+            "is only allowed when tools are given",
+        )),
+        Some(ToolChoice::Function(name)) if !t.defs.iter().any(|d| &d.name == name) => {
+            Err(Error::invalid(
+                "tool_choice",
+                format!("names {name:?}, which is not among the tools"),
+            ))
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// Validates stop sequences: at most 4, each non-empty and bounded, so no
@@ -204,10 +303,7 @@ mod tests {
     use super::*;
 
     fn msg(role: &str, content: &str) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
+        ChatMessage::text(role, content)
     }
 
     #[test]

@@ -108,6 +108,18 @@ fn sse_events(
     match item {
         Ok(StreamItem::Start { .. }) => Vec::new(),
         Ok(StreamItem::Delta(d)) => vec![Ok(data(&c.make(json!({"content": d}), None)))],
+        Ok(StreamItem::ToolCall(t)) => {
+            // OpenAI's shape: id, type and name with a call's first piece.
+            let mut call = json!({"index": t.index, "function": {"arguments": t.arguments}});
+            if let Some(id) = t.id {
+                call["id"] = json!(id);
+                call["type"] = json!("function");
+            }
+            if let Some(name) = t.name {
+                call["function"]["name"] = json!(name);
+            }
+            vec![Ok(data(&c.make(json!({"tool_calls": [call]}), None)))]
+        }
         Ok(StreamItem::End {
             finish_reason,
             usage: u,
@@ -132,6 +144,20 @@ fn data(v: &Value) -> Event {
 }
 
 fn plain(c: Completed) -> Response {
+    let mut message = json!({"role": "assistant", "content": c.content, "refusal": null});
+    if !c.tool_calls.is_empty() {
+        if c.content.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = c
+            .tool_calls
+            .iter()
+            .map(|t| {
+                json!({"id": t.id, "type": "function",
+                            "function": {"name": t.name, "arguments": t.arguments}})
+            })
+            .collect();
+    }
     let body = json!({
         "id": format!("chatcmpl-{}", c.decision_id),
         "object": "chat.completion",
@@ -140,7 +166,7 @@ fn plain(c: Completed) -> Response {
         "system_fingerprint": null,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": c.content, "refusal": null},
+            "message": message,
             "logprobs": null,
             "finish_reason": finish(&c.finish_reason),
         }],

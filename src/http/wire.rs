@@ -2,13 +2,14 @@
 //! into the engine's `CompleteInput`.
 //!
 //! Fields we honour: `model`, `messages` (roles `system`, `developer`,
-//! `user`, `assistant`), `stream`, `stream_options`, `max_tokens` /
-//! `max_completion_tokens`, `temperature`, `top_p`, `seed`,
-//! `frequency_penalty`, `presence_penalty`, `reasoning_effort`, `stop` (a
-//! string or up to 4 strings), `user`, `metadata`, and neutral values of the
-//! rest (`n: 1`, `store: false`, `tool_choice: "none"`...). Fields that would
-//! change the answer's shape or meaning if ignored (`n > 1`, `tools`,
-//! `functions`, `tool_choice`, `response_format` other than text,
+//! `user`, `assistant` with `tool_calls`, `tool` with `tool_call_id`),
+//! `tools` (functions), `tool_choice`, `parallel_tool_calls`, `stream`,
+//! `stream_options`, `max_tokens` / `max_completion_tokens`, `temperature`,
+//! `top_p`, `seed`, `frequency_penalty`, `presence_penalty`,
+//! `reasoning_effort`, `stop` (a string or up to 4 strings), `user`,
+//! `metadata`, and neutral values of the rest (`n: 1`, `store: false`...).
+//! Fields that would change the answer's shape or meaning if ignored
+//! (`n > 1`, the deprecated `functions`, `response_format` other than text,
 //! `logprobs`, `logit_bias`, `audio`, non-text `modalities`, `prediction`,
 //! non-text content parts) are rejected with 400, and so is any field this
 //! file does not know (as OpenAI itself does): nothing is silently dropped.
@@ -20,7 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::errors::{ApiError, bad_json};
-use crate::dispatch::{ChatMessage, Sampling};
+use crate::dispatch::{ChatMessage, Sampling, Tool, ToolCall, ToolChoice, Tools};
 use crate::engine::{CompleteInput, RouteInput};
 
 /// The model name that asks the router to choose.
@@ -46,10 +47,11 @@ pub struct ChatBody {
     pub user: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
     pub switchyard: Option<Extension>,
-    // Parameters we refuse unless they are their neutral value.
-    pub tools: Option<Vec<Value>>,
-    pub functions: Option<Vec<Value>>,
+    pub tools: Option<Vec<WireTool>>,
     pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
+    // Parameters we refuse unless they are their neutral value.
+    pub functions: Option<Vec<Value>>,
     pub response_format: Option<Value>,
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<u32>,
@@ -60,9 +62,36 @@ pub struct ChatBody {
     pub prediction: Option<Value>,
     pub store: Option<bool>,
     pub service_tier: Option<String>,
-    /// Governs tool calls only, and `tools` are refused: nothing to carry.
-    #[serde(rename = "parallel_tool_calls")]
-    _parallel_tool_calls: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WireTool {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: Option<WireFunction>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireFunction {
+    pub name: String,
+    pub description: Option<String>,
+    pub parameters: Option<Value>,
+    pub strict: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WireToolCall {
+    pub id: String,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    pub function: WireCalled,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WireCalled {
+    pub name: String,
+    pub arguments: String,
 }
 
 /// Parses a request body. A field this file does not know is refused by
@@ -95,7 +124,8 @@ pub struct WireMessage {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
-    pub tool_calls: Option<Vec<Value>>,
+    pub tool_calls: Option<Vec<WireToolCall>>,
+    pub tool_call_id: Option<String>,
     pub function_call: Option<Value>,
 }
 
@@ -159,24 +189,10 @@ impl ChatBody {
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::unsupported("n", "only n = 1 is supported"));
         }
-        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-            return Err(ApiError::unsupported(
-                "tools",
-                "tool calling is not supported",
-            ));
-        }
         if self.functions.as_ref().is_some_and(|t| !t.is_empty()) {
             return Err(ApiError::unsupported(
                 "functions",
-                "function calling is not supported",
-            ));
-        }
-        if let Some(c) = &self.tool_choice
-            && !(c.is_null() || c == "none")
-        {
-            return Err(ApiError::unsupported(
-                "tool_choice",
-                "tool calling is not supported",
+                "the deprecated function calling is not supported; use tools",
             ));
         }
         if let Some(f) = &self.response_format
@@ -222,9 +238,46 @@ impl ChatBody {
         Ok(())
     }
 
+    /// The tools, their choice and parallelism in our terms.
+    fn tools(&mut self) -> Result<Tools, ApiError> {
+        let defs = self
+            .tools
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| match (t.kind.as_str(), t.function) {
+                ("function", Some(f)) => Ok(Tool {
+                    name: f.name,
+                    description: f.description,
+                    parameters: f.parameters,
+                    strict: f.strict,
+                }),
+                ("function", None) => Err(ApiError::invalid(
+                    format!("tools[{i}].function"),
+                    "a function tool needs its definition",
+                )),
+                (other, _) => Err(ApiError::unsupported(
+                    &format!("tools[{i}].type"),
+                    &format!("{other:?} tools are not supported; only \"function\""),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let choice = match self.tool_choice.take() {
+            None | Some(Value::Null) => None,
+            Some(c) => Some(tool_choice(&c)?),
+        };
+        Ok(Tools {
+            defs,
+            choice,
+            parallel: self.parallel_tool_calls,
+        })
+    }
+
     /// Converts into the engine's input; the engine validates values further.
-    pub fn into_input(self, headers: &HeaderMap) -> Result<CompleteInput, ApiError> {
+    pub fn into_input(mut self, headers: &HeaderMap) -> Result<CompleteInput, ApiError> {
         self.refuse_unsupported()?;
+        let tools = self.tools()?;
         let stop = stop_sequences(self.stop.as_ref())?;
         let messages = self
             .messages
@@ -277,7 +330,7 @@ impl ChatBody {
                     .max_output_tokens
                     .or(parsed(headers, "x-switchyard-max-output-tokens")?),
                 max_tokens: None,
-                settings: Vec::new(),
+                needs: Default::default(),
             },
             model,
             max_completion_tokens: self.max_completion_tokens.is_some(),
@@ -291,11 +344,38 @@ impl ChatBody {
                 reasoning_effort: self.reasoning_effort,
             },
             user,
+            tools,
             deadline_ms: ext
                 .deadline_ms
                 .or(parsed(headers, "x-switchyard-deadline-ms")?),
             stop,
         })
+    }
+}
+
+/// OpenAI's `tool_choice`: a mode, or `{"type": "function", "function":
+/// {"name": ...}}`.
+fn tool_choice(v: &Value) -> Result<ToolChoice, ApiError> {
+    match v {
+        Value::String(mode) => match mode.as_str() {
+            "auto" => Ok(ToolChoice::Auto),
+            "none" => Ok(ToolChoice::None),
+            "required" => Ok(ToolChoice::Required),
+            other => Err(ApiError::invalid(
+                "tool_choice",
+                format!("{other:?} is not one of auto, none, required"),
+            )),
+        },
+        _ => match (
+            v.get("type").and_then(Value::as_str),
+            v.pointer("/function/name").and_then(Value::as_str),
+        ) {
+            (Some("function"), Some(name)) => Ok(ToolChoice::Function(name.to_owned())),
+            _ => Err(ApiError::invalid(
+                "tool_choice",
+                "must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+            )),
+        },
     }
 }
 
@@ -316,17 +396,31 @@ fn stop_sequences(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
 
 fn message(i: usize, m: WireMessage) -> Result<ChatMessage, ApiError> {
     let field = |f: &str| format!("messages[{i}].{f}");
-    if m.tool_calls.as_ref().is_some_and(|t| !t.is_empty()) || m.function_call.is_some() {
+    if m.function_call.is_some() {
         return Err(ApiError::unsupported(
-            &field("tool_calls"),
-            "tool calling is not supported",
+            &field("function_call"),
+            "the deprecated function calling is not supported; use tool_calls",
         ));
     }
-    if matches!(m.role.as_str(), "tool" | "function") {
+    if m.role == "function" {
         return Err(ApiError::unsupported(
             &field("role"),
-            "tool results are not supported",
+            "the deprecated function role is not supported; use tool",
         ));
+    }
+    let mut tool_calls = Vec::new();
+    for (j, c) in m.tool_calls.into_iter().flatten().enumerate() {
+        if c.kind.as_deref().is_some_and(|k| k != "function") {
+            return Err(ApiError::unsupported(
+                &field(&format!("tool_calls[{j}].type")),
+                "only function tool calls are supported",
+            ));
+        }
+        tool_calls.push(ToolCall {
+            id: c.id,
+            name: c.function.name,
+            arguments: c.function.arguments,
+        });
     }
     let content = match m.content {
         None => String::new(),
@@ -356,6 +450,8 @@ fn message(i: usize, m: WireMessage) -> Result<ChatMessage, ApiError> {
     Ok(ChatMessage {
         role: m.role,
         content,
+        tool_calls,
+        tool_call_id: m.tool_call_id,
     })
 }
 
@@ -416,7 +512,8 @@ mod tests {
     fn semantic_changing_parameters_are_refused() {
         for extra in [
             serde_json::json!({"n": 2}),
-            serde_json::json!({"tools": [{"type": "function"}]}),
+            serde_json::json!({"tools": [{"type": "custom", "custom": {"name": "x"}}]}),
+            serde_json::json!({"functions": [{"name": "f"}]}),
             serde_json::json!({"response_format": {"type": "json_object"}}),
             serde_json::json!({"logprobs": true}),
             serde_json::json!({"store": true}),
@@ -473,6 +570,42 @@ mod tests {
             }
         );
         assert_eq!(input.route.messages[0].role, "developer");
+    }
+
+    #[test]
+    fn tools_tool_choice_and_tool_messages_are_carried() {
+        let input = body(serde_json::json!({
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "x"},
+                {"role": "assistant", "content": null, "refusal": null, "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "42"}]}
+            ],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "tool_choice": {"type": "function", "function": {"name": "f"}},
+            "parallel_tool_calls": false
+        }))
+        .into_input(&HeaderMap::new())
+        .unwrap();
+        assert_eq!(input.tools.defs[0].name, "f");
+        assert_eq!(input.tools.choice, Some(ToolChoice::Function("f".into())));
+        assert_eq!(input.tools.parallel, Some(false));
+        let m = &input.route.messages;
+        assert_eq!(m[1].tool_calls[0].arguments, "{}");
+        assert_eq!(
+            (m[2].tool_call_id.as_deref(), m[2].content.as_str()),
+            (Some("c1"), "42")
+        );
+        for (choice, want) in [
+            ("auto", ToolChoice::Auto),
+            ("none", ToolChoice::None),
+            ("required", ToolChoice::Required),
+        ] {
+            assert_eq!(tool_choice(&serde_json::json!(choice)).unwrap(), want);
+        }
+        let e = tool_choice(&serde_json::json!("sometimes")).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("tool_choice"));
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! | `ra<ms>`        | the Retry-After sent with 429s (default 1000 ms)          |
 //! | `flaky<pct>`    | `pct`% of requests fail: 500, 502, 503, reset or hang     |
 //! | `until<n>`      | `flaky` applies to the first `n` requests only (recovery) |
+//! | `toolcall`      | answer a user turn that offers tools with a call to one   |
+//! | `toolcalls<n>`  | the same with `n` parallel calls                          |
 
 use std::time::Duration;
 
@@ -42,6 +44,8 @@ pub struct Behaviour {
     pub retry_after: Duration,
     pub flaky_pct: u32,
     pub flaky_until: Option<u64>,
+    /// Calls to make when tools are offered and the last turn is the user's.
+    pub tool_calls: Option<u32>,
 }
 
 impl Behaviour {
@@ -60,6 +64,7 @@ impl Behaviour {
                 "truncate" => b.truncate = true,
                 "reset" => b.reset = true,
                 "cutstream" => b.cut_stream = true,
+                "toolcall" => b.tool_calls = Some(1),
                 _ => {
                     if let Some(v) = d.strip_prefix("slowstream").and_then(ms) {
                         b.stream_delay = Some(v);
@@ -77,6 +82,9 @@ impl Behaviour {
                         b.retry_after = v;
                     } else if let Some(v) = d.strip_prefix("until").and_then(|v| v.parse().ok()) {
                         b.flaky_until = Some(v);
+                    } else if let Some(v) = d.strip_prefix("toolcalls").and_then(|v| v.parse().ok())
+                    {
+                        b.tool_calls = Some(v);
                     } else if let Some(v) = d.strip_prefix("flaky").and_then(|v| v.parse().ok()) {
                         b.flaky_pct = v;
                     }

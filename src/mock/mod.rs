@@ -82,6 +82,20 @@ pub(crate) struct MockRequest {
     pub messages: Vec<(String, String)>,
     pub stream: bool,
     pub max_tokens: Option<u32>,
+    /// The functions offered, by name.
+    pub tools: Vec<String>,
+    /// What `tool_choice` allows: `None` forbids calls, `Some(name)` forces one.
+    pub tool_choice: ToolsAllowed,
+    /// The last turn's tool results (their text), if it is one.
+    pub tool_results: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) enum ToolsAllowed {
+    #[default]
+    Any,
+    None,
+    Only(String),
 }
 
 /// Serves until `shutdown` resolves.
@@ -160,11 +174,14 @@ async fn handle(
         st.last_credential = ["authorization", "x-api-key", "x-goog-api-key"]
             .iter()
             .find_map(|k| headers.get(*k)?.to_str().ok().map(str::to_owned));
-        st.last_body = Some(raw);
+        st.last_body = Some(raw.clone());
         seen
     };
     if req.messages.iter().all(|(role, _)| role == "system") {
         return wire::error(proto, 400, "messages must not be empty");
+    }
+    if let Err(e) = wire::check_tool_traffic(proto, &raw) {
+        return wire::error(proto, 400, &e);
     }
     let mut parts = req.model.split('+');
     let base = parts.next().unwrap_or_default().to_owned();
@@ -183,14 +200,21 @@ async fn handle(
         tokio::time::sleep(delay).await;
     }
     let answer = || {
-        let echo: String = req
-            .messages
-            .iter()
-            .rev()
-            .find(|(role, _)| role == "user")
-            .map(|(_, t)| t.chars().take(200).collect())
-            .unwrap_or_default();
-        wire::Answer::new(&base, &echo, &req, !b.no_usage, b.cached)
+        let echo: String = if req.tool_results.is_empty() {
+            req.messages
+                .iter()
+                .rev()
+                .find(|(role, _)| role == "user")
+                .map(|(_, t)| t.chars().take(200).collect())
+                .unwrap_or_default()
+        } else {
+            format!("tool said: {}", req.tool_results.join(" | "))
+        };
+        let mut a = wire::Answer::new(&base, &echo, &req, !b.no_usage, b.cached);
+        if let Some(n) = b.tool_calls {
+            a.call_tools(&req, n, &echo);
+        }
+        a
     };
     match outcome {
         Outcome::Hang => std::future::pending().await,

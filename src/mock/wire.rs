@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use futures::stream;
 use serde_json::{Value, json};
 
-use super::MockRequest;
+use super::{MockRequest, ToolsAllowed};
 use crate::tokens::{estimate_prompt_tokens, estimate_text_tokens};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,12 +59,16 @@ pub(super) fn parse(
             .collect()
     };
     let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let (tools, tool_choice, tool_results) = tool_use(proto, v);
     match proto {
         Proto::OpenAi => Ok(MockRequest {
             model: str_field("model").ok_or("missing model")?,
             messages: turns("messages", "content")?,
             stream,
             max_tokens: max("/max_completion_tokens").or(max("/max_tokens")),
+            tools,
+            tool_choice,
+            tool_results,
         }),
         Proto::Anthropic => {
             let mut messages = Vec::new();
@@ -77,6 +81,9 @@ pub(super) fn parse(
                 messages,
                 stream,
                 max_tokens: Some(max("/max_tokens").ok_or("max_tokens is required")?),
+                tools,
+                tool_choice,
+                tool_results,
             })
         }
         Proto::Gemini => {
@@ -91,14 +98,160 @@ pub(super) fn parse(
                 messages,
                 stream,
                 max_tokens: max("/generationConfig/maxOutputTokens"),
+                tools,
+                tool_choice,
+                tool_results,
             })
         }
     }
 }
 
-/// The answer's text and usage.
+type ToolUse = (Vec<String>, ToolsAllowed, Vec<String>);
+
+/// The functions offered, what the tool choice allows, and the results the
+/// last turn carries, read the protocol's way.
+fn tool_use(proto: Proto, v: &Value) -> ToolUse {
+    let names = |list: Option<&Value>, key: &str| -> Vec<String> {
+        list.and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.pointer(key)?.as_str().map(str::to_owned))
+            .collect()
+    };
+    let last = |key: &str| {
+        v.get(key)
+            .and_then(Value::as_array)
+            .and_then(|m| m.last())
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    match proto {
+        Proto::OpenAi => {
+            let choice = match v.get("tool_choice") {
+                Some(c) if c == "none" => ToolsAllowed::None,
+                Some(c) => c
+                    .pointer("/function/name")
+                    .and_then(Value::as_str)
+                    .map_or(ToolsAllowed::Any, |n| ToolsAllowed::Only(n.to_owned())),
+                None => ToolsAllowed::Any,
+            };
+            let messages = v.get("messages").and_then(Value::as_array);
+            let results = messages
+                .into_iter()
+                .flat_map(|m| m.iter().rev().take_while(|m| m["role"] == "tool"))
+                .map(|m| text(&m["content"]))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            (names(v.get("tools"), "/function/name"), choice, results)
+        }
+        Proto::Anthropic => {
+            let choice = match v.pointer("/tool_choice/type").and_then(Value::as_str) {
+                Some("none") => ToolsAllowed::None,
+                Some("tool") => ToolsAllowed::Only(
+                    v.pointer("/tool_choice/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                ),
+                _ => ToolsAllowed::Any,
+            };
+            let results = last("messages")["content"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|b| b["type"] == "tool_result")
+                .map(|b| text(&b["content"]))
+                .collect();
+            (names(v.get("tools"), "/name"), choice, results)
+        }
+        Proto::Gemini => {
+            let config = v.pointer("/toolConfig/functionCallingConfig");
+            let choice = match config.and_then(|c| c["mode"].as_str()) {
+                Some("NONE") => ToolsAllowed::None,
+                _ => match config.and_then(|c| c.pointer("/allowedFunctionNames/0")) {
+                    Some(Value::String(n)) => ToolsAllowed::Only(n.clone()),
+                    _ => ToolsAllowed::Any,
+                },
+            };
+            let results = last("contents")["parts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get("functionResponse"))
+                .map(|r| r["response"].to_string())
+                .collect();
+            let decls = v.pointer("/tools/0/functionDeclarations");
+            (names(decls, "/name"), choice, results)
+        }
+    }
+}
+
+/// Refuses tool traffic a real provider would: a result that answers no
+/// earlier call (OpenAI, Anthropic: by id; Gemini: by a declared name).
+pub(super) fn check_tool_traffic(proto: Proto, v: &Value) -> Result<(), String> {
+    let list = |key: &str| {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut called: Vec<String> = Vec::new();
+    match proto {
+        Proto::OpenAi => {
+            for m in list("messages") {
+                for c in m["tool_calls"].as_array().into_iter().flatten() {
+                    called.push(c["id"].as_str().unwrap_or_default().to_owned());
+                }
+                if m["role"] == "tool" {
+                    let id = m["tool_call_id"].as_str().unwrap_or_default();
+                    if !called.iter().any(|c| c == id) {
+                        return Err(format!("tool_call_id {id:?} answers no tool call"));
+                    }
+                }
+            }
+        }
+        Proto::Anthropic => {
+            for m in list("messages") {
+                for b in m["content"].as_array().into_iter().flatten() {
+                    match b["type"].as_str() {
+                        Some("tool_use") => {
+                            called.push(b["id"].as_str().unwrap_or_default().to_owned())
+                        }
+                        Some("tool_result") => {
+                            let id = b["tool_use_id"].as_str().unwrap_or_default();
+                            if !called.iter().any(|c| c == id) {
+                                return Err(format!("tool_use_id {id:?} answers no tool_use"));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Proto::Gemini => {
+            let (declared, _, _) = tool_use(proto, v);
+            for c in list("contents") {
+                for p in c["parts"].as_array().into_iter().flatten() {
+                    if let Some(r) = p.get("functionResponse") {
+                        let name = r["name"].as_str().unwrap_or_default();
+                        if !declared.iter().any(|d| d == name) {
+                            return Err(format!("functionResponse names {name:?}, not declared"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The answer's text, tool calls and usage.
 pub(super) struct Answer {
     content: String,
+    /// (name, arguments as JSON text).
+    calls: Vec<(String, String)>,
     usage: Option<(u32, u32, u32)>,
 }
 
@@ -126,7 +279,38 @@ impl Answer {
             let p = estimate_prompt_tokens(req.messages.iter().map(|(_, t)| t.as_str()));
             (p, estimate_text_tokens(&content), cached.min(p))
         });
-        Answer { content, usage }
+        Answer {
+            content,
+            calls: Vec::new(),
+            usage,
+        }
+    }
+
+    /// Answers with `n` calls instead of text, if tools are offered and
+    /// allowed and the last turn is not already their results.
+    pub(super) fn call_tools(&mut self, req: &MockRequest, n: u32, echo: &str) {
+        if req.tools.is_empty() || !req.tool_results.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = match &req.tool_choice {
+            ToolsAllowed::None => return,
+            ToolsAllowed::Only(name) => vec![name.as_str()],
+            ToolsAllowed::Any => req.tools.iter().map(String::as_str).collect(),
+        };
+        self.calls = (0..n as usize)
+            .map(|i| {
+                let args = json!({"query": echo, "n": i}).to_string();
+                (names[i % names.len()].to_owned(), args)
+            })
+            .collect();
+        self.content.clear();
+        if let Some(u) = &mut self.usage {
+            u.1 = self
+                .calls
+                .iter()
+                .map(|(n, a)| estimate_text_tokens(n) + estimate_text_tokens(a))
+                .sum();
+        }
     }
 }
 
@@ -142,19 +326,58 @@ fn usage_json(proto: Proto, (p, c, cached): (u32, u32, u32)) -> Value {
     }
 }
 
+/// Each protocol's id for call `i`: Gemini gives none.
+fn call_id(proto: Proto, i: usize) -> Option<String> {
+    match proto {
+        Proto::OpenAi => Some(format!("call_mock_{i}")),
+        Proto::Anthropic => Some(format!("toolu_mock_{i}")),
+        Proto::Gemini => None,
+    }
+}
+
+fn args(a: &str) -> Value {
+    serde_json::from_str(a).unwrap_or(Value::Null)
+}
+
 fn plain_json(proto: Proto, model: &str, a: &Answer) -> Value {
+    let calls = a.calls.iter().enumerate();
     let mut body = match proto {
+        Proto::OpenAi if !a.calls.is_empty() => {
+            let calls: Vec<Value> = calls
+                .map(|(i, (name, arguments))| {
+                    json!({"id": call_id(proto, i), "type": "function",
+                    "function": {"name": name, "arguments": arguments}})
+                })
+                .collect();
+            json!({
+                "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                             "tool_calls": calls}, "finish_reason": "tool_calls"}],
+            })
+        }
         Proto::OpenAi => json!({
             "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": a.content},
                          "finish_reason": "stop"}],
         }),
+        Proto::Anthropic if !a.calls.is_empty() => {
+            let blocks: Vec<Value> = calls
+                .map(|(i, (name, arguments))| {
+                    json!({"type": "tool_use", "id": call_id(proto, i),
+                    "name": name, "input": args(arguments)})
+                })
+                .collect();
+            json!({
+                "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                "content": blocks, "stop_reason": "tool_use",
+            })
+        }
         Proto::Anthropic => json!({
             "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
             "content": [{"type": "text", "text": a.content}], "stop_reason": "end_turn",
         }),
         Proto::Gemini => json!({
-            "candidates": [{"content": {"role": "model", "parts": [{"text": a.content}]},
+            "candidates": [{"content": {"role": "model", "parts": gemini_parts(a)},
                             "finishReason": "STOP", "index": 0}],
         }),
     };
@@ -167,6 +390,16 @@ fn plain_json(proto: Proto, model: &str, a: &Answer) -> Value {
         body[key] = usage_json(proto, u);
     }
     body
+}
+
+fn gemini_parts(a: &Answer) -> Value {
+    if a.calls.is_empty() {
+        return json!([{"text": a.content}]);
+    }
+    a.calls
+        .iter()
+        .map(|(name, arguments)| json!({"functionCall": {"name": name, "args": args(arguments)}}))
+        .collect()
 }
 
 pub(super) fn plain(proto: Proto, model: &str, a: &Answer) -> Response {
@@ -220,6 +453,15 @@ pub(super) fn truncated(proto: Proto, model: &str, a: &Answer) -> Response {
     (StatusCode::OK, [("content-type", "application/json")], full).into_response()
 }
 
+/// A JSON text in two pieces (split inside it), as providers stream arguments.
+fn halves(s: &str) -> [&str; 2] {
+    let mid = (0..=s.len() / 2)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    [&s[..mid], &s[mid..]]
+}
+
 /// The answer as the protocol's SSE stream; `cut` stops after two deltas
 /// without the protocol's terminator.
 pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Duration) -> Response {
@@ -243,8 +485,34 @@ pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Dur
             for w in words {
                 events.push((None, chunk(json!({"content": w}), Value::Null)));
             }
+            // Each call: its id and name first, then its arguments in two pieces.
+            for (i, (name, arguments)) in a.calls.iter().enumerate() {
+                events.push((
+                    None,
+                    chunk(
+                        json!({"tool_calls": [{"index": i, "id": call_id(proto, i),
+                    "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                        Value::Null,
+                    ),
+                ));
+                for piece in halves(arguments) {
+                    events.push((
+                        None,
+                        chunk(
+                            json!({"tool_calls": [{"index": i,
+                        "function": {"arguments": piece}}]}),
+                            Value::Null,
+                        ),
+                    ));
+                }
+            }
             if !cut {
-                events.push((None, chunk(json!({}), json!("stop"))));
+                let finish = if a.calls.is_empty() {
+                    "stop"
+                } else {
+                    "tool_calls"
+                };
+                events.push((None, chunk(json!({}), json!(finish))));
                 if let Some(u) = a.usage {
                     events.push((None, json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
                         "created": 0, "model": model, "choices": [], "usage": usage_json(proto, u)})));
@@ -277,14 +545,46 @@ pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Dur
                     Some("content_block_stop"),
                     json!({"type": "content_block_stop", "index": 0}),
                 ));
+                // Tool calls follow the (empty) text block, one block each.
+                for (i, (name, arguments)) in a.calls.iter().enumerate() {
+                    let index = i + 1;
+                    events.push((
+                        Some("content_block_start"),
+                        json!({"type": "content_block_start",
+                        "index": index, "content_block": {"type": "tool_use",
+                        "id": call_id(proto, i), "name": name, "input": {}}}),
+                    ));
+                    for piece in halves(arguments) {
+                        events.push((Some("content_block_delta"), json!({"type": "content_block_delta",
+                            "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}})));
+                    }
+                    events.push((
+                        Some("content_block_stop"),
+                        json!({"type": "content_block_stop", "index": index}),
+                    ));
+                }
+                let stop = if a.calls.is_empty() {
+                    "end_turn"
+                } else {
+                    "tool_use"
+                };
                 let mut delta = json!({"type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": null}});
+                    "delta": {"stop_reason": stop, "stop_sequence": null}});
                 if let Some((_, c, _)) = a.usage {
                     delta["usage"] = json!({"output_tokens": c});
                 }
                 events.push((Some("message_delta"), delta));
                 events.push((Some("message_stop"), json!({"type": "message_stop"})));
             }
+        }
+        Proto::Gemini if !a.calls.is_empty() => {
+            // Gemini sends each call whole.
+            let mut chunk = json!({"candidates": [{"content": {"role": "model",
+                "parts": gemini_parts(&a)}, "index": 0, "finishReason": "STOP"}]});
+            if let Some(u) = a.usage {
+                chunk["usageMetadata"] = usage_json(proto, u);
+            }
+            events.push((None, chunk));
         }
         Proto::Gemini => {
             let n = words.len();

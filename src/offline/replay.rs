@@ -120,6 +120,7 @@ pub async fn run(
             messages: vec![pb::Message {
                 role: "user".into(),
                 content: row.prompt.clone(),
+                ..Default::default()
             }],
             tenant: "replay".into(),
             cost_weight: Some(cost_weight),

@@ -3,6 +3,7 @@
 
 use super::Candidate;
 use crate::catalog::Catalog;
+use crate::config::Capability;
 
 /// The request's constraints.
 #[derive(Debug, Clone)]
@@ -13,15 +14,65 @@ pub struct Constraints<'a> {
     /// Expected output tokens per catalog model, for cost and the context window.
     pub output_tokens: &'a [u32],
     pub max_cost_usd: Option<f64>,
-    /// Generation settings the request sets, by OpenAI name: the model's
-    /// protocol must have a field for each.
-    pub settings: &'a [&'static str],
+    pub needs: &'a Needs,
 }
 
-/// The first of `settings` that model `i`'s protocol cannot carry.
-pub fn unsupported(catalog: &Catalog, i: usize, settings: &[&'static str]) -> Option<&'static str> {
-    let kind = catalog.providers[catalog.models[i].provider].kind;
-    settings.iter().copied().find(|s| kind.lacks(s))
+/// What a request needs of a model past size and price.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Generation settings the request sets, by OpenAI name: the model's
+    /// protocol must have a field for each.
+    pub settings: Vec<&'static str>,
+    /// Capabilities the catalog must declare for the model.
+    pub capabilities: Vec<Capability>,
+}
+
+/// A need a model cannot meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmet {
+    /// Its protocol has no field for this setting.
+    Setting(&'static str),
+    /// The catalog does not declare this capability for it.
+    Capability(Capability),
+}
+
+impl Unmet {
+    /// The request field at stake.
+    pub fn param(self) -> &'static str {
+        match self {
+            Unmet::Setting(name) => name,
+            Unmet::Capability(c) => c.name(),
+        }
+    }
+
+    /// Why model `i` is out, for a person.
+    pub fn reason(self, catalog: &Catalog, i: usize) -> String {
+        match self {
+            Unmet::Setting(name) => format!(
+                "its provider's protocol ({}) has no `{name}` parameter",
+                catalog.providers[catalog.models[i].provider].kind.name()
+            ),
+            Unmet::Capability(c) => format!(
+                "the catalog does not declare the `{}` capability for it",
+                c.name()
+            ),
+        }
+    }
+}
+
+/// The first need of the request that model `i` cannot meet.
+pub fn unmet(catalog: &Catalog, i: usize, needs: &Needs) -> Option<Unmet> {
+    let model = &catalog.models[i];
+    let kind = catalog.providers[model.provider].kind;
+    if let Some(s) = needs.settings.iter().copied().find(|s| kind.lacks(s)) {
+        return Some(Unmet::Setting(s));
+    }
+    needs
+        .capabilities
+        .iter()
+        .copied()
+        .find(|c| !model.capabilities.contains(c))
+        .map(Unmet::Capability)
 }
 
 /// One candidate per catalog model, in catalog order, with cost filled in and
@@ -39,11 +90,8 @@ pub fn screen(catalog: &Catalog, c: &Constraints<'_>) -> Vec<Candidate> {
                 "not in the request's candidates".to_owned()
             } else if let Some(r) = catalog.providers[m.provider].disabled_reason() {
                 r
-            } else if let Some(name) = unsupported(catalog, i, c.settings) {
-                format!(
-                    "its provider's protocol ({}) has no `{name}` parameter",
-                    catalog.providers[m.provider].kind.name()
-                )
+            } else if let Some(u) = unmet(catalog, i, c.needs) {
+                u.reason(catalog, i)
             } else if needed > u64::from(m.context_window) {
                 format!(
                     "{} prompt + {} output tokens exceed the context window of {}",

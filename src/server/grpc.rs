@@ -12,7 +12,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::dispatch::{ChatMessage, Sampling};
+use crate::dispatch::{ChatMessage, Sampling, Tool, ToolCall, ToolChoice, Tools};
 use crate::engine::{CompleteInput, Engine, RouteInput, Rpc, StreamItem};
 use crate::pb;
 use crate::store::AttemptRow;
@@ -72,6 +72,16 @@ fn route_input(r: Option<pb::RouteRequest>) -> RouteInput {
             .map(|m| ChatMessage {
                 role: m.role,
                 content: m.content,
+                tool_calls: m
+                    .tool_calls
+                    .into_iter()
+                    .map(|c| ToolCall {
+                        id: c.id,
+                        name: c.name,
+                        arguments: c.arguments,
+                    })
+                    .collect(),
+                tool_call_id: m.tool_call_id,
             })
             .collect(),
         tenant: r.tenant,
@@ -81,12 +91,55 @@ fn route_input(r: Option<pb::RouteRequest>) -> RouteInput {
         metadata: r.metadata.into_iter().collect(),
         max_output_tokens: r.max_output_tokens,
         max_tokens: None,
-        settings: Vec::new(),
+        needs: Default::default(),
     }
 }
 
-fn complete_input(r: pb::CompleteRequest) -> CompleteInput {
-    CompleteInput {
+/// The request's tools in our terms; the engine validates them further.
+fn tools(r: &mut pb::CompleteRequest) -> Result<Tools, Status> {
+    let defs = std::mem::take(&mut r.tools)
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let parameters = t
+                .parameters_json
+                .map(|p| serde_json::from_str(&p))
+                .transpose()
+                .map_err(|e| {
+                    Status::invalid_argument(format!("tools[{i}].parameters_json: {e}"))
+                })?;
+            Ok(Tool {
+                name: t.name,
+                description: t.description,
+                parameters,
+                strict: t.strict,
+            })
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    let choice = match r.tool_choice.take().and_then(|c| c.choice) {
+        None => None,
+        Some(pb::tool_choice::Choice::Function(name)) => Some(ToolChoice::Function(name)),
+        Some(pb::tool_choice::Choice::Mode(m)) => Some(match m.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "tool_choice.mode: {other:?} is not one of auto, none, required"
+                )));
+            }
+        }),
+    };
+    Ok(Tools {
+        defs,
+        choice,
+        parallel: r.parallel_tool_calls,
+    })
+}
+
+fn complete_input(mut r: pb::CompleteRequest) -> Result<CompleteInput, Status> {
+    let tools = tools(&mut r)?;
+    Ok(CompleteInput {
         route: route_input(r.route),
         model: r.model,
         max_tokens: r.max_tokens,
@@ -102,7 +155,8 @@ fn complete_input(r: pb::CompleteRequest) -> CompleteInput {
             reasoning_effort: r.reasoning_effort,
         },
         user: r.user,
-    }
+        tools,
+    })
 }
 
 fn attempt(a: &AttemptRow) -> pb::Attempt {
@@ -192,7 +246,7 @@ impl pb::router_server::Router for RouterService {
         let parent = telemetry::remote_parent(&telemetry::Metadata(req.metadata()));
         self.observed("Complete", parent, async move {
             let _permit = self.admit()?;
-            let input = complete_input(req.into_inner());
+            let input = complete_input(req.into_inner())?;
             let c = self.engine.complete(&input).await?;
             tracing::Span::current().record("decision_id", c.decision_id.as_str());
             self.engine
@@ -202,6 +256,15 @@ impl pb::router_server::Router for RouterService {
                 decision_id: c.decision_id,
                 model: c.model,
                 content: c.content,
+                tool_calls: c
+                    .tool_calls
+                    .into_iter()
+                    .map(|t| pb::ToolCall {
+                        id: t.id,
+                        name: t.name,
+                        arguments: t.arguments,
+                    })
+                    .collect(),
                 usage: Some(usage(c.usage, c.usage_estimated)),
                 cost_usd: c.cost_usd,
                 attempts: c.attempts.iter().map(attempt).collect(),
@@ -221,7 +284,7 @@ impl pb::router_server::Router for RouterService {
         let parent = telemetry::remote_parent(&telemetry::Metadata(req.metadata()));
         self.observed("CompleteStream", parent, async move {
             let permit = self.admit()?;
-            let input = complete_input(req.into_inner());
+            let input = complete_input(req.into_inner())?;
             let rx = self.engine.complete_stream(&input).await?;
             // The RPC's span is entered for every item, so it ends (at its
             // last exit) with the stream, not when this handler returns it.
@@ -303,6 +366,15 @@ fn chunk(item: StreamItem) -> pb::CompleteChunk {
         },
         StreamItem::Delta(delta) => pb::CompleteChunk {
             delta,
+            ..Default::default()
+        },
+        StreamItem::ToolCall(t) => pb::CompleteChunk {
+            tool_call: Some(pb::ToolCallDelta {
+                index: t.index,
+                id: t.id.unwrap_or_default(),
+                name: t.name.unwrap_or_default(),
+                arguments: t.arguments,
+            }),
             ..Default::default()
         },
         StreamItem::End {

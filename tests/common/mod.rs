@@ -339,6 +339,7 @@ pub fn user(content: &str) -> pb::Message {
     pb::Message {
         role: "user".into(),
         content: content.into(),
+        ..Default::default()
     }
 }
 

@@ -41,10 +41,7 @@ fn provider(mock: &Mock, kind: ProviderKind) -> Provider {
 }
 
 fn request() -> ChatRequest {
-    let msg = |role: &str, content: &str| ChatMessage {
-        role: role.into(),
-        content: content.into(),
-    };
+    let msg = ChatMessage::text;
     ChatRequest {
         messages: vec![
             msg("system", "be brief"),
@@ -134,13 +131,8 @@ async fn settings_and_developer_messages_reach_each_protocol_its_way() {
     let mock = Mock::start().await;
     let d = Dispatcher::new(reqwest::Client::new());
     let mut req = request();
-    req.messages.insert(
-        1,
-        ChatMessage {
-            role: "developer".into(),
-            content: "answer in French".into(),
-        },
-    );
+    req.messages
+        .insert(1, ChatMessage::text("developer", "answer in French"));
     req.max_completion_tokens = true;
     req.temperature = Some(1.6);
     req.user = Some("end-user-7".into());
@@ -210,6 +202,7 @@ async fn streaming_yields_the_text_then_done_with_usage() {
         while let Some(ev) = s.next().await {
             match ev.unwrap() {
                 StreamEvent::Delta(t) => text.push_str(&t),
+                StreamEvent::ToolCall(c) => panic!("no tools were offered: {c:?}"),
                 StreamEvent::Done {
                     finish_reason,
                     usage,
@@ -316,6 +309,9 @@ async fn a_stream_that_breaks_off_ends_with_an_error_after_its_text() {
             match s.next().await {
                 Some(Ok(StreamEvent::Delta(_))) => deltas += 1,
                 Some(Ok(StreamEvent::Done { .. })) => panic!("{kind:?}: a cut stream completed"),
+                Some(Ok(StreamEvent::ToolCall(c))) => {
+                    panic!("{kind:?}: no tools were offered: {c:?}")
+                }
                 Some(Err(e)) => break e,
                 None => panic!("{kind:?}: ended silently"),
             }

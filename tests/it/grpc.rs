@@ -305,6 +305,7 @@ async fn bad_inputs_get_clear_codes_naming_the_field() {
     r.messages.push(pb::Message {
         role: "wizard".into(),
         content: "x".into(),
+        ..Default::default()
     });
     let (code, msg) = code_of(c.route(r).await);
     assert_eq!(code, Code::InvalidArgument);

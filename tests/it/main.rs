@@ -22,3 +22,4 @@ mod replay;
 mod settings;
 mod static_embed;
 mod store_conformance;
+mod tools;

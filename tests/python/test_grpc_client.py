@@ -5,25 +5,15 @@ serves over the real mock provider, with a temporary SQLite file.
 """
 
 import os
-import pathlib
-import socket
 import subprocess
 import sys
-import time
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_tools import protoc
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = os.environ.get("SWITCHYARD_BIN", str(ROOT / "target" / "debug" / "switchyard"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from harness import BIN, ROOT, free_port, wait_port
 
 
 @pytest.fixture(scope="session")
@@ -38,17 +28,6 @@ def pb(tmp_path_factory):
     sys.path.insert(0, str(out))
     from switchyard.v1 import router_pb2, router_pb2_grpc  # noqa: E402
     return router_pb2, router_pb2_grpc
-
-
-def wait_port(port, proc, timeout=20.0):
-    until = time.time() + timeout
-    while time.time() < until:
-        assert proc.poll() is None, f"process exited with {proc.returncode}"
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {port}")
 
 
 class Deployment:

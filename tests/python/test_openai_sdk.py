@@ -5,49 +5,15 @@ temporary SQLite file; the SDK only gets a `base_url`.
 """
 
 import json
-import os
-import pathlib
-import socket
-import subprocess
-import time
 import urllib.request
 
 import openai
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = os.environ.get("SWITCHYARD_BIN", str(ROOT / "target" / "debug" / "switchyard"))
+from harness import serving
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, timeout=20.0):
-    until = time.time() + timeout
-    while time.time() < until:
-        assert proc.poll() is None, f"process exited with {proc.returncode}"
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {port}")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("openai")
-    mock_port, grpc_port, http_port = free_port(), free_port(), free_port()
-    mock = subprocess.Popen([BIN, "mock-provider", "--listen", f"127.0.0.1:{mock_port}"],
-                            stderr=subprocess.DEVNULL)
-    wait_port(mock_port, mock)
-    config = tmp / "switchyard.toml"
-    config.write_text(f"""
-[server]
-database = "{tmp / 'switchyard.db'}"
-max_request_bytes = 65536
+CATALOG = """max_request_bytes = 65536
 [classifier]
 auto_fetch = false
 [routing]
@@ -55,7 +21,7 @@ policy = "prior"
 [[providers]]
 name = "mock"
 kind = "openai"
-base_url = "http://127.0.0.1:{mock_port}/v1"
+base_url = "http://{mock}/v1"
 [[models]]
 name = "small"
 provider = "mock"
@@ -80,17 +46,13 @@ input_usd_per_mtok = 0.0
 output_usd_per_mtok = 0.0
 context_window = 8000
 prior_quality = 0.1
-""")
-    proc = subprocess.Popen(
-        [BIN, "serve", "--config", str(config), "--listen", f"127.0.0.1:{grpc_port}",
-         "--http-listen", f"127.0.0.1:{http_port}"],
-        stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
-    wait_port(http_port, proc)
-    yield f"http://127.0.0.1:{http_port}"
-    proc.terminate()
-    assert proc.wait(timeout=20) == 0
-    mock.terminate()
-    mock.wait(timeout=10)
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with serving(tmp_path_factory.mktemp("openai"), CATALOG) as url:
+        yield url
 
 
 @pytest.fixture()

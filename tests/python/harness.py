@@ -1,0 +1,54 @@
+"""What the Python suites share: the binary under test, free ports, and a
+mock provider plus a `switchyard serve` over a catalog, on loopback."""
+
+import contextlib
+import os
+import pathlib
+import socket
+import subprocess
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = os.environ.get("SWITCHYARD_BIN", str(ROOT / "target" / "debug" / "switchyard"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=20.0):
+    until = time.time() + timeout
+    while time.time() < until:
+        assert proc.poll() is None, f"process exited with {proc.returncode}"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port}")
+
+
+@contextlib.contextmanager
+def serving(tmp, catalog):
+    """Serves `catalog` (TOML after [server]; `{mock}` is the mock's
+    host:port) and yields the HTTP front's base URL."""
+    mock_port, grpc_port, http_port = free_port(), free_port(), free_port()
+    mock = subprocess.Popen([BIN, "mock-provider", "--listen", f"127.0.0.1:{mock_port}"],
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_port(mock_port, mock)
+        config = tmp / "switchyard.toml"
+        config.write_text(f"[server]\ndatabase = \"{tmp / 'switchyard.db'}\"\n"
+                          + catalog.replace("{mock}", f"127.0.0.1:{mock_port}"))
+        proc = subprocess.Popen(
+            [BIN, "serve", "--config", str(config), "--listen", f"127.0.0.1:{grpc_port}",
+             "--http-listen", f"127.0.0.1:{http_port}"],
+            stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+        wait_port(http_port, proc)
+        yield f"http://127.0.0.1:{http_port}"
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        mock.terminate()
+        mock.wait(timeout=10)
