@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::http::{self, SseParser};
 use super::{
     Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent,
-    ToolCall, ToolCallDelta, ToolChoice, Tools, Usage,
+    ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 use crate::catalog::Provider;
 
@@ -53,10 +53,17 @@ struct OutTool<'a> {
     input_schema: Value,
 }
 
+/// The Messages API has no JSON mode: a JSON answer is asked for as a call
+/// to this tool, whose input schema is the answer's, with the call forced;
+/// its input comes back as the answer's text.
+pub const RESPONSE_TOOL: &str = "switchyard_response";
+
 /// The tool definitions: `input_schema` is required, so a function without
 /// parameters takes an empty object.
-fn tools(t: &Tools) -> Vec<OutTool<'_>> {
-    t.defs
+fn tools(req: &ChatRequest) -> Vec<OutTool<'_>> {
+    let mut out: Vec<OutTool<'_>> = req
+        .tools
+        .defs
         .iter()
         .map(|d| OutTool {
             name: &d.name,
@@ -66,13 +73,32 @@ fn tools(t: &Tools) -> Vec<OutTool<'_>> {
                 .clone()
                 .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
         })
-        .collect()
+        .collect();
+    if let Some(f) = &req.response_format {
+        out.push(OutTool {
+            name: RESPONSE_TOOL,
+            description: Some("Give your answer: the input is the whole response."),
+            input_schema: f.schema(),
+        });
+    }
+    out
 }
 
 /// OpenAI's `tool_choice` and `parallel_tool_calls` as one `tool_choice`:
 /// `required` is `any`, a named function is `tool`, and no parallel calls
-/// is `disable_parallel_tool_use`.
-fn tool_choice(t: &Tools) -> Option<Value> {
+/// is `disable_parallel_tool_use`. A JSON answer forces the response tool,
+/// or, beside tools the model may call, any tool (so it answers by one).
+fn tool_choice(req: &ChatRequest) -> Option<Value> {
+    let t = &req.tools;
+    if req.response_format.is_some() {
+        return Some(match &t.choice {
+            Some(ToolChoice::Function(name)) => json!({"type": "tool", "name": name}),
+            _ if t.defs.is_empty() || t.choice == Some(ToolChoice::None) => {
+                json!({"type": "tool", "name": RESPONSE_TOOL})
+            }
+            _ => json!({"type": "any"}),
+        });
+    }
     if t.defs.is_empty() {
         return None;
     }
@@ -239,11 +265,13 @@ impl WireUsage {
     }
 }
 
-/// Anthropic's stop reasons in OpenAI's vocabulary, which our API reports.
-fn finish_reason(r: Option<&str>) -> String {
+/// Anthropic's stop reasons in OpenAI's vocabulary, which our API reports;
+/// a turn that stopped to call only the response tool just stopped.
+fn finish_reason(r: Option<&str>, called: bool) -> String {
     match r {
         None | Some("end_turn") | Some("stop_sequence") => "stop",
         Some("max_tokens") => "length",
+        Some("tool_use") if !called => "stop",
         Some("tool_use") => "tool_calls",
         Some("refusal") => "content_filter",
         Some(other) => other,
@@ -278,8 +306,8 @@ impl AnthropicClient {
             stop_sequences: &req.stop,
             top_p: req.sampling.top_p,
             metadata: req.user.as_deref().map(|user_id| WireMetadata { user_id }),
-            tools: tools(&req.tools),
-            tool_choice: tool_choice(&req.tools),
+            tools: tools(req),
+            tool_choice: tool_choice(req),
             stream,
         };
         let mut rb = self
@@ -304,16 +332,25 @@ impl Adapter for AnthropicClient {
     ) -> Result<ChatResponse, DispatchError> {
         let rb = self.request(provider, upstream, req, false);
         let wire: WireResponse = http::send_json(rb, timeout).await?;
-        let content: String = wire
+        let (answer, tool_calls): (Vec<ToolCall>, Vec<ToolCall>) = wire
             .content
             .iter()
-            .filter(|b| b.kind == "text")
-            .map(|b| b.text.as_str())
-            .collect();
+            .filter_map(WireBlock::call)
+            .partition(|c| c.name == RESPONSE_TOOL);
+        // A JSON answer is the response tool's input, and only that.
+        let content: String = match answer.into_iter().next() {
+            Some(a) => a.arguments,
+            None => wire
+                .content
+                .iter()
+                .filter(|b| b.kind == "text")
+                .map(|b| b.text.as_str())
+                .collect(),
+        };
         Ok(ChatResponse {
             content,
-            tool_calls: wire.content.iter().filter_map(WireBlock::call).collect(),
-            finish_reason: finish_reason(wire.stop_reason.as_deref()),
+            finish_reason: finish_reason(wire.stop_reason.as_deref(), !tool_calls.is_empty()),
+            tool_calls,
             usage: wire.usage.and_then(WireUsage::normalise),
         })
     }
@@ -369,6 +406,8 @@ struct Parser {
     stop_reason: Option<String>,
     /// The content-block index of each tool call so far.
     tool_blocks: Vec<u32>,
+    /// The block of the response tool's call, whose input is the answer.
+    answer_block: Option<u32>,
 }
 
 impl Parser {
@@ -397,7 +436,10 @@ impl SseParser for Parser {
                 }
             }
             "content_block_start" => {
-                if let Some(call) = ev.content_block.as_ref().and_then(WireBlock::call) {
+                let call = ev.content_block.as_ref().and_then(WireBlock::call);
+                if call.as_ref().is_some_and(|c| c.name == RESPONSE_TOOL) {
+                    self.answer_block = Some(ev.index.unwrap_or(0));
+                } else if let Some(call) = call {
                     self.tool_blocks.push(ev.index.unwrap_or(0));
                     out.push(StreamEvent::ToolCall(ToolCallDelta {
                         index: u32::try_from(self.tool_blocks.len() - 1).unwrap_or(u32::MAX),
@@ -415,6 +457,10 @@ impl SseParser for Parser {
                     out.push(StreamEvent::Delta(t));
                 }
                 if let Some(json) = delta.partial_json.filter(|j| !j.is_empty()) {
+                    if ev.index.is_some() && ev.index == self.answer_block {
+                        out.push(StreamEvent::Delta(json));
+                        return Ok((out, false));
+                    }
                     let index = self.tool_index(ev.index).ok_or_else(|| {
                         DispatchError::Malformed("input_json_delta outside a tool_use block".into())
                     })?;
@@ -448,7 +494,7 @@ impl SseParser for Parser {
 
     fn finish(&mut self) -> StreamEvent {
         StreamEvent::Done {
-            finish_reason: finish_reason(self.stop_reason.as_deref()),
+            finish_reason: finish_reason(self.stop_reason.as_deref(), !self.tool_blocks.is_empty()),
             usage: self.usage.normalise(),
         }
     }

@@ -211,6 +211,10 @@ struct WireGenConfig<'a> {
     frequency_penalty: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     presence_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_mime_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_json_schema: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +323,9 @@ impl GeminiClient {
                 seed: req.sampling.seed,
                 frequency_penalty: req.sampling.frequency_penalty,
                 presence_penalty: req.sampling.presence_penalty,
+                // JSON mode natively; a schema as JSON Schema, unchanged.
+                response_mime_type: req.response_format.as_ref().map(|_| "application/json"),
+                response_json_schema: req.response_format.as_ref().map(|f| f.schema()),
             },
         };
         let url = if stream {

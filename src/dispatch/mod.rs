@@ -97,6 +97,32 @@ pub struct Tools {
     pub parallel: Option<bool>,
 }
 
+/// The shape the answer must take (OpenAI's `response_format`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching `schema`.
+    JsonSchema {
+        name: String,
+        description: Option<String>,
+        schema: Option<serde_json::Value>,
+        strict: Option<bool>,
+    },
+}
+
+impl ResponseFormat {
+    /// The schema the answer must match: an object, at least.
+    pub fn schema(&self) -> serde_json::Value {
+        match self {
+            ResponseFormat::JsonSchema {
+                schema: Some(s), ..
+            } => s.clone(),
+            _ => serde_json::json!({"type": "object"}),
+        }
+    }
+}
+
 /// What we ask of a provider, in our terms.
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
@@ -113,6 +139,8 @@ pub struct ChatRequest {
     /// The end user, for the provider's abuse monitoring.
     pub user: Option<String>,
     pub tools: Tools,
+    /// `None`: free text.
+    pub response_format: Option<ResponseFormat>,
 }
 
 /// Generation settings past temperature and length. Each protocol forwards

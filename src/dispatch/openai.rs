@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::http::{self, SseParser};
 use super::{
-    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent, Tool,
-    ToolCall, ToolCallDelta, ToolChoice, Usage,
+    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, ResponseFormat,
+    StreamEvent, Tool, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 use crate::catalog::Provider;
 
@@ -23,6 +23,8 @@ struct WireRequest<'a> {
     tool_choice: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,6 +137,31 @@ fn tool_choice(c: &ToolChoice) -> Value {
         ToolChoice::None => json!("none"),
         ToolChoice::Required => json!("required"),
         ToolChoice::Function(name) => json!({"type": "function", "function": {"name": name}}),
+    }
+}
+
+/// `response_format` as OpenAI takes it.
+fn response_format(f: &ResponseFormat) -> Value {
+    match f {
+        ResponseFormat::JsonObject => json!({"type": "json_object"}),
+        ResponseFormat::JsonSchema {
+            name,
+            description,
+            schema,
+            strict,
+        } => {
+            let mut spec = json!({"name": name});
+            if let Some(d) = description {
+                spec["description"] = json!(d);
+            }
+            if let Some(s) = schema {
+                spec["schema"] = s.clone();
+            }
+            if let Some(s) = strict {
+                spec["strict"] = json!(s);
+            }
+            json!({"type": "json_schema", "json_schema": spec})
+        }
     }
 }
 
@@ -263,6 +290,7 @@ impl OpenAiClient {
             tools: req.tools.defs.iter().map(OutTool::from).collect(),
             tool_choice: req.tools.choice.as_ref().map(tool_choice),
             parallel_tool_calls: req.tools.parallel,
+            response_format: req.response_format.as_ref().map(response_format),
             max_tokens: req.max_tokens.filter(|_| !req.max_completion_tokens),
             max_completion_tokens: req.max_tokens.filter(|_| req.max_completion_tokens),
             temperature: req.temperature,

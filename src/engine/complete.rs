@@ -14,7 +14,8 @@ use super::{Engine, RouteInput, Routed, Rpc, validate};
 use crate::config::Capability;
 use crate::dispatch::failover::{Failed, Served, elapsed_ms};
 use crate::dispatch::{
-    ChatRequest, DispatchError, Sampling, StreamEvent, ToolCall, ToolCallDelta, Tools, Usage,
+    ChatRequest, DispatchError, ResponseFormat, Sampling, StreamEvent, ToolCall, ToolCallDelta,
+    Tools, Usage,
 };
 use crate::error::Error;
 use crate::policy::eligibility;
@@ -40,6 +41,7 @@ pub struct CompleteInput {
     /// The end user, forwarded where the protocol has a field for it.
     pub user: Option<String>,
     pub tools: Tools,
+    pub response_format: Option<ResponseFormat>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +94,7 @@ impl Engine {
         validate::stop(&input.stop)?;
         validate::sampling(&input.sampling)?;
         validate::tools(&input.tools)?;
+        validate::response_format(input.response_format.as_ref())?;
         let mut route = input.route.clone();
         // The reply can be no longer than max_tokens: it caps expected costs.
         route.max_tokens = max_tokens;
@@ -114,6 +117,7 @@ impl Engine {
                 sampling: input.sampling.clone(),
                 user: input.user.clone(),
                 tools: input.tools.clone(),
+                response_format: input.response_format.clone(),
             },
             deadline: Instant::now() + deadline,
         })
@@ -441,20 +445,24 @@ impl Engine {
 }
 
 /// What the request needs of a model past its messages (see
-/// [`Engine::decide`]): its settings, and tools when it offers any.
+/// [`Engine::decide`]): its settings, tools when it offers any, and JSON
+/// answers when it asks for them.
 fn needs(input: &CompleteInput) -> eligibility::Needs {
     let mut settings = input.sampling.set();
     let offers_tools = !input.tools.defs.is_empty();
     if offers_tools && input.tools.parallel == Some(false) {
         settings.push("parallel_tool_calls");
     }
+    let mut capabilities = Vec::new();
+    if offers_tools {
+        capabilities.push(Capability::Tools);
+    }
+    if input.response_format.is_some() {
+        capabilities.push(Capability::JsonSchema);
+    }
     eligibility::Needs {
         settings,
-        capabilities: if offers_tools {
-            vec![Capability::Tools]
-        } else {
-            Vec::new()
-        },
+        capabilities,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::Catalog;
-use crate::dispatch::{ChatMessage, Sampling, ToolChoice, Tools};
+use crate::dispatch::{ChatMessage, ResponseFormat, Sampling, ToolChoice, Tools};
 use crate::error::Error;
 
 const ROLES: [&str; 5] = ["system", "user", "assistant", "tool", "developer"];
@@ -111,11 +111,32 @@ fn tool_name(field: &str, name: &str) -> Result<(), Error> {
     }
 }
 
+/// Validates a JSON Schema response format: a name as OpenAI requires one,
+/// a schema that is an object.
+pub fn response_format(f: Option<&ResponseFormat>) -> Result<(), Error> {
+    if let Some(ResponseFormat::JsonSchema { name, schema, .. }) = f {
+        tool_name("response_format.json_schema.name", name)?;
+        if schema.as_ref().is_some_and(|s| !s.is_object()) {
+            return Err(Error::invalid(
+                "response_format.json_schema.schema",
+                "must be a JSON Schema object",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Validates tool definitions and the choice among them.
 pub fn tools(t: &Tools) -> Result<(), Error> {
     for (i, d) in t.defs.iter().enumerate() {
         let field = |f: &str| format!("tools[{i}].function.{f}");
         tool_name(&field("name"), &d.name)?;
+        if d.name.starts_with("switchyard_") {
+            return Err(Error::invalid(
+                field("name"),
+                "names starting with \"switchyard_\" are the router's own",
+            ));
+        }
         if t.defs[..i].iter().any(|e| e.name == d.name) {
             return Err(Error::invalid(
                 field("name"),

@@ -3,14 +3,14 @@
 //!
 //! Fields we honour: `model`, `messages` (roles `system`, `developer`,
 //! `user`, `assistant` with `tool_calls`, `tool` with `tool_call_id`),
-//! `tools` (functions), `tool_choice`, `parallel_tool_calls`, `stream`,
+//! `tools` (functions), `tool_choice`, `parallel_tool_calls`,
+//! `response_format` (`text`, `json_object`, `json_schema`), `stream`,
 //! `stream_options`, `max_tokens` / `max_completion_tokens`, `temperature`,
 //! `top_p`, `seed`, `frequency_penalty`, `presence_penalty`,
 //! `reasoning_effort`, `stop` (a string or up to 4 strings), `user`,
 //! `metadata`, and neutral values of the rest (`n: 1`, `store: false`...).
 //! Fields that would change the answer's shape or meaning if ignored
-//! (`n > 1`, the deprecated `functions`, `response_format` other than text,
-//! `logprobs`, `logit_bias`, `audio`, non-text `modalities`, `prediction`,
+//! (`n > 1`, the deprecated `functions`, `logprobs`, `logit_bias`, `audio`, non-text `modalities`, `prediction`,
 //! non-text content parts) are rejected with 400, and so is any field this
 //! file does not know (as OpenAI itself does): nothing is silently dropped.
 
@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::errors::{ApiError, bad_json};
-use crate::dispatch::{ChatMessage, Sampling, Tool, ToolCall, ToolChoice, Tools};
+use crate::dispatch::{ChatMessage, ResponseFormat, Sampling, Tool, ToolCall, ToolChoice, Tools};
 use crate::engine::{CompleteInput, RouteInput};
 
 /// The model name that asks the router to choose.
@@ -195,14 +195,6 @@ impl ChatBody {
                 "the deprecated function calling is not supported; use tools",
             ));
         }
-        if let Some(f) = &self.response_format
-            && !(f.is_null() || f.get("type").is_some_and(|t| t == "text"))
-        {
-            return Err(ApiError::unsupported(
-                "response_format",
-                "only {\"type\": \"text\"} is supported",
-            ));
-        }
         if self.logprobs == Some(true) || self.top_logprobs.is_some_and(|n| n > 0) {
             return Err(ApiError::unsupported(
                 "logprobs",
@@ -278,6 +270,7 @@ impl ChatBody {
     pub fn into_input(mut self, headers: &HeaderMap) -> Result<CompleteInput, ApiError> {
         self.refuse_unsupported()?;
         let tools = self.tools()?;
+        let response_format = response_format(self.response_format.take())?;
         let stop = stop_sequences(self.stop.as_ref())?;
         let messages = self
             .messages
@@ -345,11 +338,48 @@ impl ChatBody {
             },
             user,
             tools,
+            response_format,
             deadline_ms: ext
                 .deadline_ms
                 .or(parsed(headers, "x-switchyard-deadline-ms")?),
             stop,
         })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireSchema {
+    name: String,
+    description: Option<String>,
+    schema: Option<Value>,
+    strict: Option<bool>,
+}
+
+/// OpenAI's `response_format`: `text` (the default), `json_object`, or
+/// `json_schema` with its `name`, `schema`, `strict` and `description`.
+fn response_format(v: Option<Value>) -> Result<Option<ResponseFormat>, ApiError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    match v.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(ResponseFormat::JsonObject)),
+        Some("json_schema") => {
+            let spec = v.get("json_schema").cloned().unwrap_or(Value::Null);
+            let s: WireSchema = serde_json::from_value(spec)
+                .map_err(|e| ApiError::invalid("response_format.json_schema", e.to_string()))?;
+            Ok(Some(ResponseFormat::JsonSchema {
+                name: s.name,
+                description: s.description,
+                schema: s.schema,
+                strict: s.strict,
+            }))
+        }
+        _ => Err(ApiError::invalid(
+            "response_format.type",
+            "must be \"text\", \"json_object\" or \"json_schema\"",
+        )),
     }
 }
 
@@ -514,7 +544,6 @@ mod tests {
             serde_json::json!({"n": 2}),
             serde_json::json!({"tools": [{"type": "custom", "custom": {"name": "x"}}]}),
             serde_json::json!({"functions": [{"name": "f"}]}),
-            serde_json::json!({"response_format": {"type": "json_object"}}),
             serde_json::json!({"logprobs": true}),
             serde_json::json!({"store": true}),
             serde_json::json!({"service_tier": "flex"}),

@@ -4,7 +4,10 @@
 //! (`/v1/messages`) and Gemini (`/v1beta/models/{m}:generateContent` and
 //! `:streamGenerateContent?alt=sse`), plain and streamed.
 //!
-//! Answers are deterministic: `[<model>] <echo of the last user message>`.
+//! Answers are deterministic: `[<model>] <echo of the last user message>`;
+//! after tool results, `[<model>] tool said: <results>`; JSON matching the
+//! schema when the request asks for JSON natively ([`json`]); a tool call
+//! when the tool choice forces one (or a directive asks for calls).
 //! Behaviour is set per server (flags: base latency, random failure rate),
 //! per model by a script (`--script FILE.toml`: `[models] "<model>" =
 //! "<directives>"`) and per request by directives appended to the model id
@@ -15,6 +18,7 @@
 //! credentials header and the last request body, for tests.
 
 pub mod behaviour;
+mod json;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -82,12 +86,15 @@ pub(crate) struct MockRequest {
     pub messages: Vec<(String, String)>,
     pub stream: bool,
     pub max_tokens: Option<u32>,
-    /// The functions offered, by name.
-    pub tools: Vec<String>,
+    /// The functions offered: name and arguments' schema.
+    pub tools: Vec<(String, Option<Value>)>,
     /// What `tool_choice` allows: `None` forbids calls, `Some(name)` forces one.
     pub tool_choice: ToolsAllowed,
     /// The last turn's tool results (their text), if it is one.
     pub tool_results: Vec<String>,
+    /// A JSON answer is asked for natively: `Some(schema)` (`{"type":
+    /// "object"}` for any object).
+    pub json: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -95,6 +102,8 @@ pub(crate) enum ToolsAllowed {
     #[default]
     Any,
     None,
+    /// Some call must be made.
+    Required,
     Only(String),
 }
 
@@ -211,7 +220,15 @@ async fn handle(
             format!("tool said: {}", req.tool_results.join(" | "))
         };
         let mut a = wire::Answer::new(&base, &echo, &req, !b.no_usage, b.cached);
-        if let Some(n) = b.tool_calls {
+        if let Some(schema) = &req.json {
+            a.json(schema, &echo);
+        }
+        // A forced choice is a call whatever the directives say.
+        let forced = matches!(
+            req.tool_choice,
+            ToolsAllowed::Required | ToolsAllowed::Only(_)
+        );
+        if let Some(n) = b.tool_calls.or(forced.then_some(1)) {
             a.call_tools(&req, n, &echo);
         }
         a

@@ -60,6 +60,7 @@ pub(super) fn parse(
     };
     let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let (tools, tool_choice, tool_results) = tool_use(proto, v);
+    let json = json_asked(proto, v);
     match proto {
         Proto::OpenAi => Ok(MockRequest {
             model: str_field("model").ok_or("missing model")?,
@@ -69,6 +70,7 @@ pub(super) fn parse(
             tools,
             tool_choice,
             tool_results,
+            json,
         }),
         Proto::Anthropic => {
             let mut messages = Vec::new();
@@ -84,6 +86,7 @@ pub(super) fn parse(
                 tools,
                 tool_choice,
                 tool_results,
+                json,
             })
         }
         Proto::Gemini => {
@@ -101,21 +104,48 @@ pub(super) fn parse(
                 tools,
                 tool_choice,
                 tool_results,
+                json,
             })
         }
     }
 }
 
-type ToolUse = (Vec<String>, ToolsAllowed, Vec<String>);
+type ToolUse = (Vec<(String, Option<Value>)>, ToolsAllowed, Vec<String>);
+
+/// The schema of a JSON answer the protocol asks for natively (Anthropic
+/// has no such field).
+fn json_asked(proto: Proto, v: &Value) -> Option<Value> {
+    let any = || json!({"type": "object"});
+    match proto {
+        Proto::OpenAi => match v.pointer("/response_format/type").and_then(Value::as_str) {
+            Some("json_object") => Some(any()),
+            Some("json_schema") => Some(
+                v.pointer("/response_format/json_schema/schema")
+                    .cloned()
+                    .unwrap_or_else(any),
+            ),
+            _ => None,
+        },
+        Proto::Anthropic => None,
+        Proto::Gemini => {
+            let g = v.get("generationConfig")?;
+            (g["responseMimeType"] == "application/json")
+                .then(|| g.get("responseJsonSchema").cloned().unwrap_or_else(any))
+        }
+    }
+}
 
 /// The functions offered, what the tool choice allows, and the results the
 /// last turn carries, read the protocol's way.
 fn tool_use(proto: Proto, v: &Value) -> ToolUse {
-    let names = |list: Option<&Value>, key: &str| -> Vec<String> {
+    let names = |list: Option<&Value>, key: &str, schema: &str| -> Vec<(String, Option<Value>)> {
         list.and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|t| t.pointer(key)?.as_str().map(str::to_owned))
+            .filter_map(|t| {
+                let name = t.pointer(key)?.as_str()?.to_owned();
+                Some((name, t.pointer(schema).cloned()))
+            })
             .collect()
     };
     let last = |key: &str| {
@@ -129,6 +159,7 @@ fn tool_use(proto: Proto, v: &Value) -> ToolUse {
         Proto::OpenAi => {
             let choice = match v.get("tool_choice") {
                 Some(c) if c == "none" => ToolsAllowed::None,
+                Some(c) if c == "required" => ToolsAllowed::Required,
                 Some(c) => c
                     .pointer("/function/name")
                     .and_then(Value::as_str)
@@ -144,11 +175,13 @@ fn tool_use(proto: Proto, v: &Value) -> ToolUse {
                 .into_iter()
                 .rev()
                 .collect();
-            (names(v.get("tools"), "/function/name"), choice, results)
+            let tools = names(v.get("tools"), "/function/name", "/function/parameters");
+            (tools, choice, results)
         }
         Proto::Anthropic => {
             let choice = match v.pointer("/tool_choice/type").and_then(Value::as_str) {
                 Some("none") => ToolsAllowed::None,
+                Some("any") => ToolsAllowed::Required,
                 Some("tool") => ToolsAllowed::Only(
                     v.pointer("/tool_choice/name")
                         .and_then(Value::as_str)
@@ -164,14 +197,19 @@ fn tool_use(proto: Proto, v: &Value) -> ToolUse {
                 .filter(|b| b["type"] == "tool_result")
                 .map(|b| text(&b["content"]))
                 .collect();
-            (names(v.get("tools"), "/name"), choice, results)
+            (
+                names(v.get("tools"), "/name", "/input_schema"),
+                choice,
+                results,
+            )
         }
         Proto::Gemini => {
             let config = v.pointer("/toolConfig/functionCallingConfig");
             let choice = match config.and_then(|c| c["mode"].as_str()) {
                 Some("NONE") => ToolsAllowed::None,
-                _ => match config.and_then(|c| c.pointer("/allowedFunctionNames/0")) {
+                mode => match config.and_then(|c| c.pointer("/allowedFunctionNames/0")) {
                     Some(Value::String(n)) => ToolsAllowed::Only(n.clone()),
+                    _ if mode == Some("ANY") => ToolsAllowed::Required,
                     _ => ToolsAllowed::Any,
                 },
             };
@@ -183,7 +221,11 @@ fn tool_use(proto: Proto, v: &Value) -> ToolUse {
                 .map(|r| r["response"].to_string())
                 .collect();
             let decls = v.pointer("/tools/0/functionDeclarations");
-            (names(decls, "/name"), choice, results)
+            (
+                names(decls, "/name", "/parametersJsonSchema"),
+                choice,
+                results,
+            )
         }
     }
 }
@@ -236,7 +278,7 @@ pub(super) fn check_tool_traffic(proto: Proto, v: &Value) -> Result<(), String> 
                 for p in c["parts"].as_array().into_iter().flatten() {
                     if let Some(r) = p.get("functionResponse") {
                         let name = r["name"].as_str().unwrap_or_default();
-                        if !declared.iter().any(|d| d == name) {
+                        if !declared.iter().any(|(d, _)| d == name) {
                             return Err(format!("functionResponse names {name:?}, not declared"));
                         }
                     }
@@ -286,21 +328,41 @@ impl Answer {
         }
     }
 
+    /// Answers with JSON matching `schema` instead of the echo.
+    pub(super) fn json(&mut self, schema: &Value, echo: &str) {
+        self.content = super::json::instance(schema, echo, 0).to_string();
+        if let Some(u) = &mut self.usage {
+            u.1 = estimate_text_tokens(&self.content);
+        }
+    }
+
     /// Answers with `n` calls instead of text, if tools are offered and
     /// allowed and the last turn is not already their results.
     pub(super) fn call_tools(&mut self, req: &MockRequest, n: u32, echo: &str) {
         if req.tools.is_empty() || !req.tool_results.is_empty() {
             return;
         }
-        let names: Vec<&str> = match &req.tool_choice {
+        let tools: Vec<&(String, Option<Value>)> = match &req.tool_choice {
             ToolsAllowed::None => return,
-            ToolsAllowed::Only(name) => vec![name.as_str()],
-            ToolsAllowed::Any => req.tools.iter().map(String::as_str).collect(),
+            ToolsAllowed::Only(name) => req.tools.iter().filter(|(n, _)| n == name).collect(),
+            ToolsAllowed::Any | ToolsAllowed::Required => req.tools.iter().collect(),
         };
+        if tools.is_empty() {
+            return;
+        }
+        // Arguments match the tool's schema; without properties, a query and
+        // the call's index.
         self.calls = (0..n as usize)
             .map(|i| {
-                let args = json!({"query": echo, "n": i}).to_string();
-                (names[i % names.len()].to_owned(), args)
+                let (name, schema) = tools[i % tools.len()];
+                let described = schema
+                    .as_ref()
+                    .filter(|s| s.get("properties").is_some_and(|p| p != &json!({})));
+                let args = match described {
+                    Some(s) => super::json::instance(s, echo, i),
+                    None => json!({"query": echo, "n": i}),
+                };
+                (name.clone(), args.to_string())
             })
             .collect();
         self.content.clear();

@@ -41,7 +41,10 @@ impl Unmet {
     pub fn param(self) -> &'static str {
         match self {
             Unmet::Setting(name) => name,
-            Unmet::Capability(c) => c.name(),
+            Unmet::Capability(Capability::Tools) => "tools",
+            Unmet::Capability(Capability::JsonSchema) => "response_format",
+            Unmet::Capability(Capability::Vision) => "messages",
+            Unmet::Capability(Capability::Reasoning) => "reasoning_effort",
         }
     }
 

@@ -12,7 +12,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::dispatch::{ChatMessage, Sampling, Tool, ToolCall, ToolChoice, Tools};
+use crate::dispatch::{ChatMessage, ResponseFormat, Sampling, Tool, ToolCall, ToolChoice, Tools};
 use crate::engine::{CompleteInput, Engine, RouteInput, Rpc, StreamItem};
 use crate::pb;
 use crate::store::AttemptRow;
@@ -137,8 +137,33 @@ fn tools(r: &mut pb::CompleteRequest) -> Result<Tools, Status> {
     })
 }
 
+/// `response_format` in our terms: `text` (or unset) is free text.
+fn response_format(f: Option<pb::ResponseFormat>) -> Result<Option<ResponseFormat>, Status> {
+    let Some(f) = f else { return Ok(None) };
+    match f.r#type.as_str() {
+        "" | "text" => Ok(None),
+        "json_object" => Ok(Some(ResponseFormat::JsonObject)),
+        "json_schema" => Ok(Some(ResponseFormat::JsonSchema {
+            name: f.name,
+            description: f.description,
+            schema: f
+                .schema_json
+                .map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(|e| {
+                    Status::invalid_argument(format!("response_format.schema_json: {e}"))
+                })?,
+            strict: f.strict,
+        })),
+        other => Err(Status::invalid_argument(format!(
+            "response_format.type: {other:?} is not one of text, json_object, json_schema"
+        ))),
+    }
+}
+
 fn complete_input(mut r: pb::CompleteRequest) -> Result<CompleteInput, Status> {
     let tools = tools(&mut r)?;
+    let response_format = response_format(r.response_format.take())?;
     Ok(CompleteInput {
         route: route_input(r.route),
         model: r.model,
@@ -156,6 +181,7 @@ fn complete_input(mut r: pb::CompleteRequest) -> Result<CompleteInput, Status> {
         },
         user: r.user,
         tools,
+        response_format,
     })
 }
 

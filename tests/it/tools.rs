@@ -1,8 +1,8 @@
-//! Tool calling through all three protocols: each adapter against the real
-//! mock on loopback (a full round trip, plain and streamed, with the
-//! translation checked on the wire), and routing that sends a request with
-//! tools, or a conversation holding tool traffic, only to models the
-//! catalog declares `tools` for.
+//! Tool calling and JSON answers through all three protocols: each adapter
+//! against the real mock on loopback (a full tool round trip and a JSON
+//! Schema answer, plain and streamed, with the translation checked on the
+//! wire), and routing that sends a request with tools, or a conversation
+//! holding tool traffic, only to models the catalog declares `tools` for.
 
 use crate::common;
 
@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use switchyard::catalog::Provider;
 use switchyard::config::ProviderKind;
 use switchyard::dispatch::{
-    ChatMessage, ChatRequest, Dispatcher, StreamEvent, Tool, ToolCall, ToolChoice, Tools,
+    ChatMessage, ChatRequest, Dispatcher, ResponseFormat, StreamEvent, Tool, ToolCall, ToolChoice,
+    Tools,
 };
 use switchyard::pb;
 use tonic::Code;
@@ -442,4 +443,84 @@ async fn bad_tool_traffic_is_refused_by_field() {
         e.message()
     );
     server.stop().await;
+}
+
+fn json_asked() -> ChatRequest {
+    let mut req = asking();
+    req.tools = Tools::default();
+    req.response_format = Some(ResponseFormat::JsonSchema {
+        name: "weather".into(),
+        description: None,
+        schema: Some(json!({"type": "object",
+            "properties": {"city": {"type": "string"}, "temp_c": {"type": "integer"}},
+            "required": ["city", "temp_c"], "additionalProperties": false})),
+        strict: Some(true),
+    });
+    req
+}
+
+#[tokio::test]
+async fn json_answers_take_each_protocols_own_route_and_come_back_as_text() {
+    let mock = Mock::start().await;
+    let d = Dispatcher::new(reqwest::Client::new());
+    let want = json!({"city": "weather in Paris", "temp_c": 0});
+    for kind in KINDS {
+        let p = provider(&mock, kind);
+        let req = json_asked();
+        let r = d.complete(&p, "m", &req, TIMEOUT).await.unwrap();
+        assert_eq!(parsed(&r.content), want, "{kind:?}");
+        assert_eq!(r.finish_reason, "stop", "{kind:?}");
+        assert!(r.tool_calls.is_empty(), "{kind:?}");
+        let b = last_body(&mock).await;
+        let schema = req.response_format.as_ref().unwrap().schema();
+        match kind {
+            ProviderKind::OpenAi => {
+                assert_eq!(b["response_format"]["type"], "json_schema");
+                assert_eq!(b["response_format"]["json_schema"]["name"], "weather");
+                assert_eq!(b["response_format"]["json_schema"]["strict"], true);
+                assert_eq!(b["response_format"]["json_schema"]["schema"], schema);
+            }
+            ProviderKind::Anthropic => {
+                assert_eq!(b["tools"][0]["name"], "switchyard_response");
+                assert_eq!(b["tools"][0]["input_schema"], schema);
+                assert_eq!(
+                    b["tool_choice"],
+                    json!({"type": "tool", "name": "switchyard_response"})
+                );
+            }
+            ProviderKind::Gemini => {
+                let g = &b["generationConfig"];
+                assert_eq!(g["responseMimeType"], "application/json");
+                assert_eq!(g["responseJsonSchema"], schema);
+            }
+        }
+        // Streamed, the same JSON arrives as text.
+        let mut s = d.stream(&p, "m", &req, TIMEOUT).await.unwrap();
+        let mut text = String::new();
+        while let Some(ev) = s.next().await {
+            match ev.unwrap() {
+                StreamEvent::Delta(t) => text.push_str(&t),
+                StreamEvent::ToolCall(c) => panic!("{kind:?}: the answer came as a call: {c:?}"),
+                StreamEvent::Done { finish_reason, .. } => assert_eq!(finish_reason, "stop"),
+            }
+        }
+        assert_eq!(parsed(&text), want, "{kind:?}");
+    }
+    // Beside tools the model may call, Anthropic must call one of them or
+    // the response tool: a call to a real tool is still a call.
+    let p = provider(&mock, ProviderKind::Anthropic);
+    let mut req = json_asked();
+    req.tools = asking().tools;
+    req.response_format = Some(ResponseFormat::JsonObject);
+    let r = d.complete(&p, "m", &req, TIMEOUT).await.unwrap();
+    assert_eq!(r.tool_calls[0].name, "get_weather");
+    assert_eq!(r.finish_reason, "tool_calls");
+    let b = last_body(&mock).await;
+    assert_eq!(b["tool_choice"], json!({"type": "any"}));
+    let answer = b["tools"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        answer,
+        json!({"name": "switchyard_response", "input_schema": {"type": "object"},
+               "description": "Give your answer: the input is the whole response."})
+    );
 }

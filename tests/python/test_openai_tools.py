@@ -1,12 +1,14 @@
-"""Tool calling through Switchyard with the official `openai` SDK, unchanged,
-over each of the three upstream protocols (the mock plays OpenAI, Anthropic
-and Gemini): a full round trip, plain and streamed, and routing that sends
-tools only to models that declare them."""
+"""Tool calling and structured outputs through Switchyard with the official
+`openai` SDK, unchanged, over each of the three upstream protocols (the mock
+plays OpenAI, Anthropic and Gemini): a full tool round trip, plain and
+streamed, `parse()` into a Pydantic model, and routing that sends tools and
+JSON only to models that declare them."""
 
 import json
 
 import openai
 import pytest
+from pydantic import BaseModel
 
 from harness import serving
 
@@ -39,9 +41,9 @@ context_window = 16000
 prior_quality = {prior}
 capabilities = {caps}
 """ for name, provider, prior, caps in [
-    ("gpt", "oa", 0.6, '["tools"]'),
-    ("claude", "an", 0.5, '["tools"]'),
-    ("gem", "ge", 0.4, '["tools"]'),
+    ("gpt", "oa", 0.6, '["tools", "json_schema"]'),
+    ("claude", "an", 0.5, '["tools", "json_schema"]'),
+    ("gem", "ge", 0.4, '["tools", "json_schema"]'),
     # The prior's favourite, without tools: only the need moves a choice off it.
     ("plain", "oa", 0.9, "[]"),
 ])
@@ -151,3 +153,36 @@ def test_tool_errors_are_400s_naming_the_field(client):
             model="gpt", messages=ask() + [{"role": "tool", "tool_call_id": "call_x",
                                              "content": "orphan"}])
     assert e.value.body["param"] == "messages[2].tool_call_id"
+
+
+class Weather(BaseModel):
+    city: str
+    temp_c: int
+    tags: list[str]
+
+
+@pytest.mark.parametrize("model", PROTOCOL_MODELS)
+def test_parse_returns_a_pydantic_object(client, model):
+    r = client.chat.completions.parse(model=model, messages=ask(), response_format=Weather)
+    assert r.choices[0].finish_reason == "stop"
+    w = r.choices[0].message.parsed
+    assert isinstance(w, Weather)
+    assert (w.city, w.temp_c, w.tags) == ("weather in Paris", 0, ["weather in Paris"])
+
+
+@pytest.mark.parametrize("model", PROTOCOL_MODELS)
+def test_json_mode_answers_an_object(client, model):
+    r = client.chat.completions.create(model=model, messages=ask(),
+                                       response_format={"type": "json_object"})
+    # Any object will do; the mock's holds the prompt.
+    answer = json.loads(r.choices[0].message.content)
+    assert isinstance(answer, dict) and "weather in Paris" in answer.values()
+
+
+def test_json_goes_only_to_models_that_declare_it(client):
+    r = client.chat.completions.parse(model="switchyard/auto", messages=ask(),
+                                      response_format=Weather)
+    assert r.model in PROTOCOL_MODELS and r.choices[0].message.parsed.city
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.parse(model="plain", messages=ask(), response_format=Weather)
+    assert e.value.body["param"] == "response_format"
