@@ -205,6 +205,12 @@ impl ProviderKind {
         }
     }
 
+    /// Whether the protocol takes an image by `http(s)` URL (Gemini takes
+    /// only inline data, or files uploaded to it).
+    pub fn takes_image_urls(self) -> bool {
+        self != ProviderKind::Gemini
+    }
+
     /// The protocol's name as users write it in the config.
     pub fn name(self) -> &'static str {
         match self {

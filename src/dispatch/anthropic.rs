@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::http::{self, SseParser};
 use super::{
-    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent,
-    ToolCall, ToolCallDelta, ToolChoice, Usage,
+    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, Part, StreamEvent,
+    ToolCall, ToolCallDelta, ToolChoice, Usage, data_url,
 };
 use crate::catalog::Provider;
 
@@ -144,6 +144,9 @@ enum OutBlock<'a> {
     Text {
         text: &'a str,
     },
+    Image {
+        source: Value,
+    },
     ToolUse {
         id: &'a str,
         name: &'a str,
@@ -153,6 +156,22 @@ enum OutBlock<'a> {
         tool_use_id: &'a str,
         content: &'a str,
     },
+}
+
+/// A content part as a block: an image from a `data:` URL is `base64`
+/// data, from an `http(s)` URL a `url` source.
+fn block(p: &Part) -> OutBlock<'_> {
+    match p {
+        Part::Text(text) => OutBlock::Text { text },
+        Part::Image { url, .. } => OutBlock::Image {
+            source: match data_url(url) {
+                Some((media_type, data)) => {
+                    json!({"type": "base64", "media_type": media_type, "data": data})
+                }
+                None => json!({"type": "url", "url": url}),
+            },
+        },
+    }
 }
 
 /// The turns in the API's two roles: anything that is not the assistant
@@ -189,7 +208,9 @@ fn messages<'a>(turns: impl Iterator<Item = &'a ChatMessage>) -> Vec<WireMessage
         } else {
             "user"
         };
-        let content = if m.tool_calls.is_empty() {
+        let content = if !m.parts.is_empty() {
+            OutContent::Blocks(m.parts.iter().map(block).collect())
+        } else if m.tool_calls.is_empty() {
             OutContent::Text(&m.content)
         } else {
             let text = (!m.content.is_empty()).then_some(OutBlock::Text { text: &m.content });

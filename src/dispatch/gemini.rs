@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::http::{self, SseParser};
 use super::{
-    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, StreamEvent,
-    ToolCall, ToolCallDelta, ToolChoice, Tools, Usage,
+    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, Part, StreamEvent,
+    ToolCall, ToolCallDelta, ToolChoice, Tools, Usage, data_url,
 };
 use crate::catalog::Provider;
 
@@ -46,6 +46,15 @@ struct WirePart {
     function_call: Option<WireCall>,
     #[serde(skip_serializing_if = "Option::is_none")]
     function_response: Option<WireCallResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inline_data: Option<WireBlob>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireBlob {
+    mime_type: String,
+    data: String,
 }
 
 impl WirePart {
@@ -171,12 +180,36 @@ fn contents(req: &ChatRequest) -> Vec<WireContent> {
     out
 }
 
+/// A content part: images go inline (routing keeps `http(s)` image URLs
+/// away from Gemini, which takes no URL but its own files').
+fn part(p: &Part) -> WirePart {
+    match p {
+        Part::Text(t) => WirePart::text(t.clone()),
+        Part::Image { url, .. } => match data_url(url) {
+            Some((mime, data)) => WirePart {
+                inline_data: Some(WireBlob {
+                    mime_type: mime.to_owned(),
+                    data: data.to_owned(),
+                }),
+                ..WirePart::default()
+            },
+            None => WirePart::text(url.clone()),
+        },
+    }
+}
+
 fn turn(m: &ChatMessage) -> WireContent {
     let role = if m.role == "assistant" {
         "model"
     } else {
         "user"
     };
+    if !m.parts.is_empty() {
+        return WireContent {
+            role: Some(role.into()),
+            parts: m.parts.iter().map(part).collect(),
+        };
+    }
     let text = (!m.content.is_empty() || m.tool_calls.is_empty())
         .then(|| WirePart::text(m.content.clone()));
     let calls = m.tool_calls.iter().map(|c| WirePart {

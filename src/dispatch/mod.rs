@@ -47,6 +47,45 @@ pub struct ChatMessage {
     /// A `tool` message's answer is to this call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// The content in order when it holds more than text (images); empty
+    /// otherwise. Not logged: images would bloat the decision log, and the
+    /// text is in `content`.
+    #[serde(skip)]
+    pub parts: Vec<Part>,
+}
+
+/// A piece of a message's content.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    /// An `http(s)` or `data:` URL, with OpenAI's `detail` if given.
+    Image {
+        url: String,
+        detail: Option<String>,
+    },
+}
+
+/// A message's content from its parts: the text joined by newlines (what
+/// is classified and what a text-only turn sends), and the parts kept only
+/// when an image is among them.
+pub fn from_parts(mut parts: Vec<Part>) -> (String, Vec<Part>) {
+    let text: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text(t) => Some(t.as_str()),
+            Part::Image { .. } => None,
+        })
+        .collect();
+    let content = text.join("\n");
+    if parts.iter().all(|p| matches!(p, Part::Text(_))) {
+        parts.clear();
+    }
+    (content, parts)
+}
+
+/// A `data:` URL's media type and base64 payload.
+pub fn data_url(url: &str) -> Option<(&str, &str)> {
+    url.strip_prefix("data:")?.split_once(";base64,")
 }
 
 impl ChatMessage {
@@ -199,6 +238,11 @@ impl ChatRequest {
         self.messages.iter().filter(|m| !instructs(&m.role))
     }
 
+    /// The image URLs of the conversation.
+    pub fn images(&self) -> impl Iterator<Item = &str> {
+        images(&self.messages)
+    }
+
     /// The name of the function an earlier assistant turn called as
     /// `call_id` (Gemini answers a call by name, not by id).
     pub fn called(&self, call_id: &str) -> Option<&str> {
@@ -208,6 +252,17 @@ impl ChatRequest {
             .find(|c| c.id == call_id)
             .map(|c| c.name.as_str())
     }
+}
+
+/// The image URLs in `messages`.
+pub fn images(messages: &[ChatMessage]) -> impl Iterator<Item = &str> {
+    messages
+        .iter()
+        .flat_map(|m| &m.parts)
+        .filter_map(|p| match p {
+            Part::Image { url, .. } => Some(url.as_str()),
+            Part::Text(_) => None,
+        })
 }
 
 /// Token usage as the provider reported it.

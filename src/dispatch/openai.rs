@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::http::{self, SseParser};
 use super::{
-    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, ResponseFormat,
-    StreamEvent, Tool, ToolCall, ToolCallDelta, ToolChoice, Usage,
+    Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, Part,
+    ResponseFormat, StreamEvent, Tool, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 use crate::catalog::Provider;
 
@@ -54,7 +54,7 @@ struct WireRequest<'a> {
 struct OutMessage<'a> {
     role: &'a str,
     /// `null` for an assistant turn that only called tools, as OpenAI sends it.
-    content: Option<&'a str>,
+    content: Option<OutContent<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<OutCall<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,9 +64,14 @@ struct OutMessage<'a> {
 impl<'a> From<&'a ChatMessage> for OutMessage<'a> {
     fn from(m: &'a ChatMessage) -> Self {
         let only_calls = m.content.is_empty() && !m.tool_calls.is_empty();
+        let content = if m.parts.is_empty() {
+            OutContent::Text(&m.content)
+        } else {
+            OutContent::Parts(m.parts.iter().map(OutPart::from).collect())
+        };
         OutMessage {
             role: &m.role,
-            content: (!only_calls).then_some(m.content.as_str()),
+            content: (!only_calls).then_some(content),
             tool_calls: m
                 .tool_calls
                 .iter()
@@ -80,6 +85,41 @@ impl<'a> From<&'a ChatMessage> for OutMessage<'a> {
                 })
                 .collect(),
             tool_call_id: m.tool_call_id.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OutContent<'a> {
+    Text(&'a str),
+    Parts(Vec<OutPart<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutPart<'a> {
+    Text { text: &'a str },
+    ImageUrl { image_url: OutImage<'a> },
+}
+
+#[derive(Serialize)]
+struct OutImage<'a> {
+    url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+impl<'a> From<&'a Part> for OutPart<'a> {
+    fn from(p: &'a Part) -> Self {
+        match p {
+            Part::Text(text) => OutPart::Text { text },
+            Part::Image { url, detail } => OutPart::ImageUrl {
+                image_url: OutImage {
+                    url,
+                    detail: detail.as_deref(),
+                },
+            },
         }
     }
 }

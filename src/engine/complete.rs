@@ -463,6 +463,7 @@ fn needs(input: &CompleteInput) -> eligibility::Needs {
     eligibility::Needs {
         settings,
         capabilities,
+        image_urls: false,
     }
 }
 

@@ -458,7 +458,8 @@ impl Engine {
 }
 
 /// The request's needs and its conversation's: a model must take tool calls
-/// and results to be sent a conversation that holds them.
+/// and results to be sent a conversation that holds them, and see images
+/// (by URL, if they come so) to be sent those.
 fn conversation_needs<'a>(
     needs: &'a eligibility::Needs,
     messages: &[ChatMessage],
@@ -466,10 +467,21 @@ fn conversation_needs<'a>(
     let tool_traffic = messages
         .iter()
         .any(|m| !m.tool_calls.is_empty() || m.tool_call_id.is_some());
-    if !tool_traffic || needs.capabilities.contains(&Capability::Tools) {
+    let mut images = crate::dispatch::images(messages).peekable();
+    let seen = images.peek().is_some();
+    let by_url = images.any(|u| crate::dispatch::data_url(u).is_none());
+    let mut more = Vec::new();
+    if tool_traffic && !needs.capabilities.contains(&Capability::Tools) {
+        more.push(Capability::Tools);
+    }
+    if seen {
+        more.push(Capability::Vision);
+    }
+    if more.is_empty() && !by_url {
         return std::borrow::Cow::Borrowed(needs);
     }
     let mut needs = needs.clone();
-    needs.capabilities.push(Capability::Tools);
+    needs.capabilities.extend(more);
+    needs.image_urls |= by_url;
     std::borrow::Cow::Owned(needs)
 }

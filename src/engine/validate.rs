@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::Catalog;
-use crate::dispatch::{ChatMessage, ResponseFormat, Sampling, ToolChoice, Tools};
+use crate::dispatch::{ChatMessage, Part, ResponseFormat, Sampling, ToolChoice, Tools, data_url};
 use crate::error::Error;
 
 const ROLES: [&str; 5] = ["system", "user", "assistant", "tool", "developer"];
@@ -31,6 +31,7 @@ pub fn messages(msgs: &[ChatMessage], max_bytes: usize) -> Result<(), Error> {
         }
         total = total.saturating_add(m.content.len());
         tool_traffic(i, m, &msgs[..i])?;
+        images(i, m)?;
     }
     if total > max_bytes {
         return Err(Error::invalid(
@@ -38,7 +39,11 @@ pub fn messages(msgs: &[ChatMessage], max_bytes: usize) -> Result<(), Error> {
             format!("{total} bytes of content exceed the limit of {max_bytes}"),
         ));
     }
-    if msgs.iter().all(|m| m.content.trim().is_empty()) {
+    let has_image = |m: &ChatMessage| m.parts.iter().any(|p| matches!(p, Part::Image { .. }));
+    if msgs
+        .iter()
+        .all(|m| m.content.trim().is_empty() && !has_image(m))
+    {
         return Err(Error::invalid(
             "messages",
             "every message's content is empty",
@@ -93,6 +98,43 @@ fn tool_traffic(i: usize, m: &ChatMessage, earlier: &[ChatMessage]) -> Result<()
         }
         _ => Ok(()),
     }
+}
+
+/// Images come in user turns (as OpenAI takes them), by `http(s)` URL or
+/// as a base64 `data:` URL of an image type.
+fn images(i: usize, m: &ChatMessage) -> Result<(), Error> {
+    for (j, p) in m.parts.iter().enumerate() {
+        let Part::Image { url, detail } = p else {
+            continue;
+        };
+        let field = |f: &str| format!("messages[{i}].content[{j}].image_url.{f}");
+        if m.role != "user" {
+            return Err(Error::invalid(
+                format!("messages[{i}].content[{j}]"),
+                "only a user message may carry images",
+            ));
+        }
+        let ok = match data_url(url) {
+            Some((mime, data)) => mime.starts_with("image/") && !data.is_empty(),
+            None => url.starts_with("https://") || url.starts_with("http://"),
+        };
+        if !ok {
+            return Err(Error::invalid(
+                field("url"),
+                "must be an http(s) URL or a data:image/...;base64, URL",
+            ));
+        }
+        if detail
+            .as_deref()
+            .is_some_and(|d| !matches!(d, "auto" | "low" | "high"))
+        {
+            return Err(Error::invalid(
+                field("detail"),
+                "must be one of auto, low, high",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// OpenAI's and Anthropic's rule for function names (Gemini's is looser).

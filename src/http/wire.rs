@@ -1,18 +1,20 @@
 //! The OpenAI chat-completions request as SDKs send it, and its conversion
 //! into the engine's `CompleteInput`.
 //!
-//! Fields we honour: `model`, `messages` (roles `system`, `developer`,
-//! `user`, `assistant` with `tool_calls`, `tool` with `tool_call_id`),
-//! `tools` (functions), `tool_choice`, `parallel_tool_calls`,
-//! `response_format` (`text`, `json_object`, `json_schema`), `stream`,
-//! `stream_options`, `max_tokens` / `max_completion_tokens`, `temperature`,
-//! `top_p`, `seed`, `frequency_penalty`, `presence_penalty`,
-//! `reasoning_effort`, `stop` (a string or up to 4 strings), `user`,
-//! `metadata`, and neutral values of the rest (`n: 1`, `store: false`...).
-//! Fields that would change the answer's shape or meaning if ignored
-//! (`n > 1`, the deprecated `functions`, `logprobs`, `logit_bias`, `audio`, non-text `modalities`, `prediction`,
-//! non-text content parts) are rejected with 400, and so is any field this
-//! file does not know (as OpenAI itself does): nothing is silently dropped.
+//! Fields we honour: `model`, `messages` (text and `image_url` parts; roles
+//! `system`, `developer`, `user`, `assistant` with `tool_calls`, `tool` with
+//! `tool_call_id`), `tools` (functions), `tool_choice`,
+//! `parallel_tool_calls`, `response_format` (`text`, `json_object`,
+//! `json_schema`), `stream`, `stream_options`, `max_tokens` /
+//! `max_completion_tokens`, `temperature`, `top_p`, `seed`,
+//! `frequency_penalty`, `presence_penalty`, `reasoning_effort`, `stop` (a
+//! string or up to 4 strings), `user`, `metadata`, and neutral values of the
+//! rest (`n: 1`, `store: false`...). Fields that would change the answer's
+//! shape or meaning if ignored (`n > 1`, the deprecated `functions`,
+//! `logprobs`, `logit_bias`, `audio`, non-text `modalities`, `prediction`,
+//! audio and file content parts) are rejected with 400, and so is any field
+//! this file does not know (as OpenAI itself does): nothing is silently
+//! dropped.
 
 use std::collections::BTreeMap;
 
@@ -21,7 +23,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::errors::{ApiError, bad_json};
-use crate::dispatch::{ChatMessage, ResponseFormat, Sampling, Tool, ToolCall, ToolChoice, Tools};
+use crate::dispatch::{
+    ChatMessage, Part, ResponseFormat, Sampling, Tool, ToolCall, ToolChoice, Tools,
+};
 use crate::engine::{CompleteInput, RouteInput};
 
 /// The model name that asks the router to choose.
@@ -133,14 +137,22 @@ pub struct WireMessage {
 #[serde(untagged)]
 pub enum Content {
     Text(String),
-    Parts(Vec<Part>),
+    Parts(Vec<WirePart>),
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Part {
+pub struct WirePart {
     #[serde(rename = "type")]
     pub kind: String,
     pub text: Option<String>,
+    pub image_url: Option<WireImage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireImage {
+    pub url: String,
+    pub detail: Option<String>,
 }
 
 /// Routing knobs: the `switchyard` object in the body; `x-switchyard-*`
@@ -452,37 +464,54 @@ fn message(i: usize, m: WireMessage) -> Result<ChatMessage, ApiError> {
             arguments: c.function.arguments,
         });
     }
-    let content = match m.content {
-        None => String::new(),
-        Some(Content::Text(t)) => t,
-        Some(Content::Parts(parts)) => {
-            let mut text = Vec::with_capacity(parts.len());
-            for (j, p) in parts.into_iter().enumerate() {
-                match (p.kind.as_str(), p.text) {
-                    ("text", Some(t)) => text.push(t),
-                    ("text", None) => {
-                        return Err(ApiError::invalid(
-                            field(&format!("content[{j}].text")),
-                            "a text part needs text",
-                        ));
-                    }
-                    (other, _) => {
-                        return Err(ApiError::unsupported(
-                            &field(&format!("content[{j}].type")),
-                            &format!("{other:?} parts are not supported; only text"),
-                        ));
-                    }
-                }
-            }
-            text.join("\n")
-        }
+    let (content, parts) = match m.content {
+        None => (String::new(), Vec::new()),
+        Some(Content::Text(t)) => (t, Vec::new()),
+        Some(Content::Parts(wire)) => content_parts(wire, &field)?,
     };
     Ok(ChatMessage {
         role: m.role,
         content,
         tool_calls,
         tool_call_id: m.tool_call_id,
+        parts,
     })
+}
+
+/// Content parts in our terms (see [`crate::dispatch::from_parts`]).
+fn content_parts(
+    wire: Vec<WirePart>,
+    field: &dyn Fn(&str) -> String,
+) -> Result<(String, Vec<Part>), ApiError> {
+    let mut parts = Vec::with_capacity(wire.len());
+    for (j, p) in wire.into_iter().enumerate() {
+        match (p.kind.as_str(), p.text, p.image_url) {
+            ("text", Some(t), _) => parts.push(Part::Text(t)),
+            ("text", None, _) => {
+                return Err(ApiError::invalid(
+                    field(&format!("content[{j}].text")),
+                    "a text part needs text",
+                ));
+            }
+            ("image_url", _, Some(i)) => parts.push(Part::Image {
+                url: i.url,
+                detail: i.detail,
+            }),
+            ("image_url", _, None) => {
+                return Err(ApiError::invalid(
+                    field(&format!("content[{j}].image_url")),
+                    "an image part needs its image_url",
+                ));
+            }
+            (other, _, _) => {
+                return Err(ApiError::unsupported(
+                    &field(&format!("content[{j}].type")),
+                    &format!("{other:?} parts are not supported; only text and image_url"),
+                ));
+            }
+        }
+    }
+    Ok(crate::dispatch::from_parts(parts))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {

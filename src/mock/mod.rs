@@ -5,7 +5,8 @@
 //! `:streamGenerateContent?alt=sse`), plain and streamed.
 //!
 //! Answers are deterministic: `[<model>] <echo of the last user message>`;
-//! after tool results, `[<model>] tool said: <results>`; JSON matching the
+//! after tool results, `[<model>] tool said: <results>`; with `[<n>
+//! image(s)]` after the echo when the request carries images; JSON matching the
 //! schema when the request asks for JSON natively ([`json`]); a tool call
 //! when the tool choice forces one (or a directive asks for calls).
 //! Behaviour is set per server (flags: base latency, random failure rate),
@@ -192,6 +193,10 @@ async fn handle(
     if let Err(e) = wire::check_tool_traffic(proto, &raw) {
         return wire::error(proto, 400, &e);
     }
+    let images = match wire::images(proto, &raw) {
+        Ok(n) => n,
+        Err(e) => return wire::error(proto, 400, &e),
+    };
     let mut parts = req.model.split('+');
     let base = parts.next().unwrap_or_default().to_owned();
     let scripted = s.opts.script.get(&base).map(String::as_str).unwrap_or("");
@@ -218,6 +223,12 @@ async fn handle(
                 .unwrap_or_default()
         } else {
             format!("tool said: {}", req.tool_results.join(" | "))
+        };
+        // What a model that saw images would say, so tests can tell.
+        let echo = if images > 0 {
+            format!("{echo} [{images} image(s)]")
+        } else {
+            echo
         };
         let mut a = wire::Answer::new(&base, &echo, &req, !b.no_usage, b.cached);
         if let Some(schema) = &req.json {

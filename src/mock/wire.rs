@@ -230,6 +230,37 @@ fn tool_use(proto: Proto, v: &Value) -> ToolUse {
     }
 }
 
+/// The images a request carries, each checked for the fields its protocol
+/// requires (a real provider refuses one without them).
+pub(super) fn images(proto: Proto, v: &Value) -> Result<usize, String> {
+    let (turns, blocks) = match proto {
+        Proto::OpenAi | Proto::Anthropic => ("messages", "content"),
+        Proto::Gemini => ("contents", "parts"),
+    };
+    let mut n = 0;
+    for t in v.get(turns).and_then(Value::as_array).into_iter().flatten() {
+        for b in t[blocks].as_array().into_iter().flatten() {
+            let ok = match proto {
+                Proto::OpenAi if b["type"] == "image_url" => b["image_url"]["url"].is_string(),
+                Proto::Anthropic if b["type"] == "image" => {
+                    let s = &b["source"];
+                    (s["type"] == "base64" && s["media_type"].is_string() && s["data"].is_string())
+                        || (s["type"] == "url" && s["url"].is_string())
+                }
+                Proto::Gemini if b.get("inlineData").is_some() => {
+                    b["inlineData"]["mimeType"].is_string() && b["inlineData"]["data"].is_string()
+                }
+                _ => continue,
+            };
+            if !ok {
+                return Err(format!("malformed image: {b}"));
+            }
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Refuses tool traffic a real provider would: a result that answers no
 /// earlier call (OpenAI, Anthropic: by id; Gemini: by a declared name).
 pub(super) fn check_tool_traffic(proto: Proto, v: &Value) -> Result<(), String> {

@@ -25,6 +25,8 @@ pub struct Needs {
     pub settings: Vec<&'static str>,
     /// Capabilities the catalog must declare for the model.
     pub capabilities: Vec<Capability>,
+    /// Images come by `http(s)` URL: the protocol must take those.
+    pub image_urls: bool,
 }
 
 /// A need a model cannot meet.
@@ -34,6 +36,8 @@ pub enum Unmet {
     Setting(&'static str),
     /// The catalog does not declare this capability for it.
     Capability(Capability),
+    /// Its protocol takes images inline only.
+    ImageUrls,
 }
 
 impl Unmet {
@@ -45,6 +49,7 @@ impl Unmet {
             Unmet::Capability(Capability::JsonSchema) => "response_format",
             Unmet::Capability(Capability::Vision) => "messages",
             Unmet::Capability(Capability::Reasoning) => "reasoning_effort",
+            Unmet::ImageUrls => "messages",
         }
     }
 
@@ -59,6 +64,10 @@ impl Unmet {
                 "the catalog does not declare the `{}` capability for it",
                 c.name()
             ),
+            Unmet::ImageUrls => format!(
+                "its provider's protocol ({}) takes images inline only: send them as data: URLs",
+                catalog.providers[catalog.models[i].provider].kind.name()
+            ),
         }
     }
 }
@@ -69,6 +78,9 @@ pub fn unmet(catalog: &Catalog, i: usize, needs: &Needs) -> Option<Unmet> {
     let kind = catalog.providers[model.provider].kind;
     if let Some(s) = needs.settings.iter().copied().find(|s| kind.lacks(s)) {
         return Some(Unmet::Setting(s));
+    }
+    if needs.image_urls && !kind.takes_image_urls() {
+        return Some(Unmet::ImageUrls);
     }
     needs
         .capabilities

@@ -12,7 +12,9 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::dispatch::{ChatMessage, ResponseFormat, Sampling, Tool, ToolCall, ToolChoice, Tools};
+use crate::dispatch::{
+    ChatMessage, Part, ResponseFormat, Sampling, Tool, ToolCall, ToolChoice, Tools,
+};
 use crate::engine::{CompleteInput, Engine, RouteInput, Rpc, StreamItem};
 use crate::pb;
 use crate::store::AttemptRow;
@@ -69,19 +71,23 @@ fn route_input(r: Option<pb::RouteRequest>) -> RouteInput {
         messages: r
             .messages
             .into_iter()
-            .map(|m| ChatMessage {
-                role: m.role,
-                content: m.content,
-                tool_calls: m
-                    .tool_calls
-                    .into_iter()
-                    .map(|c| ToolCall {
-                        id: c.id,
-                        name: c.name,
-                        arguments: c.arguments,
-                    })
-                    .collect(),
-                tool_call_id: m.tool_call_id,
+            .map(|m| {
+                let (content, parts) = parts(m.content, m.parts);
+                ChatMessage {
+                    role: m.role,
+                    content,
+                    parts,
+                    tool_calls: m
+                        .tool_calls
+                        .into_iter()
+                        .map(|c| ToolCall {
+                            id: c.id,
+                            name: c.name,
+                            arguments: c.arguments,
+                        })
+                        .collect(),
+                    tool_call_id: m.tool_call_id,
+                }
             })
             .collect(),
         tenant: r.tenant,
@@ -93,6 +99,26 @@ fn route_input(r: Option<pb::RouteRequest>) -> RouteInput {
         max_tokens: None,
         needs: Default::default(),
     }
+}
+
+/// A message's content and parts, `content` first as a text part (see
+/// [`crate::dispatch::from_parts`]).
+fn parts(content: String, wire: Vec<pb::ContentPart>) -> (String, Vec<Part>) {
+    if wire.is_empty() {
+        return (content, Vec::new());
+    }
+    let lead = (!content.is_empty()).then_some(Part::Text(content));
+    let parts = lead
+        .into_iter()
+        .chain(wire.into_iter().filter_map(|p| match p.part? {
+            pb::content_part::Part::Text(t) => Some(Part::Text(t)),
+            pb::content_part::Part::ImageUrl(i) => Some(Part::Image {
+                url: i.url,
+                detail: i.detail,
+            }),
+        }))
+        .collect();
+    crate::dispatch::from_parts(parts)
 }
 
 /// The request's tools in our terms; the engine validates them further.

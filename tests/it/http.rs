@@ -192,12 +192,21 @@ async fn every_bad_input_gets_an_openai_error_body() {
     .await;
     assert_eq!(v["error"]["param"], "temperature");
     let image = json!({"model": "mid", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]});
-    error(
+    let v = error(
         post(&env, "/v1/chat/completions", image).await,
+        400,
+        "invalid_value",
+    )
+    .await;
+    assert_eq!(v["error"]["param"], "messages[0].content[0].image_url.url");
+    let audio = json!({"model": "mid", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}]}]});
+    let v = error(
+        post(&env, "/v1/chat/completions", audio).await,
         400,
         "unsupported_parameter",
     )
     .await;
+    assert_eq!(v["error"]["param"], "messages[0].content[0].type");
     // The provider failing (503) and a pinned model whose key is unset.
     error(
         post(&env, "/v1/chat/completions", chat("broken", "hi")).await,

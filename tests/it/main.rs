@@ -23,3 +23,4 @@ mod settings;
 mod static_embed;
 mod store_conformance;
 mod tools;
+mod vision;

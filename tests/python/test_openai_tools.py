@@ -1,8 +1,8 @@
 """Tool calling and structured outputs through Switchyard with the official
 `openai` SDK, unchanged, over each of the three upstream protocols (the mock
 plays OpenAI, Anthropic and Gemini): a full tool round trip, plain and
-streamed, `parse()` into a Pydantic model, and routing that sends tools and
-JSON only to models that declare them."""
+streamed, `parse()` into a Pydantic model, an image, and routing that sends
+tools, JSON and images only to models that declare them."""
 
 import json
 
@@ -41,9 +41,9 @@ context_window = 16000
 prior_quality = {prior}
 capabilities = {caps}
 """ for name, provider, prior, caps in [
-    ("gpt", "oa", 0.6, '["tools", "json_schema"]'),
-    ("claude", "an", 0.5, '["tools", "json_schema"]'),
-    ("gem", "ge", 0.4, '["tools", "json_schema"]'),
+    ("gpt", "oa", 0.6, '["tools", "json_schema", "vision"]'),
+    ("claude", "an", 0.5, '["tools", "json_schema", "vision"]'),
+    ("gem", "ge", 0.4, '["tools", "json_schema", "vision"]'),
     # The prior's favourite, without tools: only the need moves a choice off it.
     ("plain", "oa", 0.9, "[]"),
 ])
@@ -186,3 +186,20 @@ def test_json_goes_only_to_models_that_declare_it(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.parse(model="plain", messages=ask(), response_format=Weather)
     assert e.value.body["param"] == "response_format"
+
+
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+       "AAAABJRU5ErkJggg==")
+
+
+def test_an_image_reaches_a_vision_model_only(client):
+    messages = [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}]
+    for _ in range(5):
+        r = client.chat.completions.create(model="switchyard/auto", messages=messages)
+        assert r.model in PROTOCOL_MODELS
+        assert r.choices[0].message.content.endswith("what is this? [1 image(s)]")
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="plain", messages=messages)
+    assert e.value.body["param"] == "messages"
