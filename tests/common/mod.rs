@@ -44,15 +44,43 @@ impl Mock {
         format!("http://{}/v1", self.addr)
     }
 
-    /// Requests the mock saw, per upstream model id.
-    pub async fn requests(&self, model: &str) -> u64 {
-        let v: serde_json::Value = reqwest::get(format!("http://{}/mock/stats", self.addr))
+    /// `GET /mock/stats`: requests per model id, the last credential and body.
+    pub async fn stats(&self) -> serde_json::Value {
+        reqwest::get(format!("http://{}/mock/stats", self.addr))
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        v["requests"][model].as_u64().unwrap_or(0)
+            .unwrap()
+    }
+
+    /// The last request body the mock received.
+    pub async fn last_body(&self) -> serde_json::Value {
+        self.stats().await["last_body"].clone()
+    }
+
+    /// Requests the mock saw, per upstream model id.
+    pub async fn requests(&self, model: &str) -> u64 {
+        self.stats().await["requests"][model].as_u64().unwrap_or(0)
+    }
+
+    /// The mock as a provider of `kind`, with a test key.
+    pub fn provider(
+        &self,
+        kind: switchyard::config::ProviderKind,
+    ) -> switchyard::catalog::Provider {
+        let path = if kind == switchyard::config::ProviderKind::Gemini {
+            "v1beta"
+        } else {
+            "v1"
+        };
+        switchyard::catalog::Provider {
+            name: format!("{kind:?}"),
+            kind,
+            base_url: format!("http://{}/{path}", self.addr),
+            api_key_env: Some("TEST_KEY".into()),
+            api_key: Some("sk-test-123".into()),
+        }
     }
 }
 

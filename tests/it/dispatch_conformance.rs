@@ -25,21 +25,6 @@ const KINDS: [ProviderKind; 3] = [
 /// Short: the hang case waits this long.
 const TIMEOUT: Duration = Duration::from_millis(400);
 
-fn provider(mock: &Mock, kind: ProviderKind) -> Provider {
-    let path = if kind == ProviderKind::Gemini {
-        "v1beta"
-    } else {
-        "v1"
-    };
-    Provider {
-        name: format!("{kind:?}"),
-        kind,
-        base_url: format!("http://{}/{path}", mock.addr),
-        api_key_env: Some("TEST_KEY".into()),
-        api_key: Some("sk-test-123".into()),
-    }
-}
-
 fn request() -> ChatRequest {
     let msg = ChatMessage::text;
     ChatRequest {
@@ -54,15 +39,6 @@ fn request() -> ChatRequest {
         stop: vec!["END".into()],
         ..ChatRequest::default()
     }
-}
-
-async fn stats(mock: &Mock) -> serde_json::Value {
-    reqwest::get(format!("http://{}/mock/stats", mock.addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 async fn complete(
@@ -82,7 +58,7 @@ async fn success_translates_the_request_and_normalises_the_answer() {
     let mock = Mock::start().await;
     let d = Dispatcher::new(reqwest::Client::new());
     for kind in KINDS {
-        let p = provider(&mock, kind);
+        let p = mock.provider(kind);
         let r = complete(&d, &p, "m1+cached3").await.unwrap();
         assert_eq!(r.content, "[m1] hello there world", "{kind:?}");
         assert_eq!(r.finish_reason, "stop", "{kind:?}");
@@ -94,7 +70,7 @@ async fn success_translates_the_request_and_normalises_the_answer() {
         assert_eq!(u.cached_tokens, 3, "{kind:?}");
 
         // The wire body carries system, roles, limits and stops the protocol's way.
-        let s = stats(&mock).await;
+        let s = mock.stats().await;
         let b = &s["last_body"];
         match kind {
             ProviderKind::OpenAi => {
@@ -137,7 +113,7 @@ async fn settings_and_developer_messages_reach_each_protocol_its_way() {
     req.temperature = Some(1.6);
     req.user = Some("end-user-7".into());
     for kind in KINDS {
-        let p = provider(&mock, kind);
+        let p = mock.provider(kind);
         req.sampling = Sampling {
             top_p: Some(0.25),
             seed: (!kind.lacks("seed")).then_some(42),
@@ -146,7 +122,7 @@ async fn settings_and_developer_messages_reach_each_protocol_its_way() {
             reasoning_effort: (!kind.lacks("reasoning_effort")).then(|| "low".into()),
         };
         d.complete(&p, "m1", &req, TIMEOUT).await.unwrap();
-        let b = stats(&mock).await["last_body"].clone();
+        let b = mock.stats().await["last_body"].clone();
         match kind {
             ProviderKind::OpenAi => {
                 assert_eq!(b["messages"][1]["role"], "developer");
@@ -195,7 +171,7 @@ async fn streaming_yields_the_text_then_done_with_usage() {
     let mock = Mock::start().await;
     let d = Dispatcher::new(reqwest::Client::new());
     for kind in KINDS {
-        let p = provider(&mock, kind);
+        let p = mock.provider(kind);
         let mut s = d.stream(&p, "m2", &request(), TIMEOUT).await.unwrap();
         let mut text = String::new();
         let mut done = None;
@@ -222,7 +198,7 @@ async fn client_errors_are_not_retryable_and_server_errors_are() {
     let mock = Mock::start().await;
     let d = Dispatcher::new(reqwest::Client::new());
     for kind in KINDS {
-        let p = provider(&mock, kind);
+        let p = mock.provider(kind);
         for code in [400, 401, 404] {
             let e = complete(&d, &p, &format!("m+fail{code}"))
                 .await
@@ -253,7 +229,7 @@ async fn rate_limits_carry_retry_after() {
     let mock = Mock::start().await;
     let d = Dispatcher::new(reqwest::Client::new());
     for kind in KINDS {
-        let p = provider(&mock, kind);
+        let p = mock.provider(kind);
         let model = format!("rl-{kind:?}+429x1+ra250");
         let e = complete(&d, &p, &model).await.unwrap_err();
         assert_eq!(status(&e), Some(429), "{kind:?}");
@@ -273,7 +249,7 @@ async fn resets_hangs_and_broken_bodies_are_retryable_errors() {
     let mock = Mock::start().await;
     let d = Dispatcher::new(reqwest::Client::new());
     for kind in KINDS {
-        let p = provider(&mock, kind);
+        let p = mock.provider(kind);
         let e = complete(&d, &p, "m+reset").await.unwrap_err();
         assert!(matches!(e, DispatchError::Stream(_)), "{kind:?}: {e:?}");
         assert!(e.is_retryable());
@@ -299,7 +275,7 @@ async fn a_stream_that_breaks_off_ends_with_an_error_after_its_text() {
     let mock = Mock::start().await;
     let d = Dispatcher::new(reqwest::Client::new());
     for kind in KINDS {
-        let p = provider(&mock, kind);
+        let p = mock.provider(kind);
         let mut s = d
             .stream(&p, "m+cutstream", &request(), TIMEOUT)
             .await

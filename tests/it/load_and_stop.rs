@@ -151,15 +151,6 @@ async fn requests_in_flight_spread_concurrent_load() {
     server.stop().await;
 }
 
-async fn stats(mock: &Mock) -> Value {
-    reqwest::get(format!("http://{}/mock/stats", mock.addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn stop_sequences_reach_every_protocol() {
     let (mock, server, _dir, mut c) = start("prior", 0.0).await;
@@ -172,14 +163,14 @@ async fn stop_sequences_reach_every_protocol() {
         let mut r = complete_req("hello", Some(model));
         r.stop = stop.clone();
         c.complete(r).await.unwrap();
-        let body = stats(&mock).await["last_body"].clone();
+        let body = mock.stats().await["last_body"].clone();
         assert_eq!(body.pointer(pointer), Some(&json!(stop)), "{model}: {body}");
     }
     // No stop sequences: the field is absent upstream.
     c.complete(complete_req("hello", Some("fast")))
         .await
         .unwrap();
-    assert_eq!(stats(&mock).await["last_body"].get("stop"), None);
+    assert_eq!(mock.stats().await["last_body"].get("stop"), None);
 
     // Over the HTTP front: a string or an array, as OpenAI takes them.
     let url = format!("http://{}/v1/chat/completions", server.http_addr);
@@ -189,12 +180,12 @@ async fn stop_sequences_reach_every_protocol() {
     };
     assert_eq!(post(json!("STOP")).await.unwrap().status(), 200);
     assert_eq!(
-        stats(&mock).await["last_body"]["stop_sequences"],
+        mock.stats().await["last_body"]["stop_sequences"],
         json!(["STOP"])
     );
     assert_eq!(post(json!(["a", "b"])).await.unwrap().status(), 200);
     assert_eq!(
-        stats(&mock).await["last_body"]["stop_sequences"],
+        mock.stats().await["last_body"]["stop_sequences"],
         json!(["a", "b"])
     );
     for (bad, param) in [

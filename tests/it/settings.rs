@@ -36,16 +36,6 @@ fn seeded(model: Option<&str>) -> pb::CompleteRequest {
     }
 }
 
-async fn last_body(mock: &Mock) -> serde_json::Value {
-    let s: serde_json::Value = reqwest::get(format!("http://{}/mock/stats", mock.addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    s["last_body"].clone()
-}
-
 #[tokio::test]
 async fn routing_skips_models_whose_protocol_lacks_a_setting() {
     let (mock, _server, _dir, mut c) = start().await;
@@ -57,7 +47,7 @@ async fn routing_skips_models_whose_protocol_lacks_a_setting() {
 
     let r = c.complete(seeded(None)).await.unwrap().into_inner();
     assert_eq!(r.model, "gpt");
-    assert_eq!(last_body(&mock).await["seed"], 42);
+    assert_eq!(mock.last_body().await["seed"], 42);
 
     // reasoning_effort: only the OpenAI protocol carries it so far.
     let mut req = complete_req("Think first.", None);
@@ -65,7 +55,7 @@ async fn routing_skips_models_whose_protocol_lacks_a_setting() {
     req.route.as_mut().unwrap().candidates = vec!["claude".into(), "gem".into(), "gpt".into()];
     let r = c.complete(req).await.unwrap().into_inner();
     assert_eq!(r.model, "gpt");
-    assert_eq!(last_body(&mock).await["reasoning_effort"], "high");
+    assert_eq!(mock.last_body().await["reasoning_effort"], "high");
 
     // Gemini takes seed and penalties in generationConfig.
     let mut req = seeded(None);
@@ -73,7 +63,7 @@ async fn routing_skips_models_whose_protocol_lacks_a_setting() {
     req.route.as_mut().unwrap().candidates = vec!["claude".into(), "gem".into()];
     let r = c.complete(req).await.unwrap().into_inner();
     assert_eq!(r.model, "gem");
-    let b = last_body(&mock).await;
+    let b = mock.last_body().await;
     assert_eq!(b["generationConfig"]["seed"], 42);
     assert_eq!(b["generationConfig"]["presencePenalty"], 0.5);
 }
@@ -91,7 +81,7 @@ async fn no_model_that_can_take_the_setting_says_which_setting() {
 #[tokio::test]
 async fn a_pinned_model_that_cannot_take_a_setting_is_a_400_naming_both() {
     let (mock, _server, _dir, mut c) = start().await;
-    let before = last_body(&mock).await;
+    let before = mock.last_body().await;
     let e = c.complete(seeded(Some("claude"))).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     assert!(
@@ -100,7 +90,7 @@ async fn a_pinned_model_that_cannot_take_a_setting_is_a_400_naming_both() {
         e.message()
     );
     // Nothing was sent.
-    assert_eq!(last_body(&mock).await, before);
+    assert_eq!(mock.last_body().await, before);
 
     for (field, req) in [
         (

@@ -28,21 +28,6 @@ const KINDS: [ProviderKind; 3] = [
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-fn provider(mock: &Mock, kind: ProviderKind) -> Provider {
-    let path = if kind == ProviderKind::Gemini {
-        "v1beta"
-    } else {
-        "v1"
-    };
-    Provider {
-        name: format!("{kind:?}"),
-        kind,
-        base_url: format!("http://{}/{path}", mock.addr),
-        api_key_env: None,
-        api_key: None,
-    }
-}
-
 fn schema() -> Value {
     json!({"type": "object", "properties": {"query": {"type": "string"}, "n": {"type": "integer"}},
            "required": ["query"]})
@@ -114,22 +99,12 @@ async fn streamed_calls(
     (calls, finish)
 }
 
-async fn last_body(mock: &Mock) -> Value {
-    let s: Value = reqwest::get(format!("http://{}/mock/stats", mock.addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    s["last_body"].clone()
-}
-
 #[tokio::test]
 async fn a_tool_round_trip_crosses_each_protocol_plain_and_streamed() {
     let mock = Mock::start().await;
     let d = Dispatcher::new(reqwest::Client::new());
     for kind in KINDS {
-        let p = provider(&mock, kind);
+        let p = mock.provider(kind);
         let req = asking();
         let r = d.complete(&p, "m+toolcall", &req, TIMEOUT).await.unwrap();
         assert_eq!(r.finish_reason, "tool_calls", "{kind:?}");
@@ -144,7 +119,7 @@ async fn a_tool_round_trip_crosses_each_protocol_plain_and_streamed() {
         );
 
         // The definitions and the choice, each protocol's way.
-        let b = last_body(&mock).await;
+        let b = mock.last_body().await;
         match kind {
             ProviderKind::OpenAi => {
                 assert_eq!(b["tools"][0]["type"], "function");
@@ -208,7 +183,7 @@ async fn a_tool_round_trip_crosses_each_protocol_plain_and_streamed() {
             "{kind:?}: {}",
             r2.content
         );
-        let b = last_body(&mock).await;
+        let b = mock.last_body().await;
         match kind {
             ProviderKind::OpenAi => {
                 let m = &b["messages"];
@@ -247,13 +222,13 @@ async fn a_named_choice_and_no_parallel_calls_translate_and_a_refused_call_is_no
     let mock = Mock::start().await;
     let d = Dispatcher::new(reqwest::Client::new());
     for kind in KINDS {
-        let p = provider(&mock, kind);
+        let p = mock.provider(kind);
         let mut req = asking();
         req.tools.choice = Some(ToolChoice::Function("get_time".into()));
         req.tools.parallel = (kind != ProviderKind::Gemini).then_some(false);
         let r = d.complete(&p, "m+toolcall", &req, TIMEOUT).await.unwrap();
         assert_eq!(r.tool_calls[0].name, "get_time", "{kind:?}");
-        let b = last_body(&mock).await;
+        let b = mock.last_body().await;
         match kind {
             ProviderKind::OpenAi => {
                 assert_eq!(
@@ -465,13 +440,13 @@ async fn json_answers_take_each_protocols_own_route_and_come_back_as_text() {
     let d = Dispatcher::new(reqwest::Client::new());
     let want = json!({"city": "weather in Paris", "temp_c": 0});
     for kind in KINDS {
-        let p = provider(&mock, kind);
+        let p = mock.provider(kind);
         let req = json_asked();
         let r = d.complete(&p, "m", &req, TIMEOUT).await.unwrap();
         assert_eq!(parsed(&r.content), want, "{kind:?}");
         assert_eq!(r.finish_reason, "stop", "{kind:?}");
         assert!(r.tool_calls.is_empty(), "{kind:?}");
-        let b = last_body(&mock).await;
+        let b = mock.last_body().await;
         let schema = req.response_format.as_ref().unwrap().schema();
         match kind {
             ProviderKind::OpenAi => {
@@ -508,14 +483,14 @@ async fn json_answers_take_each_protocols_own_route_and_come_back_as_text() {
     }
     // Beside tools the model may call, Anthropic must call one of them or
     // the response tool: a call to a real tool is still a call.
-    let p = provider(&mock, ProviderKind::Anthropic);
+    let p = mock.provider(ProviderKind::Anthropic);
     let mut req = json_asked();
     req.tools = asking().tools;
     req.response_format = Some(ResponseFormat::JsonObject);
     let r = d.complete(&p, "m", &req, TIMEOUT).await.unwrap();
     assert_eq!(r.tool_calls[0].name, "get_weather");
     assert_eq!(r.finish_reason, "tool_calls");
-    let b = last_body(&mock).await;
+    let b = mock.last_body().await;
     assert_eq!(b["tool_choice"], json!({"type": "any"}));
     let answer = b["tools"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(

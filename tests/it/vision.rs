@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{Mock, Server};
-use serde_json::{Value, json};
-use switchyard::catalog::Provider;
+use serde_json::json;
 use switchyard::config::ProviderKind;
 use switchyard::dispatch::{ChatMessage, ChatRequest, Dispatcher, Part};
 use switchyard::pb;
@@ -21,21 +20,6 @@ const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z
 
 fn data_url() -> String {
     format!("data:image/png;base64,{PNG}")
-}
-
-fn provider(mock: &Mock, kind: ProviderKind) -> Provider {
-    let path = if kind == ProviderKind::Gemini {
-        "v1beta"
-    } else {
-        "v1"
-    };
-    Provider {
-        name: format!("{kind:?}"),
-        kind,
-        base_url: format!("http://{}/{path}", mock.addr),
-        api_key_env: None,
-        api_key: None,
-    }
 }
 
 fn looking(url: &str) -> ChatRequest {
@@ -59,16 +43,6 @@ fn looking(url: &str) -> ChatRequest {
     }
 }
 
-async fn last_body(mock: &Mock) -> Value {
-    let s: Value = reqwest::get(format!("http://{}/mock/stats", mock.addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    s["last_body"].clone()
-}
-
 #[tokio::test]
 async fn an_image_reaches_each_protocol_in_its_shape() {
     let mock = Mock::start().await;
@@ -79,14 +53,14 @@ async fn an_image_reaches_each_protocol_in_its_shape() {
         ProviderKind::Anthropic,
         ProviderKind::Gemini,
     ] {
-        let p = provider(&mock, kind);
+        let p = mock.provider(kind);
         let r = d.complete(&p, "m", &looking(&data_url()), timeout).await;
         assert_eq!(
             r.unwrap().content,
             "[m] what is this? [1 image(s)]",
             "{kind:?}"
         );
-        let b = last_body(&mock).await;
+        let b = mock.last_body().await;
         match kind {
             ProviderKind::OpenAi => assert_eq!(
                 b["messages"][0]["content"],
@@ -109,9 +83,9 @@ async fn an_image_reaches_each_protocol_in_its_shape() {
     // By URL: OpenAI forwards it, Anthropic takes it as a url source.
     let url = "https://example.com/cat.png";
     for kind in [ProviderKind::OpenAi, ProviderKind::Anthropic] {
-        let p = provider(&mock, kind);
+        let p = mock.provider(kind);
         d.complete(&p, "m", &looking(url), timeout).await.unwrap();
-        let b = last_body(&mock).await;
+        let b = mock.last_body().await;
         let part = &b["messages"][0]["content"][1];
         match kind {
             ProviderKind::OpenAi => assert_eq!(part["image_url"]["url"], url),
