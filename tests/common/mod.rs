@@ -105,6 +105,29 @@ pub fn free_port() -> u16 {
 /// upstream with the mock's directives, prior quality.
 pub type MockModel<'a> = (&'a str, &'a str, &'a str, f64);
 
+/// The wire protocols the mock speaks, for suites that run over each.
+pub const KINDS: [switchyard::config::ProviderKind; 3] = [
+    switchyard::config::ProviderKind::OpenAi,
+    switchyard::config::ProviderKind::Anthropic,
+    switchyard::config::ProviderKind::Gemini,
+];
+
+/// A mock, and a server over [`protocols_config`] with a client on it.
+pub async fn protocols_server(
+    extra: &str,
+    models: &[MockModel<'_>],
+    tail: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> (Mock, Server, tempfile::TempDir, Client) {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = protocols_config(&mock, &dir, extra, models, tail);
+    adjust(&mut config);
+    let server = Server::start(config).await;
+    let client = server.client().await;
+    (mock, server, dir, client)
+}
+
 /// A catalog over the mock's three protocols (providers `oa` OpenAI, `an`
 /// Anthropic, `ge` Gemini), classifier off and a log in `dir`, with `extra`
 /// config sections and `models` (`tail` is appended to the last one's table).

@@ -8,19 +8,13 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::Mock;
+use common::{KINDS, Mock};
 use futures::StreamExt;
 use switchyard::catalog::Provider;
 use switchyard::config::ProviderKind;
 use switchyard::dispatch::{
     ChatMessage, ChatRequest, DispatchError, Dispatcher, Sampling, StreamEvent, Usage,
 };
-
-const KINDS: [ProviderKind; 3] = [
-    ProviderKind::OpenAi,
-    ProviderKind::Anthropic,
-    ProviderKind::Gemini,
-];
 
 /// Short: the hang case waits this long.
 const TIMEOUT: Duration = Duration::from_millis(400);

@@ -10,11 +10,7 @@ use switchyard::pb;
 use tonic::Code;
 
 async fn start() -> (Mock, Server, tempfile::TempDir, Client) {
-    let mock = Mock::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::protocols_config(
-        &mock,
-        &dir,
+    common::protocols_server(
         "[routing]\ncost_weight = 0.0\npolicy = \"prior\"\n",
         &[
             // The Anthropic model ranks first, so only a setting moves a choice off it.
@@ -23,10 +19,9 @@ async fn start() -> (Mock, Server, tempfile::TempDir, Client) {
             ("gem", "ge", "gem", 0.7),
         ],
         "",
-    );
-    let server = Server::start(config).await;
-    let client = server.client().await;
-    (mock, server, dir, client)
+        |_| {},
+    )
+    .await
 }
 
 fn seeded(model: Option<&str>) -> pb::CompleteRequest {

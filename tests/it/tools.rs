@@ -8,7 +8,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{Mock, Server, complete_req};
+use common::{KINDS, Mock, Server, complete_req};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use switchyard::catalog::Provider;
@@ -19,12 +19,6 @@ use switchyard::dispatch::{
 };
 use switchyard::pb;
 use tonic::Code;
-
-const KINDS: [ProviderKind; 3] = [
-    ProviderKind::OpenAi,
-    ProviderKind::Anthropic,
-    ProviderKind::Gemini,
-];
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -254,11 +248,7 @@ async fn a_named_choice_and_no_parallel_calls_translate_and_a_refused_call_is_no
 }
 
 async fn tool_server() -> (Mock, Server, tempfile::TempDir, common::Client) {
-    let mock = Mock::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::protocols_config(
-        &mock,
-        &dir,
+    common::protocols_server(
         "[routing]\ncost_weight = 0.0\npolicy = \"prior\"\n",
         &[
             // The best model by prior has no tools: only the need moves a choice off it.
@@ -266,10 +256,9 @@ async fn tool_server() -> (Mock, Server, tempfile::TempDir, common::Client) {
             ("tooly", "an", "tooly+toolcall", 0.5),
         ],
         "capabilities = [\"tools\"]\n",
-    );
-    let server = Server::start(config).await;
-    let client = server.client().await;
-    (mock, server, dir, client)
+        |_| {},
+    )
+    .await
 }
 
 fn with_tools(model: Option<&str>) -> pb::CompleteRequest {

@@ -48,11 +48,7 @@ async fn an_image_reaches_each_protocol_in_its_shape() {
     let mock = Mock::start().await;
     let d = Dispatcher::new(reqwest::Client::new());
     let timeout = Duration::from_secs(5);
-    for kind in [
-        ProviderKind::OpenAi,
-        ProviderKind::Anthropic,
-        ProviderKind::Gemini,
-    ] {
+    for kind in common::KINDS {
         let p = mock.provider(kind);
         let r = d.complete(&p, "m", &looking(&data_url()), timeout).await;
         assert_eq!(
@@ -95,11 +91,7 @@ async fn an_image_reaches_each_protocol_in_its_shape() {
 }
 
 async fn vision_server() -> (Mock, Server, tempfile::TempDir, common::Client) {
-    let mock = Mock::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::protocols_config(
-        &mock,
-        &dir,
+    common::protocols_server(
         "[routing]\ncost_weight = 0.0\npolicy = \"bandit\"\n[bandit]\nexplore_floor = 0.9\n",
         &[
             ("blind", "oa", "blind", 0.9),
@@ -108,18 +100,13 @@ async fn vision_server() -> (Mock, Server, tempfile::TempDir, common::Client) {
             ("gem", "ge", "gem", 0.5),
         ],
         "capabilities = [\"vision\"]\n",
-    );
-    // Claude sees as well.
-    let mut config = config;
-    let claude = config
-        .models
-        .iter_mut()
-        .find(|m| m.name == "claude")
-        .unwrap();
-    claude.capabilities = vec![switchyard::config::Capability::Vision];
-    let server = Server::start(config).await;
-    let client = server.client().await;
-    (mock, server, dir, client)
+        // Claude sees as well.
+        |config| {
+            let claude = config.models.iter_mut().find(|m| m.name == "claude");
+            claude.unwrap().capabilities = vec![switchyard::config::Capability::Vision];
+        },
+    )
+    .await
 }
 
 fn image_route(url: &str) -> pb::RouteRequest {
