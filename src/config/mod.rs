@@ -344,8 +344,9 @@ impl Config {
     }
 }
 
-/// The key in serde's standard "unknown field `k`, expected ..." message.
-fn unknown_key(message: &str) -> Option<String> {
+/// The key in serde's standard "unknown field `k`, expected ..." message
+/// (config files here; request bodies on the HTTP front).
+pub fn unknown_key(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     Some(rest[..rest.find('`')?].to_owned())
 }

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::errors::{ApiError, bad_json};
+use crate::config::unknown_key;
 use crate::dispatch::{
     ChatMessage, Part, ResponseFormat, Sampling, Tool, ToolCall, ToolChoice, Tools,
 };
@@ -103,17 +104,11 @@ pub struct WireCalled {
 /// rather than a `flatten`ed catch-all map: flattening makes serde buffer
 /// the whole body first, measurably slower on the pinned path.)
 pub fn parse(body: &[u8]) -> Result<ChatBody, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let msg = e.to_string();
-        match msg
-            .strip_prefix("unknown field `")
-            .and_then(|rest| rest.split_once('`'))
-        {
-            Some((name, _)) => {
-                ApiError::unsupported(name, &format!("unrecognized request argument {name:?}"))
-            }
-            None => bad_json(e),
+    serde_json::from_slice(body).map_err(|e| match unknown_key(&e.to_string()) {
+        Some(name) => {
+            ApiError::unsupported(&name, &format!("unrecognized request argument {name:?}"))
         }
+        None => bad_json(e),
     })
 }
 
