@@ -285,23 +285,21 @@ pub fn positive_u32(field: &str, v: Option<u32>) -> Result<Option<u32>, Error> {
 }
 
 pub fn temperature(v: Option<f64>) -> Result<Option<f64>, Error> {
+    within("temperature", v, 0.0, 2.0).map(|()| v)
+}
+
+/// `v`, if set, is in `[lo, hi]`.
+fn within(field: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), Error> {
     match v {
-        Some(t) if !(0.0..=2.0).contains(&t) => Err(Error::invalid(
-            "temperature",
-            format!("{t} is not in [0, 2]"),
-        )),
-        other => Ok(other),
+        Some(x) if !(lo..=hi).contains(&x) => {
+            Err(Error::invalid(field, format!("{x} is not in [{lo}, {hi}]")))
+        }
+        _ => Ok(()),
     }
 }
 
 /// OpenAI's ranges, which every protocol we forward to shares.
 pub fn sampling(s: &Sampling) -> Result<(), Error> {
-    let within = |field: &str, v: Option<f64>, lo: f64, hi: f64| match v {
-        Some(x) if !(lo..=hi).contains(&x) => {
-            Err(Error::invalid(field, format!("{x} is not in [{lo}, {hi}]")))
-        }
-        _ => Ok(()),
-    };
     within("top_p", s.top_p, 0.0, 1.0)?;
     within("frequency_penalty", s.frequency_penalty, -2.0, 2.0)?;
     within("presence_penalty", s.presence_penalty, -2.0, 2.0)?;
