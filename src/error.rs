@@ -135,12 +135,10 @@ impl Error {
     /// timeout that ran out the request's deadline from one that did not.
     pub fn from_dispatch(context: String, e: DispatchError, deadline_passed: bool) -> Self {
         let error = match (&e, e.http_status()) {
-            (_, Some(status)) if Blame::of_status(Some(status)) == Blame::Request => {
-                Error::invalid(
-                    "messages",
-                    format!("the provider rejected the request ({context})"),
-                )
-            }
+            (_, Some(_)) if matches!(e.blame(), Blame::Request | Blame::Fit) => Error::invalid(
+                "messages",
+                format!("the provider rejected the request ({context})"),
+            ),
             (_, Some(401 | 403 | 404)) => Error::precondition(context),
             (_, Some(429)) => Error::exhausted(context),
             (DispatchError::Timeout(_), None) if deadline_passed => Error::deadline(context),

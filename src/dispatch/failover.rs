@@ -222,14 +222,16 @@ impl Failover {
                             model = %self.catalog.models[m].name,
                             retry, error = %e, "attempt failed"
                         );
-                        let request_fault = e.blame() == Blame::Request;
+                        let blame = e.blame();
                         let retry_after = e.retry_after();
                         let retryable = e.is_retryable();
                         last = Some(Failed { error: e, model: m });
-                        if request_fault {
+                        if blame == Blame::Request {
                             // Every model would reject it the same way.
                             return Err(last.expect("just set"));
                         }
+                        // A misfit moves on to the next model at once: for
+                        // this request only, with no mark on this one.
                         if !retryable || retry >= policy.max_retries {
                             break;
                         }

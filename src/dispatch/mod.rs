@@ -318,6 +318,10 @@ pub enum Blame {
     /// The request itself (400, 413, 422): every model would reject it the
     /// same way, so neither retry nor fall back.
     Request,
+    /// The request does not fit this model (its context is too short, it
+    /// takes no such parameter; see [`Misfit`]): another model may take it,
+    /// so fall back, but it says nothing about the model's health.
+    Fit,
     /// Our configuration of this provider (401, 403, 404 and any other 4xx):
     /// retrying will not help, another provider may.
     Configuration,
@@ -327,9 +331,58 @@ pub enum Blame {
     Provider,
 }
 
+/// Why a model refused a request that another may take, read from the
+/// provider's error message (each protocol words it its own way; the
+/// patterns are their documented and observed wordings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misfit {
+    /// The prompt (with the output) exceeds the model's context.
+    ContextLength,
+    /// The model takes no such parameter or value.
+    UnsupportedParameter,
+}
+
+impl Misfit {
+    pub fn of_message(message: &str) -> Option<Misfit> {
+        let m = message.to_ascii_lowercase();
+        const CONTEXT: [&str; 6] = [
+            "maximum context length",  // OpenAI
+            "context_length_exceeded", // OpenAI's code
+            "context window",          // OpenAI-compatible servers (vLLM, OpenRouter)
+            "prompt is too long",      // Anthropic
+            "input token count",       // Gemini: "The input token count (N) exceeds ..."
+            "too many tokens",
+        ];
+        const UNSUPPORTED: [&str; 5] = [
+            "unsupported parameter",          // OpenAI
+            "unsupported value",              // OpenAI
+            "extra inputs are not permitted", // Anthropic
+            "unknown name", // Gemini: "Invalid JSON payload received. Unknown name"
+            "is not supported",
+        ];
+        if CONTEXT.iter().any(|p| m.contains(p)) {
+            Some(Misfit::ContextLength)
+        } else if UNSUPPORTED.iter().any(|p| m.contains(p)) {
+            Some(Misfit::UnsupportedParameter)
+        } else {
+            None
+        }
+    }
+}
+
 impl Blame {
+    /// The blame for a failed attempt's status and error message: a request
+    /// error that says the request does not fit this model is [`Blame::Fit`].
+    pub fn of(status: Option<u16>, message: &str) -> Blame {
+        match Blame::of_status(status) {
+            Blame::Request if Misfit::of_message(message).is_some() => Blame::Fit,
+            other => other,
+        }
+    }
+
     /// The blame for an attempt that failed with `status` (`None`: the call
-    /// never got a status, which is always the provider's side).
+    /// never got a status, which is always the provider's side), whatever
+    /// the provider said.
     pub fn of_status(status: Option<u16>) -> Blame {
         match status {
             None => Blame::Provider,
@@ -378,7 +431,12 @@ impl DispatchError {
 
     /// Whose fault the failure is (see [`Blame`]).
     pub fn blame(&self) -> Blame {
-        Blame::of_status(self.http_status())
+        match self {
+            DispatchError::Status {
+                status, message, ..
+            } => Blame::of(Some(*status), message),
+            _ => Blame::of_status(None),
+        }
     }
 
     /// Whether the same call may succeed if tried again: only a provider's
@@ -475,5 +533,53 @@ impl Dispatcher {
             }
             ProviderKind::Gemini => self.gemini.stream(provider, upstream, req, timeout).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misfits_are_read_from_each_protocols_wording() {
+        for (message, want) in [
+            (
+                "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.",
+                Some(Misfit::ContextLength),
+            ),
+            (
+                "prompt is too long: 210000 tokens > 200000 maximum",
+                Some(Misfit::ContextLength),
+            ),
+            (
+                "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+                Some(Misfit::ContextLength),
+            ),
+            (
+                "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+                Some(Misfit::UnsupportedParameter),
+            ),
+            (
+                "top_k: Extra inputs are not permitted",
+                Some(Misfit::UnsupportedParameter),
+            ),
+            (
+                "Invalid JSON payload received. Unknown name \"seed\": Cannot find field.",
+                Some(Misfit::UnsupportedParameter),
+            ),
+            ("messages: field required", None),
+        ] {
+            assert_eq!(Misfit::of_message(message), want, "{message}");
+        }
+        assert_eq!(
+            Blame::of(Some(400), "prompt is too long: 9 > 8"),
+            Blame::Fit
+        );
+        assert_eq!(
+            Blame::of(Some(400), "messages: field required"),
+            Blame::Request
+        );
+        // A misfit is only ever a request error's reading.
+        assert_eq!(Blame::of(Some(503), "prompt is too long"), Blame::Provider);
     }
 }

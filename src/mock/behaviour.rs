@@ -19,6 +19,10 @@
 //! | `ra<ms>`        | the Retry-After sent with 429s (default 1000 ms)          |
 //! | `flaky<pct>`    | `pct`% of requests fail: 500, 502, 503, reset or hang     |
 //! | `until<n>`      | `flaky` applies to the first `n` requests only (recovery) |
+//! | `ctx<n>`        | the context is `n` tokens: a longer prompt gets the       |
+//! |                 | protocol's context-length 400                             |
+//! | `reject<name>`  | a request that sets parameter `name` gets the protocol's  |
+//! |                 | unsupported-parameter 400                                 |
 //! | `toolcall`      | answer a user turn that offers tools with a call to one   |
 //! | `toolcalls<n>`  | the same with `n` parallel calls                          |
 
@@ -46,6 +50,10 @@ pub struct Behaviour {
     pub flaky_until: Option<u64>,
     /// Calls to make when tools are offered and the last turn is the user's.
     pub tool_calls: Option<u32>,
+    /// The model's context, in (estimated) tokens.
+    pub context: Option<u32>,
+    /// Parameters the model refuses.
+    pub rejects: Vec<String>,
 }
 
 impl Behaviour {
@@ -82,6 +90,10 @@ impl Behaviour {
                         b.retry_after = v;
                     } else if let Some(v) = d.strip_prefix("until").and_then(|v| v.parse().ok()) {
                         b.flaky_until = Some(v);
+                    } else if let Some(v) = d.strip_prefix("ctx").and_then(|v| v.parse().ok()) {
+                        b.context = Some(v);
+                    } else if let Some(v) = d.strip_prefix("reject").filter(|v| !v.is_empty()) {
+                        b.rejects.push(v.to_owned());
                     } else if let Some(v) = d.strip_prefix("toolcalls").and_then(|v| v.parse().ok())
                     {
                         b.tool_calls = Some(v);

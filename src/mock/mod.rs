@@ -202,6 +202,16 @@ async fn handle(
     let scripted = s.opts.script.get(&base).map(String::as_str).unwrap_or("");
     let b = Behaviour::parse(scripted.split('+').chain(parts));
 
+    if let Some(context) = b.context {
+        let prompt =
+            crate::tokens::estimate_prompt_tokens(req.messages.iter().map(|(_, t)| t.as_str()));
+        if prompt > context {
+            return wire::context_exceeded(proto, prompt, context);
+        }
+    }
+    if let Some(refused) = wire::rejected(proto, &raw, &b.rejects) {
+        return refused;
+    }
     let (outcome, jitter) = {
         let mut rng = s.rng.lock().unwrap_or_else(|p| p.into_inner());
         let server_fail = (s.opts.fail_rate > 0.0 && rng.random_bool(s.opts.fail_rate.min(1.0)))

@@ -515,6 +515,39 @@ pub(super) fn error(proto: Proto, status: u16, message: &str) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
+/// The 400 each protocol answers a prompt of `prompt` tokens over a
+/// context of `context`, in its own words.
+pub(super) fn context_exceeded(proto: Proto, prompt: u32, context: u32) -> Response {
+    let message = match proto {
+        Proto::OpenAi => format!(
+            "This model's maximum context length is {context} tokens. However, your messages resulted in {prompt} tokens."
+        ),
+        Proto::Anthropic => format!("prompt is too long: {prompt} tokens > {context} maximum"),
+        Proto::Gemini => format!(
+            "The input token count ({prompt}) exceeds the maximum number of tokens allowed ({context})."
+        ),
+    };
+    error(proto, 400, &message)
+}
+
+/// The first of `rejects` the request sets (at the top level, or in
+/// Gemini's `generationConfig`), as the protocol refuses it.
+pub(super) fn rejected(proto: Proto, v: &Value, rejects: &[String]) -> Option<Response> {
+    let name = rejects.iter().find(|r| {
+        v.get(r.as_str()).is_some() || v.pointer(&format!("/generationConfig/{r}")).is_some()
+    })?;
+    let message = match proto {
+        Proto::OpenAi => {
+            format!("Unsupported parameter: '{name}' is not supported with this model.")
+        }
+        Proto::Anthropic => format!("{name}: Extra inputs are not permitted"),
+        Proto::Gemini => {
+            format!("Invalid JSON payload received. Unknown name \"{name}\": Cannot find field.")
+        }
+    };
+    Some(error(proto, 400, &message))
+}
+
 pub(super) fn rate_limited(proto: Proto, retry_after: Duration) -> Response {
     let mut resp = error(proto, 429, "rate limited (scripted)");
     let secs = format!("{}", retry_after.as_secs_f64());

@@ -2,7 +2,9 @@
 //! three protocols), a real SQLite file. A flaky primary with a healthy
 //! fallback loses no request and its breaker opens then closes; all models
 //! down fails fast; 429s wait for Retry-After; streams fall back only before
-//! their first token; failures are logged as attempts and learned.
+//! their first token; failures are logged as attempts and learned; a
+//! request that does not fit a model (context, parameter) moves on to one it
+//! fits, with no mark on the first.
 
 use crate::common;
 
@@ -37,6 +39,12 @@ fn config(mock: &Mock, dir: &tempfile::TempDir) -> Config {
             ("bad400", "oa", "bad+fail400", 0.99),
             ("nokey401", "ge", "nokey+fail401", 0.99),
             ("cutter", "an", "cutter+cutstream", 0.99),
+            // Contexts of 40 tokens upstream (the catalog thinks 16,000).
+            ("tiny_oa", "oa", "tiny+ctx40", 0.98),
+            ("tiny_an", "an", "tiny+ctx40", 0.98),
+            ("tiny_ge", "ge", "tiny+ctx40", 0.98),
+            ("picky", "oa", "picky+rejectseed", 0.98),
+            // Last: `tail` gives it a chain.
             ("chained", "oa", "chained+fail503", 0.99),
         ],
         "fallback = [\"gem\"]\n",
@@ -273,4 +281,55 @@ async fn streams_fall_back_before_the_first_token_and_never_after() {
     };
     assert_eq!(err.code(), Code::Unavailable);
     assert_eq!(text, "[cutter] one ");
+}
+
+#[tokio::test]
+async fn a_request_too_long_or_unsupported_for_a_model_moves_on_with_no_mark_on_it() {
+    let (_mock, server, _dir, mut c) = start().await;
+    let long = "Summarise the following report in detail, section by section. ".repeat(8);
+    for tiny in ["tiny_oa", "tiny_an", "tiny_ge"] {
+        // More misfits than the breaker's consecutive-failure limit (3).
+        for _ in 0..4 {
+            let r = c
+                .complete(among(&long, &[tiny, "backup"]))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(r.model, "backup", "{tiny}");
+            let a = &r.attempts;
+            assert_eq!(a.len(), 2, "{tiny}: {a:?}");
+            assert_eq!(
+                (a[0].model.as_str(), a[0].http_status, a[0].outcome.as_str()),
+                (tiny, 400, "error")
+            );
+            assert!(a[0].error.contains("40"), "{tiny}: {}", a[0].error);
+            assert_eq!(
+                (a[1].model.as_str(), a[1].outcome.as_str()),
+                ("backup", "ok")
+            );
+        }
+        // No breaker opened: a prompt that fits is the tiny model's again.
+        let r = c
+            .complete(among("hi", &[tiny, "backup"]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.model, tiny);
+        assert_eq!(r.attempts.len(), 1);
+    }
+    // A parameter the model refuses: the next one that takes it answers.
+    let mut seeded = among("hi", &["picky", "gem"]);
+    seeded.seed = Some(7);
+    let r = c.complete(seeded).await.unwrap().into_inner();
+    assert_eq!(r.model, "gem");
+    assert!(r.attempts[0].error.contains("seed"), "{:?}", r.attempts);
+    // When no model fits, the request is at fault: INVALID_ARGUMENT.
+    let e = c.complete(among(&long, &["tiny_oa"])).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("maximum context length"),
+        "{}",
+        e.message()
+    );
+    server.stop().await;
 }
