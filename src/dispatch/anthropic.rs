@@ -282,6 +282,8 @@ impl WireUsage {
             prompt_tokens: input + cached + self.cache_creation_input_tokens.unwrap_or(0),
             completion_tokens: self.output_tokens?,
             cached_tokens: cached,
+            // Thinking is billed as output and not reported apart.
+            reasoning_tokens: 0,
         })
     }
 }

@@ -273,14 +273,22 @@ struct WireUsage {
     candidates_token_count: Option<u32>,
     #[serde(default)]
     cached_content_token_count: u32,
+    #[serde(default)]
+    thoughts_token_count: u32,
 }
 
 impl From<WireUsage> for Usage {
     fn from(u: WireUsage) -> Self {
         Usage {
             prompt_tokens: u.prompt_token_count,
-            completion_tokens: u.candidates_token_count.unwrap_or(0),
+            // Gemini counts thoughts apart from the answer; OpenAI (and the
+            // bill) counts them as completion tokens.
+            completion_tokens: u
+                .candidates_token_count
+                .unwrap_or(0)
+                .saturating_add(u.thoughts_token_count),
             cached_tokens: u.cached_content_token_count,
+            reasoning_tokens: u.thoughts_token_count,
         }
     }
 }

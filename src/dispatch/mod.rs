@@ -272,6 +272,9 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// Prompt tokens served from the provider's cache, where it reports them.
     pub cached_tokens: u32,
+    /// Completion tokens spent thinking (counted in `completion_tokens`, as
+    /// OpenAI counts them), where the provider reports them.
+    pub reasoning_tokens: u32,
 }
 
 /// A complete (non-streamed) answer.

@@ -281,6 +281,13 @@ struct WireUsage {
     prompt_tokens: u32,
     completion_tokens: u32,
     prompt_tokens_details: Option<WireDetails>,
+    completion_tokens_details: Option<WireCompletionDetails>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct WireCompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: u32,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -295,6 +302,9 @@ impl From<WireUsage> for Usage {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             cached_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+            reasoning_tokens: u
+                .completion_tokens_details
+                .map_or(0, |d| d.reasoning_tokens),
         }
     }
 }

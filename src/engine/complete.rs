@@ -491,6 +491,7 @@ fn usage_or_estimate(
                 ),
                 completion_tokens: tokens::estimate_text_tokens(&content()),
                 cached_tokens: 0,
+                reasoning_tokens: 0,
             },
             true,
         ),

@@ -10,6 +10,7 @@
 //! | `jitter<ms>`    | wait a further uniform `[0, ms)` (a latency distribution) |
 //! | `nousage`       | omit usage                                                |
 //! | `cached<n>`     | report `n` cached prompt tokens                           |
+//! | `reasoning<n>`  | report `n` thinking tokens besides the answer's           |
 //! | `badjson`       | a 200 whose body is not JSON                              |
 //! | `truncate`      | a 200 whose JSON body breaks off mid-way                  |
 //! | `reset`         | the connection drops before the body                      |
@@ -39,6 +40,7 @@ pub struct Behaviour {
     pub jitter: Duration,
     pub no_usage: bool,
     pub cached: u32,
+    pub reasoning: u32,
     pub bad_json: bool,
     pub truncate: bool,
     pub reset: bool,
@@ -82,6 +84,9 @@ impl Behaviour {
                         b.jitter = v;
                     } else if let Some(v) = d.strip_prefix("fail").and_then(|v| v.parse().ok()) {
                         b.fail = Some(v);
+                    } else if let Some(v) = d.strip_prefix("reasoning").and_then(|v| v.parse().ok())
+                    {
+                        b.reasoning = v;
                     } else if let Some(v) = d.strip_prefix("cached").and_then(|v| v.parse().ok()) {
                         b.cached = v;
                     } else if let Some(v) = d.strip_prefix("429x").and_then(|v| v.parse().ok()) {

@@ -241,6 +241,7 @@ async fn handle(
             echo
         };
         let mut a = wire::Answer::new(&base, &echo, &req, !b.no_usage, b.cached);
+        a.reasoning = b.reasoning;
         if let Some(schema) = &req.json {
             a.json(schema, &echo);
         }

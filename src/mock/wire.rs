@@ -326,6 +326,8 @@ pub(super) struct Answer {
     /// (name, arguments as JSON text).
     calls: Vec<(String, String)>,
     usage: Option<(u32, u32, u32)>,
+    /// Thinking tokens reported beside the answer's.
+    pub(super) reasoning: u32,
 }
 
 impl Answer {
@@ -356,6 +358,7 @@ impl Answer {
             content,
             calls: Vec::new(),
             usage,
+            reasoning: 0,
         }
     }
 
@@ -407,15 +410,20 @@ impl Answer {
     }
 }
 
-fn usage_json(proto: Proto, (p, c, cached): (u32, u32, u32)) -> Value {
+/// Usage the protocol's way; `r` thinking tokens are part of the output
+/// for OpenAI (detailed) and Anthropic, apart from it for Gemini.
+fn usage_json(proto: Proto, (p, c, cached): (u32, u32, u32), r: u32) -> Value {
     match proto {
-        Proto::OpenAi => json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
-                                "prompt_tokens_details": {"cached_tokens": cached}}),
+        Proto::OpenAi => json!({"prompt_tokens": p, "completion_tokens": c + r,
+                                "total_tokens": p + c + r,
+                                "prompt_tokens_details": {"cached_tokens": cached},
+                                "completion_tokens_details": {"reasoning_tokens": r}}),
         // Anthropic counts cache reads apart from input_tokens.
-        Proto::Anthropic => json!({"input_tokens": p - cached, "output_tokens": c,
+        Proto::Anthropic => json!({"input_tokens": p - cached, "output_tokens": c + r,
                                    "cache_read_input_tokens": cached}),
         Proto::Gemini => json!({"promptTokenCount": p, "candidatesTokenCount": c,
-                                "totalTokenCount": p + c, "cachedContentTokenCount": cached}),
+                                "thoughtsTokenCount": r, "totalTokenCount": p + c + r,
+                                "cachedContentTokenCount": cached}),
     }
 }
 
@@ -480,7 +488,7 @@ fn plain_json(proto: Proto, model: &str, a: &Answer) -> Value {
         } else {
             "usage"
         };
-        body[key] = usage_json(proto, u);
+        body[key] = usage_json(proto, u, a.reasoning);
     }
     body
 }
@@ -641,7 +649,7 @@ pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Dur
                 events.push((None, chunk(json!({}), json!(finish))));
                 if let Some(u) = a.usage {
                     events.push((None, json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
-                        "created": 0, "model": model, "choices": [], "usage": usage_json(proto, u)})));
+                        "created": 0, "model": model, "choices": [], "usage": usage_json(proto, u, a.reasoning)})));
                 }
             }
         }
@@ -697,7 +705,7 @@ pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Dur
                 let mut delta = json!({"type": "message_delta",
                     "delta": {"stop_reason": stop, "stop_sequence": null}});
                 if let Some((_, c, _)) = a.usage {
-                    delta["usage"] = json!({"output_tokens": c});
+                    delta["usage"] = json!({"output_tokens": c + a.reasoning});
                 }
                 events.push((Some("message_delta"), delta));
                 events.push((Some("message_stop"), json!({"type": "message_stop"})));
@@ -708,7 +716,7 @@ pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Dur
             let mut chunk = json!({"candidates": [{"content": {"role": "model",
                 "parts": gemini_parts(&a)}, "index": 0, "finishReason": "STOP"}]});
             if let Some(u) = a.usage {
-                chunk["usageMetadata"] = usage_json(proto, u);
+                chunk["usageMetadata"] = usage_json(proto, u, a.reasoning);
             }
             events.push((None, chunk));
         }
@@ -720,7 +728,7 @@ pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Dur
                 if !cut && i + 1 == n {
                     chunk["candidates"][0]["finishReason"] = json!("STOP");
                     if let Some(u) = a.usage {
-                        chunk["usageMetadata"] = usage_json(proto, u);
+                        chunk["usageMetadata"] = usage_json(proto, u, a.reasoning);
                     }
                 }
                 events.push((None, chunk));

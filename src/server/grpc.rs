@@ -228,6 +228,8 @@ fn usage(u: crate::dispatch::Usage, estimated: bool) -> pb::Usage {
         completion_tokens: u.completion_tokens,
         total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
         estimated,
+        cached_tokens: u.cached_tokens,
+        reasoning_tokens: u.reasoning_tokens,
     }
 }
 

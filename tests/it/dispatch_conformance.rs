@@ -90,6 +90,13 @@ async fn success_translates_the_request_and_normalises_the_answer() {
                 assert_eq!(b["generationConfig"]["stopSequences"][0], "END");
             }
         }
+        // Thinking tokens: OpenAI details them, Gemini counts them apart (both
+        // come back within completion_tokens), Anthropic only bills them.
+        let r = complete(&d, &p, "m1+reasoning5").await.unwrap();
+        let (plain, thinking) = (u.completion_tokens, r.usage.unwrap());
+        assert_eq!(thinking.completion_tokens, plain + 5, "{kind:?}");
+        let reported = if kind == ProviderKind::Anthropic { 0 } else { 5 };
+        assert_eq!(thinking.reasoning_tokens, reported, "{kind:?}");
         // No usage reported: None, for the caller to estimate and mark.
         let r = complete(&d, &p, "m1+nousage").await.unwrap();
         assert_eq!(r.usage, None, "{kind:?}");
