@@ -95,7 +95,11 @@ async fn success_translates_the_request_and_normalises_the_answer() {
         let r = complete(&d, &p, "m1+reasoning5").await.unwrap();
         let (plain, thinking) = (u.completion_tokens, r.usage.unwrap());
         assert_eq!(thinking.completion_tokens, plain + 5, "{kind:?}");
-        let reported = if kind == ProviderKind::Anthropic { 0 } else { 5 };
+        let reported = if kind == ProviderKind::Anthropic {
+            0
+        } else {
+            5
+        };
         assert_eq!(thinking.reasoning_tokens, reported, "{kind:?}");
         // No usage reported: None, for the caller to estimate and mark.
         let r = complete(&d, &p, "m1+nousage").await.unwrap();
