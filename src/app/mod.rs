@@ -146,17 +146,27 @@ pub fn describe_catalog(catalog: &Catalog) -> String {
     for m in &catalog.models {
         let p = &catalog.providers[m.provider];
         out.push_str(&format!(
-            "{:<20} {:<12} in ${:>6}/Mtok out ${:>6}/Mtok ctx {:>8} prior {:.2} {}\n",
+            "{:<20} {:<12} in ${:>6}/Mtok out ${:>6}/Mtok ctx {:>8} prior {:.2} {}{}\n",
             m.name,
             p.name,
             m.input_usd_per_mtok,
             m.output_usd_per_mtok,
             m.context_window,
             m.prior_quality,
-            p.disabled_reason().unwrap_or_else(|| "enabled".into())
+            p.disabled_reason().unwrap_or_else(|| "enabled".into()),
+            capabilities(&m.capabilities)
         ));
     }
     out
+}
+
+/// `" (tools, vision)"`, or nothing for a text-only model.
+fn capabilities(caps: &[crate::config::Capability]) -> String {
+    if caps.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = caps.iter().map(|c| c.name()).collect();
+    format!(" ({})", names.join(", "))
 }
 
 /// What `serve` needs before the runtime starts: the model files in place

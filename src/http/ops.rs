@@ -56,6 +56,7 @@ fn model(app: &AppState, i: usize) -> Value {
             "output_usd_per_mtok": m.output_usd_per_mtok,
             "context_window": m.context_window,
             "prior_quality": m.prior_quality,
+            "capabilities": m.capabilities.iter().map(|c| c.name()).collect::<Vec<_>>(),
             "available": p.enabled(),
         },
     })

@@ -395,6 +395,7 @@ impl pb::router_server::Router for RouterService {
                         upstream: m.upstream.clone(),
                         input_usd_per_mtok: m.input_usd_per_mtok,
                         output_usd_per_mtok: m.output_usd_per_mtok,
+                        capabilities: m.capabilities.iter().map(|c| c.name().to_owned()).collect(),
                         context_window: m.context_window,
                         prior_quality: m.prior_quality,
                         available: catalog.providers[m.provider].enabled(),

@@ -275,6 +275,25 @@ fn with_tools(model: Option<&str>) -> pb::CompleteRequest {
 #[tokio::test]
 async fn requests_with_tools_reach_only_models_that_declare_them() {
     let (_mock, server, _dir, mut c) = tool_server().await;
+    // The catalog says what each model can do.
+    let models = c
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    let caps = |name: &str| {
+        models
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap()
+            .capabilities
+            .clone()
+    };
+    assert_eq!(
+        (caps("plain"), caps("tooly")),
+        (vec![], vec!["tools".to_owned()])
+    );
     // Without tools the prior's favourite answers.
     let r = c
         .complete(complete_req("hi", None))
