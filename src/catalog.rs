@@ -5,6 +5,7 @@
 //! dispatcher refer to models by index.
 
 use crate::config::{Capability, Config, ModelConfig, ProviderConfig, ProviderKind};
+use crate::dispatch::Usage;
 
 /// A provider as the dispatcher uses it. The key is held only in memory and
 /// never logged (`Debug` redacts it).
@@ -50,6 +51,8 @@ pub struct Model {
     pub upstream: String,
     pub input_usd_per_mtok: f64,
     pub output_usd_per_mtok: f64,
+    pub cache_read_usd_per_mtok: f64,
+    pub cache_write_usd_per_mtok: f64,
     pub context_window: u32,
     pub prior_quality: f64,
     /// Configured fallback chain, as model indices.
@@ -58,10 +61,25 @@ pub struct Model {
 }
 
 impl Model {
-    /// USD cost of a call with these token counts at list prices.
+    /// USD cost of a call with these token counts at list prices (an
+    /// estimate before the call: no cache assumed).
     pub fn cost_usd(&self, prompt_tokens: u32, completion_tokens: u32) -> f64 {
         (f64::from(prompt_tokens) * self.input_usd_per_mtok
             + f64::from(completion_tokens) * self.output_usd_per_mtok)
+            / 1e6
+    }
+
+    /// USD cost of a call the provider reported `u` for: the prompt tokens
+    /// read from or written to its cache at the cache prices, the rest at
+    /// the input price.
+    pub fn cost_of(&self, u: &Usage) -> f64 {
+        let cached = u.cached_tokens.min(u.prompt_tokens);
+        let written = u.cache_write_tokens.min(u.prompt_tokens - cached);
+        let fresh = u.prompt_tokens - cached - written;
+        (f64::from(fresh) * self.input_usd_per_mtok
+            + f64::from(cached) * self.cache_read_usd_per_mtok
+            + f64::from(written) * self.cache_write_usd_per_mtok
+            + f64::from(u.completion_tokens) * self.output_usd_per_mtok)
             / 1e6
     }
 }
@@ -121,9 +139,49 @@ fn model(m: &ModelConfig, providers: &[Provider]) -> Model {
         upstream: m.upstream.clone(),
         input_usd_per_mtok: m.input_usd_per_mtok,
         output_usd_per_mtok: m.output_usd_per_mtok,
+        cache_read_usd_per_mtok: m.cache_read_usd_per_mtok,
+        cache_write_usd_per_mtok: m.cache_write_usd_per_mtok,
         context_window: m.context_window,
         prior_quality: m.prior_quality,
         fallback: Vec::new(),
         capabilities: m.capabilities.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_and_written_prompt_tokens_cost_their_own_prices() {
+        let m = Model {
+            name: "m".into(),
+            provider: 0,
+            upstream: "m".into(),
+            input_usd_per_mtok: 3.0,
+            output_usd_per_mtok: 15.0,
+            cache_read_usd_per_mtok: 0.3,
+            cache_write_usd_per_mtok: 3.75,
+            context_window: 1000,
+            prior_quality: 0.5,
+            fallback: Vec::new(),
+            capabilities: Vec::new(),
+        };
+        let u = Usage {
+            prompt_tokens: 1_000_000,
+            completion_tokens: 100_000,
+            cached_tokens: 600_000,
+            cache_write_tokens: 300_000,
+            reasoning_tokens: 0,
+        };
+        // 100k fresh at 3, 600k read at 0.3, 300k written at 3.75, 100k out at 15.
+        let want = 0.3 + 0.18 + 1.125 + 1.5;
+        assert!((m.cost_of(&u) - want).abs() < 1e-12, "{}", m.cost_of(&u));
+        let plain = Usage {
+            cached_tokens: 0,
+            cache_write_tokens: 0,
+            ..u
+        };
+        assert_eq!(m.cost_of(&plain), m.cost_usd(1_000_000, 100_000));
     }
 }

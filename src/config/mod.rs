@@ -116,6 +116,24 @@ pub struct RoutingConfig {
     pub policy: PolicyKind,
     /// Classify pinned requests too (their reading only feeds learning).
     pub classify_pinned: bool,
+    /// Which conversations keep their model from turn to turn.
+    pub affinity: Affinity,
+    /// How long a conversation keeps its model after its last turn.
+    pub affinity_ttl: Duration,
+}
+
+/// Conversation affinity: which requests name a conversation whose model
+/// is kept (see docs/selector.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Affinity {
+    /// Never: every turn is routed afresh.
+    Off,
+    /// Requests that carry a session id (`x-session-id`).
+    Session,
+    /// Those, and multi-turn conversations without one, keyed by their
+    /// first messages.
+    Derived,
 }
 
 /// Which selection policy decides.
@@ -191,17 +209,16 @@ impl ProviderKind {
     /// OpenAI parameter name), so that a model behind it cannot honour it.
     pub fn lacks(self, name: &str) -> bool {
         match self {
-            ProviderKind::OpenAi => false,
-            // The Messages API samples with temperature, top_p and top_k only;
-            // its extended thinking is not yet mapped from reasoning_effort.
-            ProviderKind::Anthropic => matches!(
-                name,
-                "seed" | "frequency_penalty" | "presence_penalty" | "reasoning_effort"
-            ),
-            // generationConfig has topP, seed and both penalties; its thinking
-            // budget is not yet mapped from reasoning_effort, and nothing
-            // limits a turn to one function call.
-            ProviderKind::Gemini => matches!(name, "reasoning_effort" | "parallel_tool_calls"),
+            // Chat Completions has no top_k.
+            ProviderKind::OpenAi => name == "top_k",
+            // The Messages API samples with temperature, top_p and top_k only
+            // (reasoning is its extended thinking's budget).
+            ProviderKind::Anthropic => {
+                matches!(name, "seed" | "frequency_penalty" | "presence_penalty")
+            }
+            // generationConfig has topP, topK, seed, both penalties and a
+            // thinking budget; nothing limits a turn to one function call.
+            ProviderKind::Gemini => name == "parallel_tool_calls",
         }
     }
 
@@ -262,6 +279,8 @@ pub struct ModelConfig {
     pub upstream: String,
     pub input_usd_per_mtok: f64,
     pub output_usd_per_mtok: f64,
+    pub cache_read_usd_per_mtok: f64,
+    pub cache_write_usd_per_mtok: f64,
     pub context_window: u32,
     pub prior_quality: f64,
     /// Configured fallback chain (model names, validated to exist).

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{Capability, PolicyKind, ProviderKind, Synchronous};
+use super::{Affinity, Capability, PolicyKind, ProviderKind, Synchronous};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +61,8 @@ pub(super) struct RawRouting {
     pub(super) policy: PolicyKind,
     /// Read pinned requests' prompts with the classifier too (feeds learning, costs latency).
     pub(super) classify_pinned: bool,
+    pub(super) affinity: Affinity,
+    pub(super) affinity_ttl_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +165,10 @@ pub(super) struct RawModel {
     pub(super) upstream: Option<String>,
     pub(super) input_usd_per_mtok: f64,
     pub(super) output_usd_per_mtok: f64,
+    /// Prompt tokens read from the provider's cache; omitted, the input price.
+    pub(super) cache_read_usd_per_mtok: Option<f64>,
+    /// Prompt tokens written to the provider's cache; omitted, the input price.
+    pub(super) cache_write_usd_per_mtok: Option<f64>,
     pub(super) context_window: u32,
     pub(super) prior_quality: f64,
     /// Models to fall back to, in order, before the selector's ranking.

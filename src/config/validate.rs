@@ -51,6 +51,8 @@ pub(super) fn validate(raw: RawConfig, intent_head_set: bool) -> Result<Config, 
         default_output_tokens: r.default_output_tokens,
         classify_pinned: r.classify_pinned,
         policy: r.policy,
+        affinity: r.affinity,
+        affinity_ttl: std::time::Duration::from_secs(r.affinity_ttl_secs),
     };
     let bandit = validate_bandit(raw.bandit)?;
     let dispatch = DispatchConfig {
@@ -242,9 +244,13 @@ fn validate_models(
                     format!("no provider named {:?}", m.provider),
                 ));
             }
+            let cache_read = m.cache_read_usd_per_mtok.unwrap_or(m.input_usd_per_mtok);
+            let cache_write = m.cache_write_usd_per_mtok.unwrap_or(m.input_usd_per_mtok);
             for (k, v) in [
                 ("input_usd_per_mtok", m.input_usd_per_mtok),
                 ("output_usd_per_mtok", m.output_usd_per_mtok),
+                ("cache_read_usd_per_mtok", cache_read),
+                ("cache_write_usd_per_mtok", cache_write),
             ] {
                 if !v.is_finite() || v < 0.0 {
                     return Err(invalid(field(k), "must be a finite number >= 0"));
@@ -262,6 +268,8 @@ fn validate_models(
                 provider: m.provider,
                 input_usd_per_mtok: m.input_usd_per_mtok,
                 output_usd_per_mtok: m.output_usd_per_mtok,
+                cache_read_usd_per_mtok: cache_read,
+                cache_write_usd_per_mtok: cache_write,
                 context_window: m.context_window,
                 prior_quality: m.prior_quality,
                 fallback,

@@ -37,6 +37,10 @@ struct WireRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<WireMetadata<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tools: Vec<OutTool<'a>>,
@@ -278,12 +282,14 @@ impl WireUsage {
     fn normalise(self) -> Option<Usage> {
         let input = self.input_tokens?;
         let cached = self.cache_read_input_tokens.unwrap_or(0);
+        let written = self.cache_creation_input_tokens.unwrap_or(0);
         Some(Usage {
-            prompt_tokens: input + cached + self.cache_creation_input_tokens.unwrap_or(0),
+            prompt_tokens: input + cached + written,
             completion_tokens: self.output_tokens?,
             cached_tokens: cached,
             // Thinking is billed as output and not reported apart.
             reasoning_tokens: 0,
+            cache_write_tokens: written,
         })
     }
 }
@@ -320,14 +326,21 @@ impl AnthropicClient {
         req: &ChatRequest,
         stream: bool,
     ) -> reqwest::RequestBuilder {
+        let thinking = super::reasoning::budget_within(&req.sampling, req.max_tokens);
         let body = WireRequest {
             model: upstream,
             system: req.system(),
             messages: messages(req.turns()),
-            max_tokens: req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            // The budget counts within max_tokens: without a limit of the
+            // caller's, the default leaves the answer its usual room.
+            max_tokens: req
+                .max_tokens
+                .unwrap_or(DEFAULT_MAX_TOKENS + thinking.unwrap_or(0)),
             temperature: req.temperature.map(|t| t.min(MAX_TEMPERATURE)),
             stop_sequences: &req.stop,
             top_p: req.sampling.top_p,
+            top_k: req.sampling.top_k,
+            thinking: thinking.map(|b| json!({"type": "enabled", "budget_tokens": b})),
             metadata: req.user.as_deref().map(|user_id| WireMetadata { user_id }),
             tools: tools(req),
             tool_choice: tool_choice(req),

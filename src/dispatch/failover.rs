@@ -122,16 +122,27 @@ impl Failover {
         }
     }
 
-    /// The models to try, in order: the decision's model; then (unless it
-    /// was pinned or fallback is off) its configured chain, then the other
+    /// The models to try, in order: the decision's model; then, when the
+    /// request gave an `order` (OpenRouter's `models`), the other eligible
+    /// models in that order, every one of them; otherwise (unless it was
+    /// pinned or fallback is off) its configured chain, then the other
     /// eligible models by the policy's score, up to `max_fallbacks` more.
-    pub fn plan(&self, d: &Decision) -> Vec<usize> {
+    pub fn plan(&self, d: &Decision, order: &[usize]) -> Vec<usize> {
         let policy = &self.policy;
         let mut plan = vec![d.model];
+        let eligible = |m: usize| d.candidates.get(m).is_some_and(|c| c.eligible);
+        if !order.is_empty() {
+            plan.extend(
+                order
+                    .iter()
+                    .copied()
+                    .filter(|m| *m != d.model && eligible(*m)),
+            );
+            return plan;
+        }
         if d.policy_version == "pinned" || !policy.fallback {
             return plan;
         }
-        let eligible = |m: usize| d.candidates.get(m).is_some_and(|c| c.eligible);
         let mut ranked: Vec<&Candidate> = d.candidates.iter().filter(|c| c.eligible).collect();
         ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.model.cmp(&b.model)));
         let chain = self.catalog.models[d.model].fallback.iter().copied();
@@ -149,7 +160,7 @@ impl Failover {
         plan
     }
 
-    /// Tries the plan until an attempt succeeds, the deadline passes or the
+    /// Tries the `plan` (see [`Failover::plan`]) until an attempt succeeds, the deadline passes or the
     /// error is the request's own fault. `call(model, timeout)` makes one
     /// attempt; `on_failed(model)` hears of each model that failed the
     /// request through its provider's fault. Failed attempts are appended to
@@ -157,7 +168,7 @@ impl Failover {
     pub async fn run<T, F, Fut>(
         &self,
         decision_id: &str,
-        decision: &Decision,
+        plan: Vec<usize>,
         deadline: Instant,
         rows: &mut Vec<AttemptRow>,
         call: F,
@@ -169,7 +180,6 @@ impl Failover {
     {
         let policy = &self.policy;
         self.retry_budget.deposit();
-        let plan = self.plan(decision);
         let mut last: Option<Failed> = None;
         for &m in &plan {
             let provider = self.catalog.models[m].provider;
@@ -263,7 +273,7 @@ impl Failover {
             model: self.catalog.models[m].name.clone(),
             provider: self.catalog.provider_of(m).name.clone(),
             outcome: err.outcome(),
-            error: Some(err.to_string()),
+            error: Some(format!("{}: {err}", err.class())),
             http_status: err.http_status(),
             started_at_ms: started.1,
             latency_ms: elapsed_ms(started.0),

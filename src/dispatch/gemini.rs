@@ -239,6 +239,8 @@ struct WireGenConfig<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     frequency_penalty: Option<f64>,
@@ -248,6 +250,8 @@ struct WireGenConfig<'a> {
     response_mime_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response_json_schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_config: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +293,8 @@ impl From<WireUsage> for Usage {
                 .saturating_add(u.thoughts_token_count),
             cached_tokens: u.cached_content_token_count,
             reasoning_tokens: u.thoughts_token_count,
+            // Implicit caching bills no writes (explicit caches are not used).
+            cache_write_tokens: 0,
         }
     }
 }
@@ -361,12 +367,15 @@ impl GeminiClient {
                 temperature: req.temperature,
                 stop_sequences: &req.stop,
                 top_p: req.sampling.top_p,
+                top_k: req.sampling.top_k,
                 seed: req.sampling.seed,
                 frequency_penalty: req.sampling.frequency_penalty,
                 presence_penalty: req.sampling.presence_penalty,
                 // JSON mode natively; a schema as JSON Schema, unchanged.
                 response_mime_type: req.response_format.as_ref().map(|_| "application/json"),
                 response_json_schema: req.response_format.as_ref().map(|f| f.schema()),
+                thinking_config: super::reasoning::budget(&req.sampling)
+                    .map(|b| json!({"thinkingBudget": b})),
             },
         };
         let url = if stream {

@@ -25,6 +25,7 @@ pub mod gemini;
 pub mod health;
 mod http;
 pub mod openai;
+pub mod reasoning;
 
 use std::future::Future;
 use std::time::Duration;
@@ -195,6 +196,11 @@ pub struct Sampling {
     pub presence_penalty: Option<f64>,
     /// OpenAI's `reasoning_effort` (`minimal`, `low`, `medium`, `high`).
     pub reasoning_effort: Option<String>,
+    /// Sample from the `k` most likely tokens (Anthropic, Gemini).
+    pub top_k: Option<u32>,
+    /// Thinking tokens allowed (Anthropic's `thinking.budget_tokens`); see
+    /// [`reasoning`] for how it and `reasoning_effort` translate.
+    pub reasoning_budget: Option<u32>,
 }
 
 impl Sampling {
@@ -205,7 +211,11 @@ impl Sampling {
             ("seed", self.seed.is_some()),
             ("frequency_penalty", self.frequency_penalty.is_some()),
             ("presence_penalty", self.presence_penalty.is_some()),
-            ("reasoning_effort", self.reasoning_effort.is_some()),
+            (
+                "reasoning_effort",
+                self.reasoning_effort.is_some() || self.reasoning_budget.is_some(),
+            ),
+            ("top_k", self.top_k.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -275,6 +285,9 @@ pub struct Usage {
     /// Completion tokens spent thinking (counted in `completion_tokens`, as
     /// OpenAI counts them), where the provider reports them.
     pub reasoning_tokens: u32,
+    /// Prompt tokens written to the provider's cache (Anthropic reports
+    /// them; they are billed apart).
+    pub cache_write_tokens: u32,
 }
 
 /// A complete (non-streamed) answer.
@@ -343,6 +356,10 @@ pub enum Misfit {
     ContextLength,
     /// The model takes no such parameter or value.
     UnsupportedParameter,
+    /// The provider's content policy refused this prompt for this model
+    /// (another provider's policy may differ, as LiteLLM's content-policy
+    /// fallbacks assume).
+    ContentFilter,
 }
 
 impl Misfit {
@@ -363,10 +380,18 @@ impl Misfit {
             "unknown name", // Gemini: "Invalid JSON payload received. Unknown name"
             "is not supported",
         ];
+        const FILTERED: [&str; 4] = [
+            "content_policy_violation",  // OpenAI's code
+            "content management policy", // Azure OpenAI
+            "content_filter",            // OpenAI-compatible servers
+            "safety settings",           // Gemini: "blocked by safety settings"
+        ];
         if CONTEXT.iter().any(|p| m.contains(p)) {
             Some(Misfit::ContextLength)
         } else if UNSUPPORTED.iter().any(|p| m.contains(p)) {
             Some(Misfit::UnsupportedParameter)
+        } else if FILTERED.iter().any(|p| m.contains(p)) {
+            Some(Misfit::ContentFilter)
         } else {
             None
         }
@@ -439,6 +464,30 @@ impl DispatchError {
                 status, message, ..
             } => Blame::of(Some(*status), message),
             _ => Blame::of_status(None),
+        }
+    }
+
+    /// The error's class, as logged with the attempt: a misfit's kind, a
+    /// rate limit, a server fault, a timeout, a connection failure, a bad
+    /// answer, or the request's or our configuration's fault.
+    pub fn class(&self) -> &'static str {
+        match self {
+            DispatchError::Timeout(_) => "timeout",
+            DispatchError::Connect(_) => "connection",
+            DispatchError::Malformed(_) | DispatchError::Stream(_) => "server_fault",
+            DispatchError::Status {
+                status, message, ..
+            } => match (Blame::of(Some(*status), message), *status) {
+                (Blame::Fit, _) => match Misfit::of_message(message) {
+                    Some(Misfit::ContextLength) => "context_length",
+                    Some(Misfit::UnsupportedParameter) => "unsupported_parameter",
+                    _ => "content_filter",
+                },
+                (_, 429) => "rate_limit",
+                (Blame::Provider, _) => "server_fault",
+                (Blame::Request, _) => "request",
+                (Blame::Configuration, _) => "configuration",
+            },
         }
     }
 
@@ -571,6 +620,10 @@ mod tests {
                 Some(Misfit::UnsupportedParameter),
             ),
             ("messages: field required", None),
+            (
+                "Your request was rejected as a result of our safety system. code: content_policy_violation",
+                Some(Misfit::ContentFilter),
+            ),
         ] {
             assert_eq!(Misfit::of_message(message), want, "{message}");
         }

@@ -305,6 +305,8 @@ impl From<WireUsage> for Usage {
             reasoning_tokens: u
                 .completion_tokens_details
                 .map_or(0, |d| d.reasoning_tokens),
+            // OpenAI caches on its own and bills no writes.
+            cache_write_tokens: 0,
         }
     }
 }
@@ -349,7 +351,7 @@ impl OpenAiClient {
             seed: req.sampling.seed,
             frequency_penalty: req.sampling.frequency_penalty,
             presence_penalty: req.sampling.presence_penalty,
-            reasoning_effort: req.sampling.reasoning_effort.as_deref(),
+            reasoning_effort: super::reasoning::effort(&req.sampling),
             user: req.user.as_deref(),
             stream,
             stream_options: stream.then_some(StreamOptions {

@@ -156,7 +156,7 @@ impl Engine {
                 let resp = s.value;
                 let (usage, estimated) =
                     usage_or_estimate(resp.usage, &p.request, || answered(&resp));
-                let cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
+                let cost = model.cost_of(&usage);
                 rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
                 row.served_model = Some(model.name.clone());
                 let tenant = row.tenant.clone();
@@ -308,7 +308,7 @@ impl Engine {
                 }) => {
                     self.failover.health().finish(s.guard, Some(true), false);
                     let (usage, estimated) = usage_or_estimate(usage, &p.request, || text.clone());
-                    let cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
+                    let cost = model.cost_of(&usage);
                     rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
                     self.log_attempts(&id, rows.clone(), Some(model.name.clone()))
                         .await;
@@ -405,8 +405,9 @@ impl Engine {
         Fut: std::future::Future<Output = Result<T, DispatchError>>,
     {
         let id = &routed.decision_id;
+        let plan = self.failover.plan(&routed.decision, &routed.order);
         self.failover
-            .run(id, &routed.decision, deadline, rows, call, |m| {
+            .run(id, plan, deadline, rows, call, |m| {
                 self.learn_failure(routed, m, true)
             })
             .await
@@ -460,6 +461,9 @@ fn needs(input: &CompleteInput) -> eligibility::Needs {
     if input.response_format.is_some() {
         capabilities.push(Capability::JsonSchema);
     }
+    if crate::dispatch::reasoning::budget(&input.sampling).is_some() {
+        capabilities.push(Capability::Reasoning);
+    }
     eligibility::Needs {
         settings,
         capabilities,
@@ -492,6 +496,7 @@ fn usage_or_estimate(
                 completion_tokens: tokens::estimate_text_tokens(&content()),
                 cached_tokens: 0,
                 reasoning_tokens: 0,
+                cache_write_tokens: 0,
             },
             true,
         ),

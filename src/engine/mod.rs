@@ -3,6 +3,7 @@
 //! inputs and call these functions; each reads top to bottom as the story of
 //! one request.
 
+pub mod affinity;
 mod complete;
 pub mod output_tokens;
 mod prompt;
@@ -32,12 +33,18 @@ use crate::store::codec;
 use crate::store::{DecisionRow, FeedbackRow, Store};
 use crate::tokens;
 
+/// The policy version logged for a decision that kept its conversation's model.
+pub const AFFINITY: &str = "affinity";
+
 /// The routing part of every request.
 #[derive(Debug, Clone, Default)]
 pub struct RouteInput {
     pub messages: Vec<ChatMessage>,
     pub tenant: String,
     pub candidates: Vec<String>,
+    /// The candidates are also the order to fall back in (OpenRouter's
+    /// `models`), after the chosen model.
+    pub ordered: bool,
     pub cost_weight: Option<f64>,
     pub max_cost_usd: Option<f64>,
     pub metadata: BTreeMap<String, String>,
@@ -48,6 +55,8 @@ pub struct RouteInput {
     /// What a model must take to be eligible: settings its protocol has a
     /// field for, capabilities the catalog declares.
     pub needs: eligibility::Needs,
+    /// The conversation this turn belongs to (see [`affinity`]).
+    pub session_id: Option<String>,
 }
 
 /// A logged decision.
@@ -62,6 +71,8 @@ pub struct Routed {
     pub reading: Option<Reading>,
     /// The context vector the policy decided on.
     pub context: Vec<f32>,
+    /// The request's fallback order (its ordered candidates), if it gave one.
+    pub order: Vec<usize>,
 }
 
 impl Routed {
@@ -129,6 +140,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// `server.max_in_flight`, one limit for every transport together.
     admission: Arc<Semaphore>,
+    /// Which model each live conversation was given.
+    conversations: affinity::Conversations,
 }
 
 impl Engine {
@@ -140,6 +153,7 @@ impl Engine {
             .map(|s| std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(s)));
         Engine {
             admission: Arc::new(Semaphore::new(p.config.server.max_in_flight)),
+            conversations: affinity::Conversations::new(&p.config.routing),
             policy: p.policy,
             learning: p.learning,
             reader: p.reader,
@@ -263,6 +277,7 @@ impl Engine {
         let context = policy::features::context(
             reading.as_ref().map(|r| r.intent_probs.as_slice()),
             prompt_tokens,
+            &shape(&needs, &input.messages),
         );
         let intent = reading
             .as_ref()
@@ -292,7 +307,15 @@ impl Engine {
         let unhealthy = self.failover.screen_health(&mut screened);
         self.failover
             .screen_load(&mut screened, self.config.routing.latency_weight);
-        let decision = match pinned {
+        let turn =
+            self.conversations
+                .turn(&input.tenant, input.session_id.as_deref(), &input.messages);
+        // A conversation keeps its model while that model can take the turn.
+        let kept = turn
+            .as_ref()
+            .and_then(|t| self.conversations.model(t))
+            .filter(|m| screened.get(*m).is_some_and(|c| c.eligible));
+        let decision = match pinned.or(kept) {
             Some(p) if unhealthy.contains(&p) => {
                 return Err(Error::unavailable(format!(
                     "model {} is unavailable: {}",
@@ -307,7 +330,11 @@ impl Engine {
                         self.catalog.models[p].name, c.reason
                     )));
                 }
-                policy::pinned(p, screened, cost_weight)
+                let mut d = policy::pinned(p, screened, cost_weight);
+                if pinned.is_none() {
+                    d.policy_version = AFFINITY.into();
+                }
+                d
             }
             None => {
                 if !screened.iter().any(|c| c.eligible) {
@@ -333,6 +360,9 @@ impl Engine {
             }
         };
 
+        if let Some(t) = turn {
+            self.conversations.keep(t, decision.model);
+        }
         let routed = Routed {
             decision_id: uuid::Uuid::now_v7().to_string(),
             output_tokens: output_tokens[decision.model],
@@ -341,8 +371,17 @@ impl Engine {
             prompt_tokens,
             reading,
             context,
+            order: allow.filter(|_| input.ordered).unwrap_or_default(),
         };
-        let row = self.decision_row(input, &routed, pinned.is_some(), max_cost_usd, rpc);
+        // An affinity decision was no draw of the policy's: it is logged as
+        // pinned (propensity 1), so off-policy evaluation leaves it out.
+        let row = self.decision_row(
+            input,
+            &routed,
+            pinned.is_some() || kept.is_some(),
+            max_cost_usd,
+            rpc,
+        );
         // Transports open a span per request with an empty `decision_id`
         // field: fill it now so everything after (dispatch, errors) carries it.
         tracing::Span::current().record("decision_id", routed.decision_id.as_str());
@@ -454,6 +493,18 @@ impl Engine {
             source,
             replaced: outcome.replaced,
         })
+    }
+}
+
+/// What the request asks of a model, for the policy's context.
+fn shape(needs: &eligibility::Needs, messages: &[ChatMessage]) -> policy::features::Shape {
+    let needs = |c| needs.capabilities.contains(&c);
+    policy::features::Shape {
+        tools: needs(Capability::Tools),
+        images: needs(Capability::Vision),
+        json: needs(Capability::JsonSchema),
+        user_turns: u32::try_from(messages.iter().filter(|m| m.role == "user").count())
+            .unwrap_or(u32::MAX),
     }
 }
 

@@ -311,6 +311,8 @@ pub fn sampling(s: &Sampling) -> Result<(), Error> {
             format!("{e:?} is not one of {REASONING_EFFORTS:?}"),
         ));
     }
+    positive_u32("top_k", s.top_k)?;
+    positive_u32("reasoning_budget_tokens", s.reasoning_budget)?;
     Ok(())
 }
 

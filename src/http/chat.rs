@@ -198,7 +198,7 @@ fn usage(u: Usage) -> Value {
     })
 }
 
-fn attempt(a: &AttemptRow) -> Value {
+pub(super) fn attempt(a: &AttemptRow) -> Value {
     json!({
         "model": a.model,
         "provider": a.provider,
@@ -209,7 +209,7 @@ fn attempt(a: &AttemptRow) -> Value {
     })
 }
 
-fn decision_headers(h: &mut HeaderMap, decision_id: &str, model: &str, provider: &str) {
+pub(super) fn decision_headers(h: &mut HeaderMap, decision_id: &str, model: &str, provider: &str) {
     for (name, value) in [
         ("x-switchyard-decision-id", decision_id),
         ("x-switchyard-model", model),

@@ -1,5 +1,5 @@
-//! The OpenAI-compatible HTTP front: a second transport over the same
-//! [`Engine`] as gRPC, in the same process.
+//! The HTTP fronts, OpenAI's chat completions and Anthropic's messages: a
+//! second transport over the same [`Engine`] as gRPC, in the same process.
 //!
 //! Every request passes one middleware that opens a `tracing` span (the
 //! handler records the decision id into it once known), times it, and counts
@@ -9,6 +9,8 @@
 
 mod chat;
 mod errors;
+mod messages;
+mod messages_wire;
 mod ops;
 mod wire;
 
@@ -56,6 +58,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
     let state = AppState { engine };
     Router::new()
         .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/messages", post(messages::messages))
         .route("/v1/models", get(ops::models))
         .route("/v1/models/{*id}", get(ops::model_by_id))
         .route("/v1/feedback", post(ops::feedback))
@@ -104,6 +107,7 @@ async fn method_not_allowed() -> ApiError {
 fn route_label(path: Option<&MatchedPath>) -> &'static str {
     match path.map(MatchedPath::as_str) {
         Some("/v1/chat/completions") => "chat_completions",
+        Some("/v1/messages") => "messages",
         Some("/v1/models") | Some("/v1/models/{*id}") => "models",
         Some("/v1/feedback") => "feedback",
         Some("/healthz") => "healthz",

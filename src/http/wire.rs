@@ -52,6 +52,9 @@ pub struct ChatBody {
     pub user: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
     pub switchyard: Option<Extension>,
+    /// OpenRouter's ordered model list: the candidates, and the order to
+    /// fall back in.
+    pub models: Option<Vec<String>>,
     pub tools: Option<Vec<WireTool>>,
     pub tool_choice: Option<Value>,
     pub parallel_tool_calls: Option<bool>,
@@ -162,6 +165,76 @@ pub struct Extension {
     pub metadata: Option<BTreeMap<String, String>>,
     pub max_output_tokens: Option<u32>,
     pub deadline_ms: Option<u32>,
+    pub session_id: Option<String>,
+}
+
+impl Extension {
+    /// The routing part of a request (messages left empty) from this
+    /// object, then `x-switchyard-*` headers for what it leaves unset; the
+    /// conversation's id from `session_id` or the `x-session-id` header.
+    pub fn route_input(
+        self,
+        headers: &HeaderMap,
+        mut metadata: BTreeMap<String, String>,
+    ) -> Result<RouteInput, ApiError> {
+        metadata.extend(self.metadata.unwrap_or_default());
+        let candidates = match self.candidates {
+            Some(c) => c,
+            None => header(headers, "x-switchyard-candidates")?
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let session_id = match self.session_id {
+            Some(s) => Some(s),
+            None => header(headers, "x-session-id")?.map(str::to_owned),
+        };
+        Ok(RouteInput {
+            messages: Vec::new(),
+            tenant: match self.tenant {
+                Some(t) => t,
+                None => header(headers, "x-switchyard-tenant")?
+                    .unwrap_or_default()
+                    .to_owned(),
+            },
+            candidates,
+            ordered: false,
+            cost_weight: self
+                .cost_weight
+                .or(parsed(headers, "x-switchyard-cost-weight")?),
+            max_cost_usd: self
+                .max_cost_usd
+                .or(parsed(headers, "x-switchyard-max-cost-usd")?),
+            metadata,
+            max_output_tokens: self
+                .max_output_tokens
+                .or(parsed(headers, "x-switchyard-max-output-tokens")?),
+            max_tokens: None,
+            needs: Default::default(),
+            session_id,
+        })
+    }
+
+    /// The deadline from this object or the `x-switchyard-deadline-ms` header.
+    pub fn deadline_ms(&self, headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
+        Ok(self
+            .deadline_ms
+            .or(parsed(headers, "x-switchyard-deadline-ms")?))
+    }
+}
+
+/// The model a request names: `None` for [`AUTO_MODEL`] (the router chooses).
+pub fn pinned_model(model: &str) -> Result<Option<String>, ApiError> {
+    match model {
+        AUTO_MODEL => Ok(None),
+        "" => Err(ApiError::invalid("model", "must not be empty")),
+        name => Ok(Some(name.to_owned())),
+    }
 }
 
 impl ChatBody {
@@ -286,52 +359,21 @@ impl ChatBody {
             .map(|(i, m)| message(i, m))
             .collect::<Result<Vec<_>, _>>()?;
         let ext = self.switchyard.unwrap_or_default();
+        let deadline_ms = ext.deadline_ms(headers)?;
         let mut metadata = self.metadata.unwrap_or_default();
-        metadata.extend(ext.metadata.unwrap_or_default());
         let user = self.user.filter(|u| !u.is_empty());
         if let Some(u) = &user {
             metadata.entry("user".into()).or_insert_with(|| u.clone());
         }
-        let candidates = match ext.candidates {
-            Some(c) => c,
-            None => header(headers, "x-switchyard-candidates")?
-                .map(|s| {
-                    s.split(',')
-                        .map(str::trim)
-                        .filter(|c| !c.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
-        let model = match self.model.as_str() {
-            AUTO_MODEL => None,
-            "" => return Err(ApiError::invalid("model", "must not be empty")),
-            name => Some(name.to_owned()),
-        };
+        let mut route = ext.route_input(headers, metadata)?;
+        route.messages = messages;
+        let model = pinned_model(&self.model)?;
+        if let Some(list) = self.models {
+            route.candidates = ordered_models(list, model.as_deref(), &route.candidates)?;
+            route.ordered = true;
+        }
         Ok(CompleteInput {
-            route: RouteInput {
-                messages,
-                tenant: match ext.tenant {
-                    Some(t) => t,
-                    None => header(headers, "x-switchyard-tenant")?
-                        .unwrap_or_default()
-                        .to_owned(),
-                },
-                candidates,
-                cost_weight: ext
-                    .cost_weight
-                    .or(parsed(headers, "x-switchyard-cost-weight")?),
-                max_cost_usd: ext
-                    .max_cost_usd
-                    .or(parsed(headers, "x-switchyard-max-cost-usd")?),
-                metadata,
-                max_output_tokens: ext
-                    .max_output_tokens
-                    .or(parsed(headers, "x-switchyard-max-output-tokens")?),
-                max_tokens: None,
-                needs: Default::default(),
-            },
+            route,
             model,
             max_completion_tokens: self.max_completion_tokens.is_some(),
             max_tokens: self.max_completion_tokens.or(self.max_tokens),
@@ -342,16 +384,41 @@ impl ChatBody {
                 frequency_penalty: self.frequency_penalty,
                 presence_penalty: self.presence_penalty,
                 reasoning_effort: self.reasoning_effort,
+                top_k: None,
+                reasoning_budget: None,
             },
             user,
             tools,
             response_format,
-            deadline_ms: ext
-                .deadline_ms
-                .or(parsed(headers, "x-switchyard-deadline-ms")?),
+            deadline_ms,
             stop,
         })
     }
+}
+
+/// OpenRouter's `models`: the candidates in fallback order, led by a
+/// pinned `model` when it is not listed. Beside `switchyard.candidates` it
+/// would say the same thing twice, so that is refused.
+fn ordered_models(
+    list: Vec<String>,
+    pinned: Option<&str>,
+    candidates: &[String],
+) -> Result<Vec<String>, ApiError> {
+    if !candidates.is_empty() {
+        return Err(ApiError::invalid(
+            "models",
+            "give the candidates once: `models` or switchyard.candidates (x-switchyard-candidates), not both",
+        ));
+    }
+    if list.is_empty() {
+        return Err(ApiError::invalid("models", "must name at least one model"));
+    }
+    Ok(match pinned {
+        Some(p) if !list.iter().any(|m| m == p) => {
+            std::iter::once(p.to_owned()).chain(list).collect()
+        }
+        _ => list,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -620,6 +687,8 @@ mod tests {
                 frequency_penalty: Some(1.0),
                 presence_penalty: Some(-1.0),
                 reasoning_effort: Some("low".into()),
+                top_k: None,
+                reasoning_budget: None,
             }
         );
         assert_eq!(input.route.messages[0].role, "developer");

@@ -106,9 +106,9 @@ impl Learning {
             return; // nothing served, or decided without a context
         };
         let x = unpack_f32(ctx);
-        if x.len() != self.dim {
-            return;
-        }
+        let Some(x) = crate::policy::features::widen(&x, self.dim).map(|x| x.into_owned()) else {
+            return; // decided under another feature layout
+        };
         let update = match f.previous {
             Some(old) => Update::Replace {
                 arm: arm.clone(),
@@ -130,12 +130,12 @@ impl Learning {
     /// A model failed a request through its provider's fault: learn it as
     /// an outcome with `reward` (never blocks). Client cancels never get here.
     pub fn observe_failure(&self, arm: &str, context: &[f32], reward: f64) {
-        if context.len() != self.dim {
-            return;
-        }
+        let Some(x) = crate::policy::features::widen(context, self.dim) else {
+            return; // decided under another feature layout
+        };
         let _ = self.updates.send(Update::Add {
             arm: arm.to_owned(),
-            x: context.to_vec(),
+            x: x.into_owned(),
             reward,
         });
     }
@@ -176,13 +176,13 @@ async fn rebuild(
     let mut state = match warm_start {
         Some(p) => {
             let s = crate::policy::file::load_warm_start(p)?;
-            anyhow::ensure!(
-                s.dim == dim,
-                "warm start {} has dimension {}, the context {dim}",
-                p.display(),
-                s.dim
-            );
-            s
+            let found = s.dim;
+            s.widen(dim).map_err(|_| {
+                anyhow::anyhow!(
+                    "warm start {} has dimension {found}, the context {dim}",
+                    p.display()
+                )
+            })?
         }
         None => BanditState::new(dim),
     };
@@ -190,7 +190,9 @@ async fn rebuild(
     let observations = store.observations().await?;
     for o in &observations {
         let x = unpack_f32(&o.context);
-        if x.len() != dim || state.observe(&o.arm, &x, o.reward).is_err() {
+        let observed = crate::policy::features::widen(&x, dim)
+            .is_some_and(|x| state.observe(&o.arm, &x, o.reward).is_ok());
+        if !observed {
             skipped += 1; // logged under another feature layout
         }
     }

@@ -39,20 +39,22 @@ pub(super) async fn load_current(store: &Store, dim: usize) -> anyhow::Result<Op
             row.id
         )
     })?;
-    anyhow::ensure!(
-        policy.layout.dim == dim,
-        "promoted policy {} expects {} features, the service builds {dim}",
-        row.version,
-        policy.layout.dim
-    );
-    let mut state = policy.state;
+    let mut state = policy.state.widen(dim).map_err(|_| {
+        anyhow::anyhow!(
+            "promoted policy {} expects {} features, the service builds {dim}",
+            row.version,
+            policy.layout.dim
+        )
+    })?;
     let mut skipped = 0usize;
     let after = store
         .observations_after(policy.source.trained_through_ms)
         .await?;
     for o in &after {
         let x = unpack_f32(&o.context);
-        if x.len() != dim || state.observe(&o.arm, &x, o.reward).is_err() {
+        let observed = crate::policy::features::widen(&x, dim)
+            .is_some_and(|x| state.observe(&o.arm, &x, o.reward).is_ok());
+        if !observed {
             skipped += 1;
         }
     }

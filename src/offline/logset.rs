@@ -133,6 +133,15 @@ pub async fn load(
         !rows.is_empty(),
         "none of the {without_context} selected decisions has a context vector"
     );
+    // Rows logged before the context gained its shape features take the
+    // newest row's layout (see `policy::features::widen`).
+    let dim = rows.last().map_or(0, |r: &LogRow| r.context.len());
+    for r in &mut rows {
+        if let Some(std::borrow::Cow::Owned(wide)) = crate::policy::features::widen(&r.context, dim)
+        {
+            r.context = wide;
+        }
+    }
     Ok(Log {
         rows,
         since_ms,

@@ -67,14 +67,16 @@ pub async fn run(args: &TrainArgs) -> anyhow::Result<PolicyFile> {
     // The newest decision's layout is the one the service runs now.
     let dim = log.rows.last().map_or(0, |r| r.context.len());
     let mut state = match &args.warm_start {
-        Some(p) => file::load_warm_start(p)?,
+        // A warm start from before the shape features gains them as zeros.
+        Some(p) => {
+            let s = file::load_warm_start(p)?;
+            let found = s.dim;
+            s.widen(dim).map_err(|_| {
+                anyhow::anyhow!("warm start has dimension {found}, the log's contexts {dim}")
+            })?
+        }
         None => BanditState::new(dim),
     };
-    anyhow::ensure!(
-        state.dim == dim,
-        "warm start has dimension {}, the log's contexts {dim}",
-        state.dim
-    );
     let (used, observations, other_layout) = fit_state(&log, &mut state);
     anyhow::ensure!(
         observations > 0,

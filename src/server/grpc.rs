@@ -92,12 +92,14 @@ fn route_input(r: Option<pb::RouteRequest>) -> RouteInput {
             .collect(),
         tenant: r.tenant,
         candidates: r.candidates,
+        ordered: r.candidates_ordered,
         cost_weight: r.cost_weight,
         max_cost_usd: r.max_cost_usd,
         metadata: r.metadata.into_iter().collect(),
         max_output_tokens: r.max_output_tokens,
         max_tokens: None,
         needs: Default::default(),
+        session_id: r.session_id,
     }
 }
 
@@ -204,6 +206,8 @@ fn complete_input(mut r: pb::CompleteRequest) -> Result<CompleteInput, Status> {
             frequency_penalty: r.frequency_penalty,
             presence_penalty: r.presence_penalty,
             reasoning_effort: r.reasoning_effort,
+            top_k: r.top_k,
+            reasoning_budget: r.reasoning_budget_tokens,
         },
         user: r.user,
         tools,
@@ -230,6 +234,7 @@ fn usage(u: crate::dispatch::Usage, estimated: bool) -> pb::Usage {
         estimated,
         cached_tokens: u.cached_tokens,
         reasoning_tokens: u.reasoning_tokens,
+        cache_write_tokens: u.cache_write_tokens,
     }
 }
 

@@ -124,7 +124,9 @@ async fn settings_and_developer_messages_reach_each_protocol_its_way() {
             seed: (!kind.lacks("seed")).then_some(42),
             frequency_penalty: (!kind.lacks("frequency_penalty")).then_some(0.5),
             presence_penalty: (!kind.lacks("presence_penalty")).then_some(-0.5),
-            reasoning_effort: (!kind.lacks("reasoning_effort")).then(|| "low".into()),
+            reasoning_effort: Some("low".into()),
+            top_k: (!kind.lacks("top_k")).then_some(7),
+            reasoning_budget: None,
         };
         d.complete(&p, "m1", &req, TIMEOUT).await.unwrap();
         let b = mock.stats().await["last_body"].clone();
@@ -149,6 +151,12 @@ async fn settings_and_developer_messages_reach_each_protocol_its_way() {
                 assert_eq!(b["temperature"], 1.0);
                 assert_eq!(b["top_p"], 0.25);
                 assert_eq!(b["metadata"]["user_id"], "end-user-7");
+                assert_eq!(b["top_k"], 7);
+                assert_eq!(
+                    b["thinking"],
+                    // An effort's budget, cut under the limit of 64 to the smallest.
+                    serde_json::json!({"type": "enabled", "budget_tokens": 1024})
+                );
                 for absent in ["seed", "frequency_penalty", "presence_penalty", "user"] {
                     assert_eq!(b.get(absent), None, "{absent}");
                 }
@@ -166,6 +174,8 @@ async fn settings_and_developer_messages_reach_each_protocol_its_way() {
                 assert_eq!(g["seed"], 42);
                 assert_eq!(g["frequencyPenalty"], 0.5);
                 assert_eq!(g["presencePenalty"], -0.5);
+                assert_eq!(g["topK"], 7);
+                assert_eq!(g["thinkingConfig"]["thinkingBudget"], 2048);
             }
         }
     }

@@ -108,7 +108,7 @@ fn offline_eval_writes_complete_outputs_and_is_reproducible() {
     // The fitted prior is a valid bandit state for the head's context.
     let state: switchyard::policy::bandit::BanditState =
         serde_json::from_str(&std::fs::read_to_string(a.join("prior.json")).unwrap()).unwrap();
-    assert_eq!(state.dim, 2 + s.head.labels);
+    assert_eq!(state.dim, switchyard::policy::features::dim(s.head.labels));
 }
 
 #[test]

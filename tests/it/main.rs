@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod affinity;
 mod classify;
 mod classify_service;
 mod dispatch_conformance;

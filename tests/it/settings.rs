@@ -44,14 +44,6 @@ async fn routing_skips_models_whose_protocol_lacks_a_setting() {
     assert_eq!(r.model, "gpt");
     assert_eq!(mock.last_body().await["seed"], 42);
 
-    // reasoning_effort: only the OpenAI protocol carries it so far.
-    let mut req = complete_req("Think first.", None);
-    req.reasoning_effort = Some("high".into());
-    req.route.as_mut().unwrap().candidates = vec!["claude".into(), "gem".into(), "gpt".into()];
-    let r = c.complete(req).await.unwrap().into_inner();
-    assert_eq!(r.model, "gpt");
-    assert_eq!(mock.last_body().await["reasoning_effort"], "high");
-
     // Gemini takes seed and penalties in generationConfig.
     let mut req = seeded(None);
     req.presence_penalty = Some(0.5);
@@ -61,6 +53,100 @@ async fn routing_skips_models_whose_protocol_lacks_a_setting() {
     let b = mock.last_body().await;
     assert_eq!(b["generationConfig"]["seed"], 42);
     assert_eq!(b["generationConfig"]["presencePenalty"], 0.5);
+}
+
+/// Reasoning through each protocol: OpenAI's effort as is, Anthropic's
+/// thinking budget and Gemini's thinkingBudget from the effort's table (and
+/// a budget back to the nearest effort); only models the catalog declares
+/// `reasoning` for are sent it.
+#[tokio::test]
+async fn reasoning_translates_to_each_protocol_and_needs_the_capability() {
+    let (mock, _server, _dir, mut c) = common::protocols_server(
+        "[routing]\ncost_weight = 0.0\npolicy = \"prior\"\n",
+        &[
+            ("plain", "oa", "plain", 0.95),
+            ("claude", "an", "claude", 0.9),
+            ("gpt", "oa", "gpt", 0.8),
+            ("gem", "ge", "gem", 0.7),
+        ],
+        "",
+        |config| {
+            for m in config.models.iter_mut().filter(|m| m.name != "plain") {
+                m.capabilities
+                    .push(switchyard::config::Capability::Reasoning);
+            }
+        },
+    )
+    .await;
+    let think =
+        |model: Option<&str>, effort: Option<&str>, budget: Option<u32>| pb::CompleteRequest {
+            reasoning_effort: effort.map(str::to_owned),
+            reasoning_budget_tokens: budget,
+            ..complete_req("Think first.", model)
+        };
+    // The prior's favourite does not declare reasoning: routing skips it.
+    // Without a limit of the caller's, the answer keeps its default room.
+    let unlimited = pb::CompleteRequest {
+        max_tokens: None,
+        ..think(None, Some("high"), None)
+    };
+    let r = c.complete(unlimited).await.unwrap();
+    assert_eq!(r.into_inner().model, "claude");
+    let b = mock.last_body().await;
+    assert_eq!(
+        b["thinking"],
+        serde_json::json!({"type": "enabled", "budget_tokens": 24576})
+    );
+    assert_eq!(b["max_tokens"], 4096 + 24576);
+    // Under the caller's limit, an effort's budget is cut to leave room.
+    let limited = pb::CompleteRequest {
+        max_tokens: Some(3000),
+        ..think(Some("claude"), Some("high"), None)
+    };
+    c.complete(limited).await.unwrap();
+    let b = mock.last_body().await;
+    assert_eq!(
+        (
+            b["thinking"]["budget_tokens"].as_u64(),
+            b["max_tokens"].as_u64()
+        ),
+        (Some(2999), Some(3000))
+    );
+
+    c.complete(think(Some("gem"), Some("low"), None))
+        .await
+        .unwrap();
+    let b = mock.last_body().await;
+    assert_eq!(
+        b["generationConfig"]["thinkingConfig"]["thinkingBudget"],
+        2048
+    );
+
+    c.complete(think(Some("gpt"), None, Some(9000)))
+        .await
+        .unwrap();
+    assert_eq!(mock.last_body().await["reasoning_effort"], "medium");
+
+    let e = c
+        .complete(think(Some("plain"), Some("low"), None))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("reasoning"), "{}", e.message());
+
+    // top_k: Anthropic and Gemini take it, Chat Completions has no such field.
+    let req = pb::CompleteRequest {
+        top_k: Some(5),
+        ..complete_req("x", Some("gpt"))
+    };
+    let e = c.complete(req).await.unwrap_err();
+    assert!(e.message().contains("top_k"), "{}", e.message());
+    let req = pb::CompleteRequest {
+        top_k: Some(5),
+        ..complete_req("x", None)
+    };
+    assert_eq!(c.complete(req).await.unwrap().into_inner().model, "claude");
+    assert_eq!(mock.last_body().await["top_k"], 5);
 }
 
 #[tokio::test]

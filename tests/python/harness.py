@@ -52,3 +52,48 @@ def serving(tmp, catalog):
     finally:
         mock.terminate()
         mock.wait(timeout=10)
+
+
+# A catalog over the mock's three protocols (`{mock}` is its host:port): one
+# model per protocol that calls tools, sees images and answers JSON, and
+# the prior's favourite, which does none of that.
+CATALOG = """
+[classifier]
+auto_fetch = false
+[routing]
+policy = "prior"
+cost_weight = 0.0
+[[providers]]
+name = "oa"
+kind = "openai"
+base_url = "http://{mock}/v1"
+[[providers]]
+name = "an"
+kind = "anthropic"
+base_url = "http://{mock}/v1"
+[[providers]]
+name = "ge"
+kind = "gemini"
+base_url = "http://{mock}/v1beta"
+""" + "".join(f"""
+[[models]]
+name = "{name}"
+provider = "{provider}"
+upstream = "{name}+toolcall"
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 1.0
+context_window = 16000
+prior_quality = {prior}
+capabilities = {caps}
+""" for name, provider, prior, caps in [
+    ("gpt", "oa", 0.6, '["tools", "json_schema", "vision"]'),
+    ("claude", "an", 0.5, '["tools", "json_schema", "vision"]'),
+    ("gem", "ge", 0.4, '["tools", "json_schema", "vision"]'),
+    # The prior's favourite, without tools: only the need moves a choice off it.
+    ("plain", "oa", 0.9, "[]"),
+])
+
+PROTOCOL_MODELS = ["gpt", "claude", "gem"]
+
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+       "AAAABJRU5ErkJggg==")

@@ -10,45 +10,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from harness import serving
-
-CATALOG = """
-[classifier]
-auto_fetch = false
-[routing]
-policy = "prior"
-cost_weight = 0.0
-[[providers]]
-name = "oa"
-kind = "openai"
-base_url = "http://{mock}/v1"
-[[providers]]
-name = "an"
-kind = "anthropic"
-base_url = "http://{mock}/v1"
-[[providers]]
-name = "ge"
-kind = "gemini"
-base_url = "http://{mock}/v1beta"
-""" + "".join(f"""
-[[models]]
-name = "{name}"
-provider = "{provider}"
-upstream = "{name}+toolcall"
-input_usd_per_mtok = 1.0
-output_usd_per_mtok = 1.0
-context_window = 16000
-prior_quality = {prior}
-capabilities = {caps}
-""" for name, provider, prior, caps in [
-    ("gpt", "oa", 0.6, '["tools", "json_schema", "vision"]'),
-    ("claude", "an", 0.5, '["tools", "json_schema", "vision"]'),
-    ("gem", "ge", 0.4, '["tools", "json_schema", "vision"]'),
-    # The prior's favourite, without tools: only the need moves a choice off it.
-    ("plain", "oa", 0.9, "[]"),
-])
-
-PROTOCOL_MODELS = ["gpt", "claude", "gem"]
+from harness import CATALOG, PNG, PROTOCOL_MODELS, serving
 
 TOOLS = [{
     "type": "function",
@@ -186,10 +148,6 @@ def test_json_goes_only_to_models_that_declare_it(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.parse(model="plain", messages=ask(), response_format=Weather)
     assert e.value.body["param"] == "response_format"
-
-
-PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
-       "AAAABJRU5ErkJggg==")
 
 
 def test_an_image_reaches_a_vision_model_only(client):

@@ -131,6 +131,8 @@ pub fn prepare(rows: &[Row], embeddings: &[Vec<f32>], head: Option<&IntentHead>)
                 features: features::context(
                     reading.as_ref().map(|r| r.intent_probs.as_slice()),
                     prompt_tokens,
+                    // The datasets' prompts are plain single-turn chats.
+                    &features::Shape::default(),
                 ),
                 prompt_tokens,
             }

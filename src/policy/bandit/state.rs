@@ -111,6 +111,21 @@ impl ArmStats {
         }
     }
 
+    /// The same sums over contexts with features appended up to `dim`, all
+    /// zero in every observation so far (see `policy::features::widen`).
+    fn widen(&self, dim: usize) -> ArmStats {
+        let d = self.dim();
+        let mut wide = ArmStats::new(dim);
+        for i in 0..d {
+            let old = &self.xx[row_offset(d, i)..row_offset(d, i + 1)];
+            wide.xx[row_offset(dim, i)..row_offset(dim, i) + old.len()].copy_from_slice(old);
+        }
+        wide.xr[..d].copy_from_slice(&self.xr);
+        wide.n = self.n;
+        wide.rr = self.rr;
+        wide
+    }
+
     /// Shapes match `dim` and every sum is finite.
     pub(super) fn is_valid(&self, dim: usize) -> bool {
         self.xr.len() == dim
@@ -213,6 +228,29 @@ impl BanditState {
         Ok(())
     }
 
+    /// The state in a layout of `dim` features: as is, or, for a state
+    /// learnt before the context gained its trailing features, with them
+    /// added as zeros (exact: every observation had them at zero).
+    pub fn widen(self, dim: usize) -> Result<BanditState, StateError> {
+        if self.dim == dim {
+            return Ok(self);
+        }
+        if self.dim + crate::policy::features::SHAPE_DIM != dim {
+            return Err(StateError::Dimension {
+                expected: dim,
+                found: self.dim,
+            });
+        }
+        Ok(BanditState {
+            dim,
+            arms: self
+                .arms
+                .iter()
+                .map(|(name, s)| (name.clone(), s.widen(dim)))
+                .collect(),
+        })
+    }
+
     /// Total observations over all models.
     pub fn observations(&self) -> u64 {
         self.arms.values().map(|s| s.n).sum()
@@ -296,6 +334,24 @@ pub(super) mod tests {
                 found: 4
             })
         );
+    }
+
+    #[test]
+    fn a_widened_state_equals_learning_the_widened_log() {
+        let extra = crate::policy::features::SHAPE_DIM;
+        let log = log(11, 40, 5);
+        let widened_log: Vec<_> = log
+            .iter()
+            .map(|(a, x, r)| {
+                let mut w = x.clone();
+                w.resize(5 + extra, 0.0);
+                (a.clone(), w, *r)
+            })
+            .collect();
+        let widened = learn(&log, 5).widen(5 + extra).unwrap();
+        let direct = learn(&widened_log, 5 + extra);
+        assert_eq!(widened, direct);
+        assert!(learn(&log, 5).widen(7).is_err());
     }
 
     #[test]
