@@ -11,6 +11,7 @@
 //! | `nousage`       | omit usage                                                |
 //! | `cached<n>`     | report `n` cached prompt tokens                           |
 //! | `reasoning<n>`  | report `n` thinking tokens besides the answer's           |
+//! | `cachewrite<n>` | report `n` prompt tokens written to the cache (Anthropic) |
 //! | `badjson`       | a 200 whose body is not JSON                              |
 //! | `truncate`      | a 200 whose JSON body breaks off mid-way                  |
 //! | `reset`         | the connection drops before the body                      |
@@ -41,6 +42,7 @@ pub struct Behaviour {
     pub no_usage: bool,
     pub cached: u32,
     pub reasoning: u32,
+    pub cache_write: u32,
     pub bad_json: bool,
     pub truncate: bool,
     pub reset: bool,
@@ -87,6 +89,10 @@ impl Behaviour {
                     } else if let Some(v) = d.strip_prefix("reasoning").and_then(|v| v.parse().ok())
                     {
                         b.reasoning = v;
+                    } else if let Some(v) =
+                        d.strip_prefix("cachewrite").and_then(|v| v.parse().ok())
+                    {
+                        b.cache_write = v;
                     } else if let Some(v) = d.strip_prefix("cached").and_then(|v| v.parse().ok()) {
                         b.cached = v;
                     } else if let Some(v) = d.strip_prefix("429x").and_then(|v| v.parse().ok()) {

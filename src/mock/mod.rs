@@ -242,6 +242,7 @@ async fn handle(
         };
         let mut a = wire::Answer::new(&base, &echo, &req, !b.no_usage, b.cached);
         a.reasoning = b.reasoning;
+        a.cache_write = b.cache_write;
         if let Some(schema) = &req.json {
             a.json(schema, &echo);
         }

@@ -328,6 +328,8 @@ pub(super) struct Answer {
     usage: Option<(u32, u32, u32)>,
     /// Thinking tokens reported beside the answer's.
     pub(super) reasoning: u32,
+    /// Prompt tokens reported written to the cache (only Anthropic reports them).
+    pub(super) cache_write: u32,
 }
 
 impl Answer {
@@ -359,7 +361,13 @@ impl Answer {
             calls: Vec::new(),
             usage,
             reasoning: 0,
+            cache_write: 0,
         }
+    }
+
+    /// The prompt tokens reported written to the cache: at most those not read from it.
+    fn written(&self, prompt: u32, cached: u32) -> u32 {
+        self.cache_write.min(prompt - cached)
     }
 
     /// Answers with JSON matching `schema` instead of the echo.
@@ -412,15 +420,19 @@ impl Answer {
 
 /// Usage the protocol's way; `r` thinking tokens are part of the output
 /// for OpenAI (detailed) and Anthropic, apart from it for Gemini.
-fn usage_json(proto: Proto, (p, c, cached): (u32, u32, u32), r: u32) -> Value {
+fn usage_json(proto: Proto, a: &Answer, (p, c, cached): (u32, u32, u32)) -> Value {
+    let r = a.reasoning;
     match proto {
         Proto::OpenAi => json!({"prompt_tokens": p, "completion_tokens": c + r,
                                 "total_tokens": p + c + r,
                                 "prompt_tokens_details": {"cached_tokens": cached},
                                 "completion_tokens_details": {"reasoning_tokens": r}}),
-        // Anthropic counts cache reads apart from input_tokens.
-        Proto::Anthropic => json!({"input_tokens": p - cached, "output_tokens": c + r,
-                                   "cache_read_input_tokens": cached}),
+        // Anthropic counts cache reads and writes apart from input_tokens.
+        Proto::Anthropic => {
+            let written = a.written(p, cached);
+            json!({"input_tokens": p - cached - written, "output_tokens": c + r,
+                   "cache_read_input_tokens": cached, "cache_creation_input_tokens": written})
+        }
         Proto::Gemini => json!({"promptTokenCount": p, "candidatesTokenCount": c,
                                 "thoughtsTokenCount": r, "totalTokenCount": p + c + r,
                                 "cachedContentTokenCount": cached}),
@@ -488,7 +500,7 @@ fn plain_json(proto: Proto, model: &str, a: &Answer) -> Value {
         } else {
             "usage"
         };
-        body[key] = usage_json(proto, u, a.reasoning);
+        body[key] = usage_json(proto, &a, u);
     }
     body
 }
@@ -649,7 +661,7 @@ pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Dur
                 events.push((None, chunk(json!({}), json!(finish))));
                 if let Some(u) = a.usage {
                     events.push((None, json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
-                        "created": 0, "model": model, "choices": [], "usage": usage_json(proto, u, a.reasoning)})));
+                        "created": 0, "model": model, "choices": [], "usage": usage_json(proto, &a, u)})));
                 }
             }
         }
@@ -657,8 +669,10 @@ pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Dur
             let mut start = json!({"type": "message_start", "message": {"id": "msg_mock",
                 "type": "message", "role": "assistant", "model": model, "content": []}});
             if let Some((p, _, cached)) = a.usage {
-                start["message"]["usage"] = json!({"input_tokens": p - cached,
-                    "output_tokens": 1, "cache_read_input_tokens": cached});
+                let written = a.written(p, cached);
+                start["message"]["usage"] = json!({"input_tokens": p - cached - written,
+                    "output_tokens": 1, "cache_read_input_tokens": cached,
+                    "cache_creation_input_tokens": written});
             }
             events.push((Some("message_start"), start));
             events.push((
@@ -716,7 +730,7 @@ pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Dur
             let mut chunk = json!({"candidates": [{"content": {"role": "model",
                 "parts": gemini_parts(&a)}, "index": 0, "finishReason": "STOP"}]});
             if let Some(u) = a.usage {
-                chunk["usageMetadata"] = usage_json(proto, u, a.reasoning);
+                chunk["usageMetadata"] = usage_json(proto, &a, u);
             }
             events.push((None, chunk));
         }
@@ -728,7 +742,7 @@ pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Dur
                 if !cut && i + 1 == n {
                     chunk["candidates"][0]["finishReason"] = json!("STOP");
                     if let Some(u) = a.usage {
-                        chunk["usageMetadata"] = usage_json(proto, u, a.reasoning);
+                        chunk["usageMetadata"] = usage_json(proto, &a, u);
                     }
                 }
                 events.push((None, chunk));

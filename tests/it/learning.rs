@@ -167,3 +167,71 @@ async fn a_replaced_reward_is_not_counted_twice() {
         "two zero rewards must pull cheap below its prior: {live}"
     );
 }
+
+/// The request's shape is part of the context: the same question asked in
+/// a conversation that holds tool traffic and as plain chat, with the cheap
+/// model good at the first and the strong one at the second, is learnt
+/// apart (with the context of length and intents alone, the two would be
+/// one and the same prompt to the bandit).
+#[tokio::test]
+async fn the_bandit_learns_apart_for_tool_traffic_and_plain_chat() {
+    let env = Env::start_with(|c| {
+        bandit(c);
+        for m in c.models.iter_mut() {
+            m.capabilities.push(switchyard::config::Capability::Tools);
+        }
+    })
+    .await;
+    let mut c = env.server.client().await;
+    let prompt = "What's the weather in Lisbon right now?";
+    let with_tools = || {
+        let mut r = two_models(prompt);
+        r.messages.push(pb::Message {
+            role: "assistant".into(),
+            tool_calls: vec![pb::ToolCall {
+                id: "call_1".into(),
+                name: "get_weather".into(),
+                arguments: r#"{"city": "Lisbon"}"#.into(),
+            }],
+            ..Default::default()
+        });
+        r.messages.push(pb::Message {
+            role: "tool".into(),
+            content: r#"{"temp_c": 19}"#.into(),
+            tool_call_id: Some("call_1".into()),
+            ..Default::default()
+        });
+        r
+    };
+    for i in 0..160 {
+        let tools = i % 2 == 0;
+        let req = if tools {
+            with_tools()
+        } else {
+            two_models(prompt)
+        };
+        let r = c.route(req).await.unwrap().into_inner();
+        let good = if tools { "cheap" } else { "strong" };
+        feedback(&mut c, &r.decision_id, f64::from(u8::from(r.model == good))).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await; // learner applies off-path
+    let p = |r: &pb::RouteResponse, m: &str| {
+        r.candidates
+            .iter()
+            .find(|c| c.model == m)
+            .unwrap()
+            .probability
+    };
+    let tools = c.route(with_tools()).await.unwrap().into_inner();
+    let plain = c.route(two_models(prompt)).await.unwrap().into_inner();
+    assert!(
+        p(&tools, "cheap") > 0.7,
+        "tools: cheap at {}",
+        p(&tools, "cheap")
+    );
+    assert!(
+        p(&plain, "strong") > 0.7,
+        "plain: strong at {}",
+        p(&plain, "strong")
+    );
+}

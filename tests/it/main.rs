@@ -7,6 +7,7 @@ mod common;
 mod affinity;
 mod classify;
 mod classify_service;
+mod cost;
 mod dispatch_conformance;
 mod durability;
 mod eval;
