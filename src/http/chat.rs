@@ -15,14 +15,67 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
 use super::errors::{ApiError, bad_body};
 use super::wire;
 use crate::dispatch::Usage;
-use crate::engine::{Completed, StreamItem};
+use crate::engine::{CompleteInput, Completed, StreamItem};
 use crate::store::AttemptRow;
+
+/// What a front gets from the engine for one request: a whole answer, or a
+/// stream that has started.
+pub(super) enum Answered {
+    Plain(Completed),
+    Stream(Started),
+}
+
+/// A stream whose first item named the decision: the rest of its items, and
+/// the in-flight permit, to be held as long as the stream.
+pub(super) struct Started {
+    pub decision_id: String,
+    pub model: String,
+    pub provider: String,
+    pub rx: mpsc::Receiver<Result<StreamItem, crate::error::Error>>,
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// Admits `input` and runs it, plain or streamed, the same for both fronts;
+/// the request's span gets the decision id.
+pub(super) async fn answer(
+    app: &AppState,
+    input: &CompleteInput,
+    streaming: bool,
+) -> Result<Answered, ApiError> {
+    let permit = app.admit()?;
+    if !streaming {
+        let c = app.engine.complete(input).await?;
+        tracing::Span::current().record("decision_id", c.decision_id.as_str());
+        return Ok(Answered::Plain(c));
+    }
+    let mut rx = app.engine.complete_stream(input).await?;
+    // The engine sends Start first; its decision id goes into the headers.
+    match rx.recv().await {
+        Some(Ok(StreamItem::Start {
+            decision_id,
+            model,
+            provider,
+        })) => {
+            tracing::Span::current().record("decision_id", decision_id.as_str());
+            Ok(Answered::Stream(Started {
+                decision_id,
+                model,
+                provider,
+                rx,
+                permit,
+            }))
+        }
+        Some(Err(e)) => Err(e.into()),
+        _ => Err(crate::error::Error::internal("the stream ended before it started").into()),
+    }
+}
 
 pub async fn completions(
     State(app): State<AppState>,
@@ -34,28 +87,16 @@ pub async fn completions(
     let streaming = chat.streaming();
     let include_usage = chat.include_usage();
     let input = chat.into_input(&headers)?;
-    let permit = app.admit()?;
-    if !streaming {
-        let c = app.engine.complete(&input).await?;
-        tracing::Span::current().record("decision_id", c.decision_id.as_str());
-        drop(permit);
-        return Ok(plain(c));
-    }
-
-    let mut rx = app.engine.complete_stream(&input).await?;
-    // The engine sends Start first; its decision id goes into the headers.
-    let (decision_id, model, provider) = match rx.recv().await {
-        Some(Ok(StreamItem::Start {
-            decision_id,
-            model,
-            provider,
-        })) => (decision_id, model, provider),
-        Some(Err(e)) => return Err(e.into()),
-        _ => {
-            return Err(crate::error::Error::internal("the stream ended before it started").into());
-        }
+    let Started {
+        decision_id,
+        model,
+        provider,
+        rx,
+        permit,
+    } = match answer(&app, &input, streaming).await? {
+        Answered::Plain(c) => return Ok(plain(c)),
+        Answered::Stream(s) => s,
     };
-    tracing::Span::current().record("decision_id", decision_id.as_str());
     let chunk = ChunkMaker {
         id: format!("chatcmpl-{decision_id}"),
         created: now_secs(),

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
-use super::chat::{attempt, decision_headers};
+use super::chat::{Answered, Started, answer, attempt, decision_headers};
 use super::errors::{ApiError, bad_body};
 use super::messages_wire;
 use crate::dispatch::{ToolCall, ToolCallDelta, Usage};
@@ -75,27 +75,16 @@ pub async fn messages(
     let req = messages_wire::parse(&body)?;
     let streaming = req.streaming();
     let input = req.into_input(&headers)?;
-    let permit = app.admit()?;
-    if !streaming {
-        let c = app.engine.complete(&input).await?;
-        tracing::Span::current().record("decision_id", c.decision_id.as_str());
-        drop(permit);
-        return Ok(plain(c));
-    }
-
-    let mut rx = app.engine.complete_stream(&input).await?;
-    let (decision_id, model, provider) = match rx.recv().await {
-        Some(Ok(StreamItem::Start {
-            decision_id,
-            model,
-            provider,
-        })) => (decision_id, model, provider),
-        Some(Err(e)) => return Err(e.into()),
-        _ => {
-            return Err(crate::error::Error::internal("the stream ended before it started").into());
-        }
+    let Started {
+        decision_id,
+        model,
+        provider,
+        rx,
+        permit,
+    } = match answer(&app, &input, streaming).await? {
+        Answered::Plain(c) => return Ok(plain(c)),
+        Answered::Stream(s) => s,
     };
-    tracing::Span::current().record("decision_id", decision_id.as_str());
     let start = event(
         "message_start",
         json!({"type": "message_start", "message": {

@@ -500,7 +500,7 @@ fn plain_json(proto: Proto, model: &str, a: &Answer) -> Value {
         } else {
             "usage"
         };
-        body[key] = usage_json(proto, &a, u);
+        body[key] = usage_json(proto, a, u);
     }
     body
 }

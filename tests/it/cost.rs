@@ -50,17 +50,15 @@ async fn cache_reads_and_writes_are_priced_apart_on_every_front() {
     let want = priced(u.prompt_tokens.into(), u.completion_tokens.into());
     assert!(close(r.cost_usd, want), "{} vs {want}", r.cost_usd);
 
-    let http = reqwest::Client::new();
-    let messages: Value = http
-        .post(format!("http://{}/v1/messages", server.http_addr))
-        .json(&json!({"model": "claude", "max_tokens": 64,
-                      "messages": [{"role": "user", "content": prompt}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json!({"model": "claude", "max_tokens": 64,
+                      "messages": [{"role": "user", "content": prompt}]});
+    let post = |path: &'static str| {
+        let request = reqwest::Client::new()
+            .post(format!("http://{}{path}", server.http_addr))
+            .json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let messages = post("/v1/messages").await;
     let u = &messages["usage"];
     assert_eq!(
         u["input_tokens"].as_u64(),
@@ -81,16 +79,7 @@ async fn cache_reads_and_writes_are_priced_apart_on_every_front() {
         "{messages}"
     );
 
-    let chat: Value = http
-        .post(format!("http://{}/v1/chat/completions", server.http_addr))
-        .json(&json!({"model": "claude", "max_tokens": 64,
-                      "messages": [{"role": "user", "content": prompt}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let chat = post("/v1/chat/completions").await;
     assert_eq!(chat["usage"]["prompt_tokens_details"]["cached_tokens"], 40);
     let want = priced(
         chat["usage"]["prompt_tokens"].as_u64().unwrap(),
