@@ -49,6 +49,12 @@ pub enum Error {
         #[source]
         source: Option<Cause>,
     },
+    /// No valid API key (missing, unknown or revoked).
+    #[error("{message}")]
+    Unauthenticated { message: String },
+    /// The key may not do this (use that model, reach the admin API).
+    #[error("{message}")]
+    PermissionDenied { message: String },
     #[error("internal error: {message}")]
     Internal {
         message: String,
@@ -101,6 +107,18 @@ impl Error {
         }
     }
 
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Error::Unauthenticated {
+            message: message.into(),
+        }
+    }
+
+    pub fn permission(message: impl Into<String>) -> Self {
+        Error::PermissionDenied {
+            message: message.into(),
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Error::Internal {
             message: message.into(),
@@ -117,7 +135,9 @@ impl Error {
             | Error::Unavailable { source, .. }
             | Error::DeadlineExceeded { source, .. }
             | Error::Internal { source, .. } => *source = Some(cause.into()),
-            Error::NotFound { .. } => {}
+            Error::NotFound { .. }
+            | Error::Unauthenticated { .. }
+            | Error::PermissionDenied { .. } => {}
         }
         self
     }
@@ -156,6 +176,8 @@ impl Error {
             Error::FailedPrecondition { .. } => Code::FailedPrecondition,
             Error::Unavailable { .. } => Code::Unavailable,
             Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            Error::Unauthenticated { .. } => Code::Unauthenticated,
+            Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::Internal { .. } => Code::Internal,
         }
     }
@@ -201,6 +223,16 @@ impl Error {
                 StatusCode::GATEWAY_TIMEOUT,
                 "api_error",
                 "deadline_exceeded",
+            ),
+            Error::Unauthenticated { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_api_key",
+            ),
+            Error::PermissionDenied { .. } => (
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "permission_denied",
             ),
             Error::Internal { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -13,6 +13,7 @@
 //! model list; [`metrics`] is the Prometheus registry every front shares; [`mock`] is an OpenAI-compatible provider for tests and demos.
 
 pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod classify;
 pub mod clock;

@@ -114,6 +114,9 @@ enum Command {
     Policy(switchyard::offline::policy_cli::PolicyCommand),
     /// Replay a routing-outcomes dataset offline or online and measure the router.
     Eval(Box<switchyard::offline::eval::cli::EvalArgs>),
+    /// Manage API keys (`auth.mode = "keys"`).
+    #[command(subcommand)]
+    Keys(switchyard::auth::cli::KeysCommand),
     /// Validate a config file and print the catalog it yields.
     CheckConfig {
         #[arg(long)]
@@ -250,6 +253,7 @@ fn main() -> anyhow::Result<()> {
             switchyard::offline::distill::run(&model_dir, &out).map(|_| ())
         }
         Command::Policy(c) => rt.block_on(c.run()),
+        Command::Keys(c) => rt.block_on(c.run()),
         Command::Eval(a) => switchyard::offline::eval::cli::run(*a),
         Command::CheckConfig { config } => {
             let config = load_config(config.as_ref())?;

@@ -49,6 +49,7 @@ impl App {
     /// engine.
     pub async fn build(config: Config, catalog: Catalog) -> anyhow::Result<App> {
         let config = Arc::new(config);
+        let config_auth = config.auth.clone();
         let (store, writer) = Store::open(&config.server.database, &config.store).await?;
         let reader = load_reader(&config).await?;
         let catalog = Arc::new(catalog);
@@ -80,6 +81,7 @@ impl App {
             dispatcher: Dispatcher::new(http),
             failover,
             metrics,
+            gate: crate::auth::Gate::start(&config_auth, store.clone()).await?,
         });
         Ok(App {
             engine: Arc::new(engine),

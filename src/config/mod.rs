@@ -69,8 +69,31 @@ pub struct Config {
     pub classifier: ClassifierSettings,
     pub bandit: BanditConfig,
     pub telemetry: TelemetryConfig,
+    pub auth: AuthConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
+}
+
+/// Who may call (see docs/governance.md).
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// The environment variable holding the admin API's key; `None`: the
+    /// admin API is off.
+    pub admin_key_env: Option<String>,
+    /// Serve without keys on an address other than loopback.
+    pub allow_open: bool,
+    /// How often the service reads the key table (changes made by the CLI).
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Anyone who reaches the port may call.
+    Off,
+    /// Every call carries a valid API key.
+    Keys,
 }
 
 #[derive(Debug, Clone)]

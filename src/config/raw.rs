@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{Affinity, Capability, PolicyKind, ProviderKind, Synchronous};
+use super::{Affinity, AuthMode, Capability, PolicyKind, ProviderKind, Synchronous};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +21,7 @@ pub(super) struct RawConfig {
     pub(super) classifier: RawClassifier,
     pub(super) bandit: RawBandit,
     pub(super) telemetry: super::telemetry::RawTelemetry,
+    pub(super) auth: RawAuth,
     #[serde(default)]
     pub(super) providers: Vec<RawProvider>,
     #[serde(default)]
@@ -50,6 +51,16 @@ pub(super) struct RawStore {
     pub(super) max_batch: usize,
     #[serde(rename = "max_batch_wait_us", deserialize_with = "micros")]
     pub(super) max_batch_wait: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    pub(super) mode: AuthMode,
+    pub(super) admin_key_env: String,
+    pub(super) allow_open: bool,
+    #[serde(rename = "reload_interval_ms", deserialize_with = "millis")]
+    pub(super) reload_interval: Duration,
 }
 
 #[derive(Debug, Deserialize)]

@@ -64,6 +64,13 @@ pub(super) fn validate(raw: RawConfig, intent_head_set: bool) -> Result<Config, 
     let providers = validate_providers(raw.providers)?;
     let models = validate_models(raw.models, &providers)?;
     let telemetry = super::telemetry::validate(raw.telemetry)?;
+    let a = raw.auth;
+    let auth = super::AuthConfig {
+        mode: a.mode,
+        admin_key_env: Some(a.admin_key_env).filter(|v| !v.trim().is_empty()),
+        allow_open: a.allow_open,
+        reload_interval: positive("auth.reload_interval_ms", a.reload_interval)?,
+    };
     Ok(Config {
         server,
         store,
@@ -72,6 +79,7 @@ pub(super) fn validate(raw: RawConfig, intent_head_set: bool) -> Result<Config, 
         classifier,
         bandit,
         telemetry,
+        auth,
         providers,
         models,
     })

@@ -120,6 +120,7 @@ pub struct Parts {
     pub dispatcher: Dispatcher,
     pub failover: Failover,
     pub metrics: Arc<Metrics>,
+    pub gate: Arc<crate::auth::Gate>,
 }
 
 pub struct Engine {
@@ -142,6 +143,8 @@ pub struct Engine {
     admission: Arc<Semaphore>,
     /// Which model each live conversation was given.
     conversations: affinity::Conversations,
+    /// API keys: who may call, as which tenant (read by the transports).
+    pub gate: Arc<crate::auth::Gate>,
 }
 
 impl Engine {
@@ -154,6 +157,7 @@ impl Engine {
         Engine {
             admission: Arc::new(Semaphore::new(p.config.server.max_in_flight)),
             conversations: affinity::Conversations::new(&p.config.routing),
+            gate: p.gate,
             policy: p.policy,
             learning: p.learning,
             reader: p.reader,
@@ -465,11 +469,14 @@ impl Engine {
     }
 
     /// Feedback: validate and durably record; (decision, source) replaces.
+    /// With a `tenant` (the caller's key's), only that tenant's decisions
+    /// take it.
     pub async fn feedback(
         &self,
         decision_id: &str,
         reward: f64,
         source: &str,
+        tenant: Option<&str>,
     ) -> Result<FeedbackAck, Error> {
         let decision_id = validate::decision_id(decision_id)?;
         let reward = validate::reward(reward)?;
@@ -481,6 +488,7 @@ impl Engine {
                 source: source.clone(),
                 reward,
                 at_ms: now_ms(),
+                tenant: tenant.map(str::to_owned),
             })
             .await?;
         if let Some(l) = &self.learning {

@@ -21,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::AppState;
 use super::errors::{ApiError, bad_body};
 use super::wire;
+use crate::auth::Principal;
 use crate::dispatch::Usage;
 use crate::engine::{CompleteInput, Completed, StreamItem};
 use crate::store::AttemptRow;
@@ -40,6 +41,18 @@ pub(super) struct Started {
     pub provider: String,
     pub rx: mpsc::Receiver<Result<StreamItem, crate::error::Error>>,
     pub permit: OwnedSemaphorePermit,
+}
+
+/// The request under its API key (when keys are on): the key's tenant, and
+/// its models only.
+pub(super) fn keyed(
+    input: &mut CompleteInput,
+    key: Option<axum::Extension<Principal>>,
+) -> Result<(), ApiError> {
+    if let Some(axum::Extension(k)) = key {
+        crate::auth::apply(&k, &mut input.route, input.model.as_deref())?;
+    }
+    Ok(())
 }
 
 /// Admits `input` and runs it, plain or streamed, the same for both fronts;
@@ -80,13 +93,15 @@ pub(super) async fn answer(
 pub async fn completions(
     State(app): State<AppState>,
     headers: HeaderMap,
+    key: Option<axum::Extension<Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(bad_body)?;
     let chat = wire::parse(&body)?;
     let streaming = chat.streaming();
     let include_usage = chat.include_usage();
-    let input = chat.into_input(&headers)?;
+    let mut input = chat.into_input(&headers)?;
+    keyed(&mut input, key)?;
     let Started {
         decision_id,
         model,

@@ -17,14 +17,14 @@ use serde_json::{Value, json};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
-use super::chat::{Answered, Started, answer, attempt, decision_headers};
+use super::chat::{Answered, Started, answer, attempt, decision_headers, keyed};
 use super::errors::{ApiError, bad_body};
 use super::messages_wire;
 use crate::dispatch::{ToolCall, ToolCallDelta, Usage};
 use crate::engine::{Completed, StreamItem};
 
 /// An [`ApiError`] answered in Anthropic's shape.
-pub struct AnthropicError(ApiError);
+pub struct AnthropicError(pub ApiError);
 
 impl From<ApiError> for AnthropicError {
     fn from(e: ApiError) -> Self {
@@ -69,12 +69,14 @@ fn error_type(status: StatusCode) -> &'static str {
 pub async fn messages(
     State(app): State<AppState>,
     headers: HeaderMap,
+    key: Option<axum::Extension<crate::auth::Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AnthropicError> {
     let body = body.map_err(bad_body)?;
     let req = messages_wire::parse(&body)?;
     let streaming = req.streaming();
-    let input = req.into_input(&headers)?;
+    let mut input = req.into_input(&headers)?;
+    keyed(&mut input, key)?;
     let Started {
         decision_id,
         model,

@@ -7,6 +7,7 @@
 //! (413), concurrent model calls at `server.max_in_flight` (429), and every
 //! error, including unknown routes and methods, is an OpenAI-style JSON body.
 
+mod admin;
 mod chat;
 mod errors;
 mod messages;
@@ -22,7 +23,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::OwnedSemaphorePermit;
@@ -65,9 +66,18 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route(
+            "/admin/v1/keys",
+            get(admin::list_keys).post(admin::create_key),
+        )
+        .route(
+            "/admin/v1/keys/{id}",
+            axum::routing::patch(admin::update_key).delete(admin::revoke_key),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -113,7 +123,38 @@ fn route_label(path: Option<&MatchedPath>) -> &'static str {
         Some("/healthz") => "healthz",
         Some("/readyz") => "readyz",
         Some("/metrics") => "metrics",
+        Some("/admin/v1/keys") | Some("/admin/v1/keys/{id}") => "admin",
         _ => "other",
+    }
+}
+
+/// The key a request carries: `Authorization: Bearer <key>` (OpenAI's
+/// SDKs) or `x-api-key` (Anthropic's).
+fn secret(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+}
+
+/// With keys on, every request but the health probes (and the admin API,
+/// which checks the admin key itself) must carry a valid key: 401 in the
+/// front's own error shape otherwise. The key goes into the request's
+/// extensions for the handlers (its tenant, its models).
+async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/readyz") || path.starts_with("/admin/") {
+        return next.run(req).await;
+    }
+    match app.engine.gate.check(secret(req.headers())) {
+        Ok(Some(key)) => {
+            req.extensions_mut().insert(key);
+            next.run(req).await
+        }
+        Ok(None) => next.run(req).await,
+        Err(e) if path == "/v1/messages" => messages::AnthropicError::from(e).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

@@ -75,6 +75,7 @@ struct FeedbackBody {
 /// resend replaces the value (`replaced: true`).
 pub async fn feedback(
     State(app): State<AppState>,
+    key: Option<axum::Extension<crate::auth::Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(bad_body)?;
@@ -83,7 +84,12 @@ pub async fn feedback(
     tracing::Span::current().record("decision_id", f.decision_id.as_str());
     let ack = app
         .engine
-        .feedback(&f.decision_id, f.reward, &f.source)
+        .feedback(
+            &f.decision_id,
+            f.reward,
+            &f.source,
+            key.as_ref().map(|k| k.tenant.as_str()),
+        )
         .await?;
     Ok(Json(json!({
         "decision_id": ack.decision_id,

@@ -12,6 +12,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
+use crate::auth::Principal;
 use crate::dispatch::{
     ChatMessage, Part, ResponseFormat, Sampling, Tool, ToolCall, ToolChoice, Tools,
 };
@@ -189,6 +190,19 @@ fn response_format(f: Option<pb::ResponseFormat>) -> Result<Option<ResponseForma
     }
 }
 
+/// The API key the interceptor let the call in with (keys required).
+fn principal<T>(req: &Request<T>) -> Option<Principal> {
+    req.extensions().get::<Principal>().cloned()
+}
+
+/// The input under its key: the key's tenant, and its models only.
+fn keyed(mut input: CompleteInput, key: Option<&Principal>) -> Result<CompleteInput, Status> {
+    if let Some(k) = key {
+        crate::auth::apply(k, &mut input.route, input.model.as_deref())?;
+    }
+    Ok(input)
+}
+
 fn complete_input(mut r: pb::CompleteRequest) -> Result<CompleteInput, Status> {
     let tools = tools(&mut r)?;
     let response_format = response_format(r.response_format.take())?;
@@ -249,7 +263,11 @@ impl pb::router_server::Router for RouterService {
         let parent = telemetry::remote_parent(&telemetry::Metadata(req.metadata()));
         self.observed("Route", parent, async move {
             let _permit = self.admit()?;
-            let input = route_input(Some(req.into_inner()));
+            let key = principal(&req);
+            let mut input = route_input(Some(req.into_inner()));
+            if let Some(k) = &key {
+                crate::auth::apply(k, &mut input, None)?;
+            }
             let routed = self.engine.route(&input, None, Rpc::Route).await?;
             tracing::Span::current().record("decision_id", routed.decision_id.as_str());
             let catalog = &self.engine.catalog;
@@ -305,7 +323,8 @@ impl pb::router_server::Router for RouterService {
         let parent = telemetry::remote_parent(&telemetry::Metadata(req.metadata()));
         self.observed("Complete", parent, async move {
             let _permit = self.admit()?;
-            let input = complete_input(req.into_inner())?;
+            let key = principal(&req);
+            let input = keyed(complete_input(req.into_inner())?, key.as_ref())?;
             let c = self.engine.complete(&input).await?;
             tracing::Span::current().record("decision_id", c.decision_id.as_str());
             self.engine
@@ -343,7 +362,8 @@ impl pb::router_server::Router for RouterService {
         let parent = telemetry::remote_parent(&telemetry::Metadata(req.metadata()));
         self.observed("CompleteStream", parent, async move {
             let permit = self.admit()?;
-            let input = complete_input(req.into_inner())?;
+            let key = principal(&req);
+            let input = keyed(complete_input(req.into_inner())?, key.as_ref())?;
             let rx = self.engine.complete_stream(&input).await?;
             // The RPC's span is entered for every item, so it ends (at its
             // last exit) with the stream, not when this handler returns it.
@@ -369,11 +389,17 @@ impl pb::router_server::Router for RouterService {
         let parent = telemetry::remote_parent(&telemetry::Metadata(req.metadata()));
         self.observed("Feedback", parent, async move {
             let _permit = self.admit()?;
+            let key = principal(&req);
             let r = req.into_inner();
             tracing::Span::current().record("decision_id", r.decision_id.as_str());
             let ack = self
                 .engine
-                .feedback(&r.decision_id, r.reward, &r.source)
+                .feedback(
+                    &r.decision_id,
+                    r.reward,
+                    &r.source,
+                    key.as_ref().map(|k| k.tenant.as_str()),
+                )
                 .await?;
             Ok(Response::new(pb::FeedbackResponse {
                 decision_id: ack.decision_id,

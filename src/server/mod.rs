@@ -27,6 +27,26 @@ fn incoming(
     })
 }
 
+/// Lets a Router call in when keys are off, or when its `authorization`
+/// metadata (`Bearer <key>`, or the bare key) holds a valid key, which the
+/// service then finds in the request's extensions. Health and reflection
+/// stay open.
+fn authenticate(
+    gate: Arc<crate::auth::Gate>,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |mut req: tonic::Request<()>| {
+        let secret = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned());
+        if let Some(key) = gate.check(secret.as_deref())? {
+            req.extensions_mut().insert(key);
+        }
+        Ok(req)
+    }
+}
+
 /// Serves gRPC on `listener` and the HTTP front on `http` until `shutdown`
 /// resolves, then stops accepting and lets in-flight requests finish (up to
 /// `server.drain_timeout`).
@@ -37,6 +57,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let config = Arc::clone(&engine.config);
+    let mut addrs = vec![listener.local_addr()?];
+    addrs.extend(http.as_ref().map(TcpListener::local_addr).transpose()?);
+    crate::auth::check_open(&config.auth, &addrs)?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<pb::router_server::RouterServer<grpc::RouterService>>()
@@ -51,9 +74,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let router =
+    let router = tonic::service::interceptor::InterceptedService::new(
         pb::router_server::RouterServer::new(grpc::RouterService::new(Arc::clone(&engine)))
-            .max_decoding_message_size(config.server.max_request_bytes);
+            .max_decoding_message_size(config.server.max_request_bytes),
+        authenticate(Arc::clone(&engine.gate)),
+    );
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %config.server.database.display(), models = engine.catalog.models.len(), "serving gRPC");

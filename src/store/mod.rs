@@ -14,6 +14,7 @@
 
 mod acklog;
 pub mod codec;
+mod keys;
 mod offline;
 mod rows;
 mod script;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+pub use keys::KeyRow;
 pub use offline::{LoggedDecision, Promotion, PromotionRow};
 pub use rows::{AttemptRow, DecisionRow, FeedbackRow};
 pub use sqlite::SqliteStore;
@@ -311,6 +313,27 @@ impl Store {
     pub async fn current_promotion(&self) -> Result<Option<Promotion>, StoreError> {
         match self {
             Store::Sqlite(s) => s.current_promotion().await,
+        }
+    }
+
+    /// Adds an API key (see [`KeyRow`]).
+    pub async fn insert_key(&self, k: &KeyRow) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert_key(k).await,
+        }
+    }
+
+    /// Replaces a key's settings; false when there is no such key.
+    pub async fn update_key(&self, k: &KeyRow) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.update_key(k).await,
+        }
+    }
+
+    /// Every API key, revoked ones too.
+    pub async fn keys(&self) -> Result<Vec<KeyRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.keys().await,
         }
     }
 

@@ -66,6 +66,9 @@ pub struct FeedbackRow {
     pub source: String,
     pub reward: f64,
     pub at_ms: i64,
+    /// Only a decision of this tenant takes the feedback (another's is
+    /// "not found", as a missing one); `None`: any decision.
+    pub tenant: Option<String>,
 }
 
 /// One of `known`, as the `'static` name the rows carry.

@@ -276,9 +276,11 @@ async fn upsert_feedback(
     // called it), the model that served after fallbacks for Complete.
     let decision = sqlx::query(
         "SELECT CASE WHEN rpc = 'route' THEN model ELSE served_model END AS arm, context
-         FROM decisions WHERE id = ?",
+         FROM decisions WHERE id = ? AND (? IS NULL OR tenant = ?)",
     )
     .bind(&f.decision_id)
+    .bind(&f.tenant)
+    .bind(&f.tenant)
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| StoreError::DecisionNotFound(f.decision_id.clone()))?;

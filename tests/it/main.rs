@@ -5,6 +5,7 @@
 mod common;
 
 mod affinity;
+mod auth;
 mod classify;
 mod classify_service;
 mod cost;

@@ -8,7 +8,7 @@ use std::future::Future;
 use switchyard::config::{Config, Synchronous};
 use switchyard::store::codec::{pack_f16, pack_f32, unpack_f32};
 use switchyard::store::{
-    AttemptRow, DecisionRow, FeedbackRow, PromotionRow, Store, StoreError, WriterHandle,
+    AttemptRow, DecisionRow, FeedbackRow, KeyRow, PromotionRow, Store, StoreError, WriterHandle,
 };
 
 /// Runs every case against databases made by `open`.
@@ -23,6 +23,7 @@ where
     failed_attempts_and_token_sums_come_from_the_attempts(open().await).await;
     policy_versions_and_promotions_are_kept(open().await).await;
     offline_reads_join_decisions_with_their_outcomes(open().await).await;
+    api_keys_are_kept_and_changed(open().await).await;
 }
 
 async fn sqlite(sync: Synchronous) -> (Store, WriterHandle, tempfile::TempDir) {
@@ -92,6 +93,7 @@ fn feedback(id: &str, source: &str, reward: f64, at_ms: i64) -> FeedbackRow {
         source: source.into(),
         reward,
         at_ms,
+        tenant: None,
     }
 }
 
@@ -216,8 +218,22 @@ async fn feedback_replaces_per_source_and_feeds_learning(
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::DecisionNotFound(_)), "{err}");
+    // Scoped to a tenant, another tenant's decision is not found either
+    // (the decision's tenant is "t"), and nothing is written.
+    let other = FeedbackRow {
+        tenant: Some("other".into()),
+        ..feedback("d1", "thumbs", 0.0, 24)
+    };
+    let err = store.record_feedback(other).await.unwrap_err();
+    assert!(matches!(err, StoreError::DecisionNotFound(_)), "{err}");
+    let own = FeedbackRow {
+        tenant: Some("t".into()),
+        ..feedback("d1", "own", 0.7, 25)
+    };
+    store.record_feedback(own).await.unwrap();
+    assert_eq!(store.feedback("d1").await.unwrap().len(), 3);
     let obs = store.observations().await.unwrap();
-    assert_eq!(obs.len(), 2);
+    assert_eq!(obs.len(), 3);
     assert!(obs.iter().all(|o| o.arm == "large"));
     close(store, writer).await;
 }
@@ -341,5 +357,40 @@ async fn offline_reads_join_decisions_with_their_outcomes(
         ["d3"]
     );
     assert_eq!(ids(&store.logged_decisions(0, 150).await.unwrap()), ["d1"]);
+    close(store, writer).await;
+}
+
+async fn api_keys_are_kept_and_changed(
+    (store, writer, _dir): (Store, WriterHandle, tempfile::TempDir),
+) {
+    let mut key = KeyRow {
+        id: "key_1".into(),
+        hash: "ab".repeat(32),
+        tenant: "acme".into(),
+        name: "ci".into(),
+        tier: "pro".into(),
+        models: vec!["small".into()],
+        rpm: Some(60),
+        tpm: None,
+        budget_day_usd: Some(5.0),
+        budget_month_usd: None,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        revoked_at_ms: None,
+    };
+    store.insert_key(&key).await.unwrap();
+    assert_eq!(store.keys().await.unwrap(), vec![key.clone()]);
+    // The secret's hash is unique: a second key with it is refused.
+    let twin = KeyRow {
+        id: "key_2".into(),
+        ..key.clone()
+    };
+    assert!(store.insert_key(&twin).await.is_err());
+    key.revoked_at_ms = Some(2);
+    key.tier = "free".into();
+    assert!(store.update_key(&key).await.unwrap());
+    assert_eq!(store.keys().await.unwrap(), vec![key.clone()]);
+    key.id = "key_missing".into();
+    assert!(!store.update_key(&key).await.unwrap());
     close(store, writer).await;
 }

@@ -1,0 +1,169 @@
+//! `switchyard keys create|list|revoke|update`: API keys in a decision log's
+//! database, beside a running server (it picks changes up within
+//! `auth.reload_interval_ms`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::KeySettings;
+use crate::store::{KeyRow, Store};
+
+/// How long a key command waits for a busy server's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(clap::Subcommand)]
+pub enum KeysCommand {
+    /// Create a key for a tenant and print its secret (shown this once only).
+    Create {
+        #[arg(long, default_value = "switchyard.db")]
+        database: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// List every key (never their secrets).
+    List {
+        #[arg(long, default_value = "switchyard.db")]
+        database: PathBuf,
+    },
+    /// Revoke a key: its requests get 401 from then on.
+    Revoke {
+        #[arg(long, default_value = "switchyard.db")]
+        database: PathBuf,
+        id: String,
+    },
+    /// Change a key's settings (those given; the rest stay).
+    Update {
+        #[arg(long, default_value = "switchyard.db")]
+        database: PathBuf,
+        id: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct SettingsArgs {
+    /// A label for people.
+    #[arg(long)]
+    name: Option<String>,
+    /// A tier label (free, pro, ...).
+    #[arg(long)]
+    tier: Option<String>,
+    /// Allowed models, comma-separated (default: every model).
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Requests per minute.
+    #[arg(long)]
+    rpm: Option<u32>,
+    /// Tokens per minute.
+    #[arg(long)]
+    tpm: Option<u32>,
+    /// USD per day.
+    #[arg(long)]
+    budget_day_usd: Option<f64>,
+    /// USD per month.
+    #[arg(long)]
+    budget_month_usd: Option<f64>,
+}
+
+impl SettingsArgs {
+    fn settings(self, tenant: Option<String>) -> KeySettings {
+        KeySettings {
+            tenant,
+            name: self.name,
+            tier: self.tier,
+            models: self.models,
+            rpm: self.rpm,
+            tpm: self.tpm,
+            budget_day_usd: self.budget_day_usd,
+            budget_month_usd: self.budget_month_usd,
+        }
+    }
+}
+
+async fn open(database: &Path) -> anyhow::Result<Store> {
+    let cfg = crate::config::Config::embedded().store;
+    let (store, _writer) = Store::open_with(database, &cfg, BUSY_TIMEOUT)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", database.display()))?;
+    Ok(store)
+}
+
+impl KeysCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            KeysCommand::Create {
+                database,
+                tenant,
+                settings,
+            } => {
+                let store = open(&database).await?;
+                let (key, secret) = super::create(&store, settings.settings(Some(tenant))).await?;
+                store.close().await;
+                println!("{secret}");
+                eprintln!(
+                    "created {} for tenant {:?}: the secret above is shown only now",
+                    key.id, key.tenant
+                );
+            }
+            KeysCommand::List { database } => {
+                let store = open(&database).await?;
+                let keys = store.keys().await?;
+                store.close().await;
+                print!("{}", table(&keys));
+            }
+            KeysCommand::Revoke { database, id } => {
+                let store = open(&database).await?;
+                let key = super::update(&store, &id, KeySettings::default(), true).await?;
+                store.close().await;
+                println!("revoked {}", key.id);
+            }
+            KeysCommand::Update {
+                database,
+                id,
+                settings,
+            } => {
+                let store = open(&database).await?;
+                let key = super::update(&store, &id, settings.settings(None), false).await?;
+                store.close().await;
+                print!("{}", table(&[key]));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One line per key.
+fn table(keys: &[KeyRow]) -> String {
+    let mut out = format!(
+        "{:<22} {:<16} {:<12} {:<8} {:>6} {:>8} {:>10} {:>10} {:<8} models\n",
+        "id", "tenant", "name", "tier", "rpm", "tpm", "usd/day", "usd/month", "state"
+    );
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    for k in keys {
+        out.push_str(&format!(
+            "{:<22} {:<16} {:<12} {:<8} {:>6} {:>8} {:>10} {:>10} {:<8} {}\n",
+            k.id,
+            k.tenant,
+            k.name,
+            k.tier,
+            opt(k.rpm.map(|v| v.to_string())),
+            opt(k.tpm.map(|v| v.to_string())),
+            opt(k.budget_day_usd.map(|v| v.to_string())),
+            opt(k.budget_month_usd.map(|v| v.to_string())),
+            if k.revoked_at_ms.is_some() {
+                "revoked"
+            } else {
+                "active"
+            },
+            if k.models.is_empty() {
+                "all".into()
+            } else {
+                k.models.join(",")
+            },
+        ));
+    }
+    out
+}

@@ -1,0 +1,375 @@
+//! API keys: who may call, and as which tenant (`auth.mode = "keys"`).
+//!
+//! A key's secret is shown once, at creation, and stored only as its
+//! SHA-256; every request's key is hashed and looked up in an in-memory
+//! table, which the server re-reads from the store every
+//! `auth.reload_interval_ms` (so keys made or revoked by the CLI take
+//! effect without a restart) and at once after the admin API changes one.
+//! The tenant of a request is its key's, never a header's; a key may be
+//! limited to some models. See docs/governance.md.
+
+pub mod cli;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::config::{AuthConfig, AuthMode};
+use crate::engine::RouteInput;
+use crate::error::Error;
+use crate::store::{KeyRow, Store, StoreError};
+
+/// The key a request was made with.
+pub type Principal = Arc<KeyRow>;
+
+/// Secrets start with this, so they are recognisable in a leak scan.
+const PREFIX: &str = "sy-";
+
+/// The key table, by hash.
+pub struct Keys {
+    store: Store,
+    by_hash: ArcSwap<HashMap<String, Principal>>,
+}
+
+impl Keys {
+    /// Reads every key from `store`.
+    pub async fn load(store: Store) -> Result<Arc<Keys>, StoreError> {
+        let keys = Arc::new(Keys {
+            store,
+            by_hash: ArcSwap::from_pointee(HashMap::new()),
+        });
+        keys.reload().await?;
+        Ok(keys)
+    }
+
+    /// Re-reads the table.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let table = self
+            .store
+            .keys()
+            .await?
+            .into_iter()
+            .map(|k| (k.hash.clone(), Arc::new(k)))
+            .collect();
+        self.by_hash.store(Arc::new(table));
+        Ok(())
+    }
+
+    /// Re-reads the table every `every` while the table is in use.
+    pub fn follow(self: &Arc<Self>, every: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(keys) = weak.upgrade() else { return };
+                if let Err(e) = keys.reload().await {
+                    tracing::warn!(error = %e, "could not re-read the API keys; keeping the last table");
+                }
+            }
+        });
+    }
+
+    /// The key whose secret this is: missing, unknown and revoked keys are
+    /// refused, each with its own message.
+    pub fn authenticate(&self, secret: Option<&str>) -> Result<Principal, Error> {
+        let secret = secret.map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| {
+            Error::unauthenticated(
+                "an API key is required: send it as `Authorization: Bearer <key>` or `x-api-key`",
+            )
+        })?;
+        let key = self
+            .by_hash
+            .load()
+            .get(&hash(secret))
+            .cloned()
+            .ok_or_else(|| Error::unauthenticated("the API key is not valid"))?;
+        if key.revoked_at_ms.is_some() {
+            return Err(Error::unauthenticated(format!(
+                "the API key {} was revoked",
+                key.id
+            )));
+        }
+        Ok(key)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// What the transports ask: whether a call's key lets it in, and whether
+/// a call holds the admin key.
+pub struct Gate {
+    pub keys: Arc<Keys>,
+    /// Every call needs a key (`auth.mode = "keys"`).
+    pub required: bool,
+    /// The admin key's hash; `None`: the admin API is off.
+    admin: Option<String>,
+}
+
+impl Gate {
+    /// Loads the key table (following it when keys are required) and reads
+    /// the admin key from its environment variable.
+    pub async fn start(config: &AuthConfig, store: Store) -> Result<Arc<Gate>, StoreError> {
+        let keys = Keys::load(store).await?;
+        let required = config.mode == AuthMode::Keys;
+        if required {
+            keys.follow(config.reload_interval);
+        }
+        let admin = config
+            .admin_key_env
+            .as_deref()
+            .and_then(|var| std::env::var(var).ok())
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| hash(k.trim()));
+        Ok(Arc::new(Gate {
+            keys,
+            required,
+            admin,
+        }))
+    }
+
+    /// The call's key when keys are required (`None` when they are not).
+    pub fn check(&self, secret: Option<&str>) -> Result<Option<Principal>, Error> {
+        if !self.required {
+            return Ok(None);
+        }
+        self.keys.authenticate(secret).map(Some)
+    }
+
+    /// Whether `secret` is the admin key.
+    pub fn admin(&self, secret: Option<&str>) -> Result<(), Error> {
+        let Some(admin) = &self.admin else {
+            return Err(Error::permission(
+                "the admin API is off: set the variable named by auth.admin_key_env",
+            ));
+        };
+        match secret.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(s) if hash(s) == *admin => Ok(()),
+            Some(_) => Err(Error::unauthenticated("the admin key is not valid")),
+            None => Err(Error::unauthenticated(
+                "the admin API needs the admin key: `Authorization: Bearer <key>`",
+            )),
+        }
+    }
+}
+
+/// Serving without keys on an address others can reach is refused unless
+/// `auth.allow_open` says it is meant.
+pub fn check_open(config: &AuthConfig, addrs: &[std::net::SocketAddr]) -> anyhow::Result<()> {
+    if config.mode == AuthMode::Keys || config.allow_open {
+        return Ok(());
+    }
+    if let Some(a) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "refusing to serve on {a} without API keys: anyone who reaches it could spend every \
+             provider key; set auth.mode = \"keys\" (see `switchyard keys create`), or \
+             auth.allow_open = true if the network in front does the checking"
+        );
+    }
+    Ok(())
+}
+
+/// The hex SHA-256 of a secret, as stored.
+pub fn hash(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new key's public id and secret.
+fn generate() -> (String, String) {
+    let mut id = [0u8; 8];
+    let mut secret = [0u8; 24];
+    rand::rng().fill_bytes(&mut id);
+    rand::rng().fill_bytes(&mut secret);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    (
+        format!("key_{}", hex(&id)),
+        format!("{PREFIX}{}", hex(&secret)),
+    )
+}
+
+/// What a new key carries; everything but the tenant is optional.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySettings {
+    pub tenant: Option<String>,
+    pub name: Option<String>,
+    pub tier: Option<String>,
+    pub models: Option<Vec<String>>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+    pub budget_day_usd: Option<f64>,
+    pub budget_month_usd: Option<f64>,
+}
+
+impl KeySettings {
+    /// Applies the settings given over `k` (the tenant is fixed at creation).
+    fn apply(self, k: &mut KeyRow) -> Result<(), Error> {
+        for (field, v) in [
+            ("budget_day_usd", self.budget_day_usd),
+            ("budget_month_usd", self.budget_month_usd),
+        ] {
+            if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                return Err(Error::invalid(field, "must be a finite number >= 0"));
+            }
+        }
+        if self.rpm == Some(0) || self.tpm == Some(0) {
+            return Err(Error::invalid("rpm", "limits must be greater than 0"));
+        }
+        if let Some(v) = self.name {
+            k.name = v;
+        }
+        if let Some(v) = self.tier {
+            k.tier = v;
+        }
+        if let Some(v) = self.models {
+            k.models = v;
+        }
+        k.rpm = self.rpm.or(k.rpm);
+        k.tpm = self.tpm.or(k.tpm);
+        k.budget_day_usd = self.budget_day_usd.or(k.budget_day_usd);
+        k.budget_month_usd = self.budget_month_usd.or(k.budget_month_usd);
+        Ok(())
+    }
+}
+
+/// Creates a key; returns it and its secret, which is not kept.
+pub async fn create(store: &Store, s: KeySettings) -> Result<(KeyRow, String), Error> {
+    let tenant = s
+        .tenant
+        .clone()
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| Error::invalid("tenant", "a key belongs to a tenant: name it"))?;
+    crate::engine::validate::tenant(&tenant)?;
+    let (id, secret) = generate();
+    let now = crate::clock::now_ms();
+    let mut key = KeyRow {
+        id,
+        hash: hash(&secret),
+        tenant,
+        name: String::new(),
+        tier: String::new(),
+        models: Vec::new(),
+        rpm: None,
+        tpm: None,
+        budget_day_usd: None,
+        budget_month_usd: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+        revoked_at_ms: None,
+    };
+    s.apply(&mut key)?;
+    store.insert_key(&key).await?;
+    Ok((key, secret))
+}
+
+/// Changes a key's settings, or revokes it.
+pub async fn update(
+    store: &Store,
+    id: &str,
+    s: KeySettings,
+    revoke: bool,
+) -> Result<KeyRow, Error> {
+    let mut key = store
+        .keys()
+        .await?
+        .into_iter()
+        .find(|k| k.id == id)
+        .ok_or_else(|| Error::not_found("key", format!("no API key {id:?}")))?;
+    if s.tenant.as_ref().is_some_and(|t| *t != key.tenant) {
+        return Err(Error::invalid(
+            "tenant",
+            "a key's tenant is fixed: create a key for the other tenant",
+        ));
+    }
+    s.apply(&mut key)?;
+    key.updated_at_ms = crate::clock::now_ms();
+    if revoke && key.revoked_at_ms.is_none() {
+        key.revoked_at_ms = Some(key.updated_at_ms);
+    }
+    store.update_key(&key).await?;
+    Ok(key)
+}
+
+/// Applies a request's key: its tenant replaces whatever the request said,
+/// and a key limited to some models may route among those only (a request
+/// naming another is refused).
+pub fn apply(key: &KeyRow, route: &mut RouteInput, pinned: Option<&str>) -> Result<(), Error> {
+    route.tenant = key.tenant.clone();
+    if key.models.is_empty() {
+        return Ok(());
+    }
+    let refused = pinned
+        .into_iter()
+        .chain(route.candidates.iter().map(String::as_str))
+        .find(|m| !key.models.iter().any(|a| a == m));
+    if let Some(m) = refused {
+        return Err(Error::permission(format!(
+            "the API key {} may not use model {m:?}",
+            key.id
+        )));
+    }
+    if route.candidates.is_empty() && pinned.is_none() {
+        route.candidates = key.models.clone();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(models: &[&str]) -> KeyRow {
+        KeyRow {
+            id: "key_1".into(),
+            hash: String::new(),
+            tenant: "acme".into(),
+            name: String::new(),
+            tier: String::new(),
+            models: models.iter().map(|m| m.to_string()).collect(),
+            rpm: None,
+            tpm: None,
+            budget_day_usd: None,
+            budget_month_usd: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            revoked_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_key_sets_the_tenant_and_limits_the_models() {
+        let mut r = RouteInput {
+            tenant: "from-a-header".into(),
+            ..RouteInput::default()
+        };
+        apply(&key(&[]), &mut r, None).unwrap();
+        assert_eq!((r.tenant.as_str(), r.candidates.len()), ("acme", 0));
+        apply(&key(&["a", "b"]), &mut r, None).unwrap();
+        assert_eq!(r.candidates, vec!["a", "b"]);
+        let e = apply(&key(&["a"]), &mut r, None).unwrap_err();
+        assert!(e.to_string().contains("\"b\""), "{e}");
+        let mut pinned = RouteInput::default();
+        assert!(apply(&key(&["a"]), &mut pinned, Some("c")).is_err());
+        assert!(apply(&key(&["a"]), &mut pinned, Some("a")).is_ok());
+    }
+
+    #[test]
+    fn secrets_are_random_prefixed_and_hashed() {
+        let (id, secret) = generate();
+        let (id2, secret2) = generate();
+        assert!(id.starts_with("key_") && secret.starts_with(PREFIX));
+        assert_ne!((id, &secret), (id2, &secret2));
+        assert_eq!(hash(&secret).len(), 64);
+        assert_ne!(hash(&secret), hash(&secret2));
+    }
+}

@@ -1,0 +1,100 @@
+//! API keys: written by the CLI and the admin API (rare and operator-driven,
+//! so through the read pool, like promotions), read whole by the service
+//! and polled for changes.
+
+use sqlx::Row;
+
+use super::{SqliteStore, StoreError};
+
+/// One API key as stored: everything but its secret.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KeyRow {
+    pub id: String,
+    /// Hex SHA-256 of the secret.
+    #[serde(skip)]
+    pub hash: String,
+    pub tenant: String,
+    pub name: String,
+    pub tier: String,
+    /// Allowed models; empty: every model.
+    pub models: Vec<String>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+    pub budget_day_usd: Option<f64>,
+    pub budget_month_usd: Option<f64>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Binds what a key's settings are, in the column order both writes use.
+fn settings<'q>(q: Query<'q>, k: &'q KeyRow) -> Query<'q> {
+    q.bind(&k.name)
+        .bind(&k.tier)
+        .bind(serde_json::to_string(&k.models).unwrap_or_else(|_| "[]".into()))
+        .bind(k.rpm)
+        .bind(k.tpm)
+        .bind(k.budget_day_usd)
+        .bind(k.budget_month_usd)
+        .bind(k.updated_at_ms)
+        .bind(k.revoked_at_ms)
+}
+
+impl SqliteStore {
+    pub async fn insert_key(&self, k: &KeyRow) -> Result<(), StoreError> {
+        let q = sqlx::query(
+            "INSERT INTO api_keys (id, hash, tenant, created_at_ms, name, tier, models, rpm, tpm,
+               budget_day_usd, budget_month_usd, updated_at_ms, revoked_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.id)
+        .bind(&k.hash)
+        .bind(&k.tenant)
+        .bind(k.created_at_ms);
+        settings(q, k).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Replaces a key's settings (not its id, secret or tenant); false when
+    /// there is no such key.
+    pub async fn update_key(&self, k: &KeyRow) -> Result<bool, StoreError> {
+        let q = sqlx::query(
+            "UPDATE api_keys SET name = ?, tier = ?, models = ?, rpm = ?, tpm = ?,
+               budget_day_usd = ?, budget_month_usd = ?, updated_at_ms = ?, revoked_at_ms = ?
+             WHERE id = ?",
+        );
+        let done = settings(q, k).bind(&k.id).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every key, revoked ones too, oldest first.
+    pub async fn keys(&self) -> Result<Vec<KeyRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, hash, tenant, name, tier, models, rpm, tpm, budget_day_usd,
+               budget_month_usd, created_at_ms, updated_at_ms, revoked_at_ms
+             FROM api_keys ORDER BY created_at_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| KeyRow {
+                id: r.get("id"),
+                hash: r.get("hash"),
+                tenant: r.get("tenant"),
+                name: r.get("name"),
+                tier: r.get("tier"),
+                models: serde_json::from_str(r.get::<&str, _>("models")).unwrap_or_default(),
+                rpm: r.get("rpm"),
+                tpm: r.get("tpm"),
+                budget_day_usd: r.get("budget_day_usd"),
+                budget_month_usd: r.get("budget_month_usd"),
+                created_at_ms: r.get("created_at_ms"),
+                updated_at_ms: r.get("updated_at_ms"),
+                revoked_at_ms: r.get("revoked_at_ms"),
+            })
+            .collect())
+    }
+}
