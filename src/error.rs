@@ -49,6 +49,15 @@ pub enum Error {
         #[source]
         source: Option<Cause>,
     },
+    /// Over an API key's rate limit (`what`: "requests" or "tokens", `max`
+    /// per minute); the call may succeed after `retry_after`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        what: &'static str,
+        max: u32,
+        retry_after: std::time::Duration,
+    },
     /// No valid API key (missing, unknown or revoked).
     #[error("{message}")]
     Unauthenticated { message: String },
@@ -107,6 +116,20 @@ impl Error {
         }
     }
 
+    pub fn rate_limited(
+        message: impl Into<String>,
+        what: &'static str,
+        max: u32,
+        retry_after: std::time::Duration,
+    ) -> Self {
+        Error::RateLimited {
+            message: message.into(),
+            what,
+            max,
+            retry_after,
+        }
+    }
+
     pub fn unauthenticated(message: impl Into<String>) -> Self {
         Error::Unauthenticated {
             message: message.into(),
@@ -136,10 +159,19 @@ impl Error {
             | Error::DeadlineExceeded { source, .. }
             | Error::Internal { source, .. } => *source = Some(cause.into()),
             Error::NotFound { .. }
+            | Error::RateLimited { .. }
             | Error::Unauthenticated { .. }
             | Error::PermissionDenied { .. } => {}
         }
         self
+    }
+
+    /// How long a rate-limited caller should wait.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
     }
 
     /// The field a client got wrong, where one did.
@@ -172,7 +204,7 @@ impl Error {
         match self {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound { .. } => Code::NotFound,
-            Error::ResourceExhausted { .. } => Code::ResourceExhausted,
+            Error::ResourceExhausted { .. } | Error::RateLimited { .. } => Code::ResourceExhausted,
             Error::FailedPrecondition { .. } => Code::FailedPrecondition,
             Error::Unavailable { .. } => Code::Unavailable,
             Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
@@ -224,6 +256,11 @@ impl Error {
                 "api_error",
                 "deadline_exceeded",
             ),
+            Error::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+            ),
             Error::Unauthenticated { .. } => (
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
@@ -245,7 +282,14 @@ impl Error {
 
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
-        Status::new(e.code(), e.to_string())
+        let mut status = Status::new(e.code(), e.to_string());
+        // When to retry, in whole seconds as HTTP's Retry-After says it.
+        if let Some(wait) = e.retry_after()
+            && let Ok(v) = wait.as_secs().saturating_add(1).to_string().parse()
+        {
+            status.metadata_mut().insert("retry-after", v);
+        }
+        status
     }
 }
 

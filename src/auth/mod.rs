@@ -9,6 +9,7 @@
 //! limited to some models. See docs/governance.md.
 
 pub mod cli;
+mod limits;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -107,6 +108,8 @@ impl Keys {
 /// a call holds the admin key.
 pub struct Gate {
     pub keys: Arc<Keys>,
+    /// Each key's requests and tokens per minute.
+    pub limits: limits::Limits,
     /// Every call needs a key (`auth.mode = "keys"`).
     pub required: bool,
     /// The admin key's hash; `None`: the admin API is off.
@@ -130,6 +133,7 @@ impl Gate {
             .map(|k| hash(k.trim()));
         Ok(Arc::new(Gate {
             keys,
+            limits: limits::Limits::default(),
             required,
             admin,
         }))
@@ -303,8 +307,9 @@ pub async fn update(
 /// Applies a request's key: its tenant replaces whatever the request said,
 /// and a key limited to some models may route among those only (a request
 /// naming another is refused).
-pub fn apply(key: &KeyRow, route: &mut RouteInput, pinned: Option<&str>) -> Result<(), Error> {
+pub fn apply(key: &Principal, route: &mut RouteInput, pinned: Option<&str>) -> Result<(), Error> {
     route.tenant = key.tenant.clone();
+    route.key = Some(Arc::clone(key));
     if key.models.is_empty() {
         return Ok(());
     }
@@ -328,8 +333,8 @@ pub fn apply(key: &KeyRow, route: &mut RouteInput, pinned: Option<&str>) -> Resu
 mod tests {
     use super::*;
 
-    fn key(models: &[&str]) -> KeyRow {
-        KeyRow {
+    fn key(models: &[&str]) -> Principal {
+        Arc::new(KeyRow {
             id: "key_1".into(),
             hash: String::new(),
             tenant: "acme".into(),
@@ -343,7 +348,7 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             revoked_at_ms: None,
-        }
+        })
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub enum StreamItem {
 
 struct Prepared {
     routed: Routed,
+    /// The API key, whose token limit settles with the real usage.
+    key: Option<crate::auth::Principal>,
     /// The decision's log row, not written yet.
     row: Box<DecisionRow>,
     request: ChatRequest,
@@ -105,6 +107,7 @@ impl Engine {
             .unwrap_or(self.config.dispatch.deadline)
             .min(self.config.dispatch.deadline);
         Ok(Prepared {
+            key: route.key.clone(),
             routed,
             row: Box::new(row),
             request: ChatRequest {
@@ -157,6 +160,7 @@ impl Engine {
                 let (usage, estimated) =
                     usage_or_estimate(resp.usage, &p.request, || answered(&resp));
                 let cost = model.cost_of(&usage);
+                self.settle_tokens(p.key.as_ref(), p.routed.prompt_tokens, usage);
                 rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
                 row.served_model = Some(model.name.clone());
                 let tenant = row.tenant.clone();
@@ -309,6 +313,7 @@ impl Engine {
                     self.failover.health().finish(s.guard, Some(true), false);
                     let (usage, estimated) = usage_or_estimate(usage, &p.request, || text.clone());
                     let cost = model.cost_of(&usage);
+                    self.settle_tokens(p.key.as_ref(), p.routed.prompt_tokens, usage);
                     rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
                     self.log_attempts(&id, rows.clone(), Some(model.name.clone()))
                         .await;
@@ -349,6 +354,15 @@ impl Engine {
         attempt.outcome = "cancelled";
         rows.push(attempt);
         self.log_attempts(&id, rows, None).await;
+    }
+
+    /// The key's token limit was charged the prompt's estimate: settle it
+    /// with what the answer really used.
+    fn settle_tokens(&self, key: Option<&crate::auth::Principal>, estimated: u32, usage: Usage) {
+        if let Some(k) = key {
+            let used = i64::from(usage.prompt_tokens) + i64::from(usage.completion_tokens);
+            self.gate.limits.settle(k, used - i64::from(estimated));
+        }
     }
 
     fn learn_output(&self, routed: &super::Routed, m: usize, completion_tokens: u32) {

@@ -57,6 +57,8 @@ pub struct RouteInput {
     pub needs: eligibility::Needs,
     /// The conversation this turn belongs to (see [`affinity`]).
     pub session_id: Option<String>,
+    /// The API key the request came with (keys on): its rate limits apply.
+    pub key: Option<crate::auth::Principal>,
 }
 
 /// A logged decision.
@@ -268,6 +270,10 @@ impl Engine {
 
         let prompt_tokens =
             tokens::estimate_prompt_tokens(input.messages.iter().map(|m| m.content.as_str()));
+        // Rate limits before any work: a refused request costs nothing.
+        if let Some(k) = &input.key {
+            self.gate.limits.admit(k, prompt_tokens)?;
+        }
         let reading = match self.reads(pinned.is_some()) {
             Some(r) => {
                 let _pending = self.metrics.classify_enter();

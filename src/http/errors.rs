@@ -15,6 +15,9 @@ pub struct ApiError {
     pub code: &'static str,
     pub param: Option<String>,
     pub message: String,
+    /// A rate limit's name ("requests", "tokens"), its maximum per minute,
+    /// and when to retry: answered as `Retry-After` and `x-ratelimit-*`.
+    pub rate: Option<Box<(&'static str, u32, std::time::Duration)>>,
 }
 
 impl ApiError {
@@ -25,6 +28,7 @@ impl ApiError {
             code,
             param: None,
             message: msg,
+            rate: None,
         }
     }
 
@@ -37,6 +41,7 @@ impl ApiError {
             code: "invalid_value",
             message: format!("{param}: {}", message.into()),
             param: Some(param),
+            rate: None,
         }
     }
 
@@ -59,9 +64,37 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// `Retry-After` and OpenAI's `x-ratelimit-*` headers for a rate limit.
+    pub fn rate_headers(&self, h: &mut axum::http::HeaderMap) {
+        let Some(&(what, max, wait)) = self.rate.as_deref() else {
+            return;
+        };
+        let secs = wait.as_secs().saturating_add(1);
+        for (name, value) in [
+            ("retry-after".to_owned(), secs.to_string()),
+            (format!("x-ratelimit-limit-{what}"), max.to_string()),
+            (format!("x-ratelimit-remaining-{what}"), "0".to_owned()),
+            (
+                format!("x-ratelimit-reset-{what}"),
+                format!("{:.3}s", wait.as_secs_f64()),
+            ),
+        ] {
+            if let (Ok(n), Ok(v)) = (
+                axum::http::HeaderName::try_from(name),
+                axum::http::HeaderValue::try_from(value),
+            ) {
+                h.insert(n, v);
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let mut resp = (self.status, axum::Json(self.body())).into_response();
+        self.rate_headers(resp.headers_mut());
+        resp
     }
 }
 
@@ -75,6 +108,15 @@ impl From<Error> for ApiError {
             code,
             param: e.field().map(str::to_owned),
             message: e.to_string(),
+            rate: match &e {
+                Error::RateLimited {
+                    what,
+                    max,
+                    retry_after,
+                    ..
+                } => Some(Box::new((*what, *max, *retry_after))),
+                _ => None,
+            },
         }
     }
 }

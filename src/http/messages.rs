@@ -46,7 +46,9 @@ impl AnthropicError {
 
 impl IntoResponse for AnthropicError {
     fn into_response(self) -> Response {
-        (self.0.status, axum::Json(self.body())).into_response()
+        let mut resp = (self.0.status, axum::Json(self.body())).into_response();
+        self.0.rate_headers(resp.headers_mut());
+        resp
     }
 }
 

@@ -217,6 +217,7 @@ impl Extension {
             max_tokens: None,
             needs: Default::default(),
             session_id,
+            key: None,
         })
     }
 

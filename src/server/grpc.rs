@@ -101,6 +101,7 @@ fn route_input(r: Option<pb::RouteRequest>) -> RouteInput {
         max_tokens: None,
         needs: Default::default(),
         session_id: r.session_id,
+        key: None,
     }
 }
 

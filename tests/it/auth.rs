@@ -376,3 +376,82 @@ async fn an_open_port_without_keys_is_refused_unless_allowed() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn rate_limits_are_per_key_with_retry_after() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("switchyard.db");
+    let limited = keys(&db, &["create", "--tenant", "a", "--rpm", "3"]);
+    let limited = limited.trim();
+    let free = keys(&db, &["create", "--tenant", "b"]);
+    let free = free.trim();
+    let tokens = keys(&db, &["create", "--tenant", "c", "--tpm", "120"]);
+    let tokens = tokens.trim();
+    let s = serve(&mock, &dir);
+    ready(&s).await;
+
+    for _ in 0..3 {
+        let (status, body) = post(&s, "/v1/chat/completions", Some(limited), chat("cheap")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", s.http))
+        .bearer_auth(limited)
+        .json(&chat("cheap"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let h = resp.headers();
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=21).contains(&retry), "{retry}");
+    assert_eq!(h["x-ratelimit-limit-requests"], "3");
+    assert_eq!(h["x-ratelimit-remaining-requests"], "0");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+    // Another key is served all the while.
+    let (status, _) = post(&s, "/v1/chat/completions", Some(free), chat("cheap")).await;
+    assert_eq!(status, 200);
+    // gRPC: RESOURCE_EXHAUSTED with when to retry.
+    let mut c = RouterClient::connect(s.grpc.clone()).await.unwrap();
+    let e = c
+        .route(with_key(common::route_req("hi"), limited))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.metadata().get("retry-after").is_some(), "{e:?}");
+
+    // Tokens: charged the prompt up front, settled with the answer's usage;
+    // a prompt over the whole minute's tokens is refused outright.
+    let long = "many words here ".repeat(100);
+    let body = json!({"model": "cheap", "max_tokens": 8,
+                      "messages": [{"role": "user", "content": long}]});
+    let (status, body) = post(&s, "/v1/chat/completions", Some(tokens), body).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tokens per minute"),
+        "{body}"
+    );
+    let mut refused = None;
+    for _ in 0..20 {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", s.http))
+            .bearer_auth(tokens)
+            .json(&json!({"model": "cheap", "max_tokens": 8,
+                          "messages": [{"role": "user", "content": "one two three four ".repeat(10)}]}))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            refused = Some(resp);
+            break;
+        }
+        assert_eq!(resp.status(), 200);
+    }
+    let resp = refused.expect("the token limit never refused");
+    assert_eq!(resp.headers()["x-ratelimit-limit-tokens"], "120");
+}
