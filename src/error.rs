@@ -58,6 +58,9 @@ pub enum Error {
         max: u32,
         retry_after: std::time::Duration,
     },
+    /// A budget would be passed (OpenAI's `insufficient_quota`).
+    #[error("{message}")]
+    QuotaExceeded { message: String },
     /// No valid API key (missing, unknown or revoked).
     #[error("{message}")]
     Unauthenticated { message: String },
@@ -130,6 +133,12 @@ impl Error {
         }
     }
 
+    pub fn quota(message: impl Into<String>) -> Self {
+        Error::QuotaExceeded {
+            message: message.into(),
+        }
+    }
+
     pub fn unauthenticated(message: impl Into<String>) -> Self {
         Error::Unauthenticated {
             message: message.into(),
@@ -160,6 +169,7 @@ impl Error {
             | Error::Internal { source, .. } => *source = Some(cause.into()),
             Error::NotFound { .. }
             | Error::RateLimited { .. }
+            | Error::QuotaExceeded { .. }
             | Error::Unauthenticated { .. }
             | Error::PermissionDenied { .. } => {}
         }
@@ -204,7 +214,9 @@ impl Error {
         match self {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound { .. } => Code::NotFound,
-            Error::ResourceExhausted { .. } | Error::RateLimited { .. } => Code::ResourceExhausted,
+            Error::ResourceExhausted { .. }
+            | Error::RateLimited { .. }
+            | Error::QuotaExceeded { .. } => Code::ResourceExhausted,
             Error::FailedPrecondition { .. } => Code::FailedPrecondition,
             Error::Unavailable { .. } => Code::Unavailable,
             Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
@@ -260,6 +272,11 @@ impl Error {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
                 "rate_limit_exceeded",
+            ),
+            Error::QuotaExceeded { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                "insufficient_quota",
             ),
             Error::Unauthenticated { .. } => (
                 StatusCode::UNAUTHORIZED,

@@ -117,6 +117,8 @@ enum Command {
     /// Manage API keys (`auth.mode = "keys"`).
     #[command(subcommand)]
     Keys(switchyard::auth::cli::KeysCommand),
+    /// Spend per day, tenant, API key and model, from the decision log.
+    Spend(switchyard::auth::cli::SpendArgs),
     /// Validate a config file and print the catalog it yields.
     CheckConfig {
         #[arg(long)]
@@ -254,6 +256,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Policy(c) => rt.block_on(c.run()),
         Command::Keys(c) => rt.block_on(c.run()),
+        Command::Spend(a) => rt.block_on(a.run()),
         Command::Eval(a) => switchyard::offline::eval::cli::run(*a),
         Command::CheckConfig { config } => {
             let config = load_config(config.as_ref())?;

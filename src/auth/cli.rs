@@ -167,3 +167,56 @@ fn table(keys: &[KeyRow]) -> String {
     }
     out
 }
+
+/// `switchyard spend`: spend per UTC day, tenant, key and model from the
+/// log, with totals per tenant and per key.
+#[derive(clap::Args)]
+pub struct SpendArgs {
+    #[arg(long, default_value = "switchyard.db")]
+    database: PathBuf,
+    /// From this time: Unix ms, YYYY-MM-DD[THH:MM:SSZ], or an age (7d, 12h);
+    /// the start of this month by default.
+    #[arg(long)]
+    since: Option<String>,
+}
+
+impl SpendArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let now = crate::clock::now_ms();
+        let since = match &self.since {
+            Some(s) => crate::offline::logset::parse_since(s, now)?,
+            None => crate::clock::month_start_ms(now),
+        };
+        let store = open(&self.database).await?;
+        let rows = store.spend(since).await?;
+        store.close().await;
+        print!("{}", spend_table(&rows));
+        Ok(())
+    }
+}
+
+fn spend_table(rows: &[crate::store::SpendRow]) -> String {
+    use std::collections::BTreeMap;
+    let mut out = format!(
+        "{:<10} {:<16} {:<22} {:<20} {:>7} {:>12}\n",
+        "day", "tenant", "key", "model", "calls", "usd"
+    );
+    let mut tenants: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut keys: BTreeMap<&str, f64> = BTreeMap::new();
+    for r in rows {
+        let key = r.key_id.as_deref().unwrap_or("-");
+        out.push_str(&format!(
+            "{:<10} {:<16} {:<22} {:<20} {:>7} {:>12.6}\n",
+            r.day, r.tenant, key, r.model, r.calls, r.usd
+        ));
+        *tenants.entry(&r.tenant).or_default() += r.usd;
+        *keys.entry(key).or_default() += r.usd;
+    }
+    for (t, usd) in tenants {
+        out.push_str(&format!("total tenant {t:<16} {usd:>12.6}\n"));
+    }
+    for (k, usd) in keys {
+        out.push_str(&format!("total key    {k:<22} {usd:>12.6}\n"));
+    }
+    out
+}

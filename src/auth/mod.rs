@@ -10,6 +10,7 @@
 
 pub mod cli;
 mod limits;
+mod spend;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,6 +111,8 @@ pub struct Gate {
     pub keys: Arc<Keys>,
     /// Each key's requests and tokens per minute.
     pub limits: limits::Limits,
+    /// Each key's spend today and this month, against its budgets.
+    pub spend: spend::Spend,
     /// Every call needs a key (`auth.mode = "keys"`).
     pub required: bool,
     /// The admin key's hash; `None`: the admin API is off.
@@ -120,6 +123,7 @@ impl Gate {
     /// Loads the key table (following it when keys are required) and reads
     /// the admin key from its environment variable.
     pub async fn start(config: &AuthConfig, store: Store) -> Result<Arc<Gate>, StoreError> {
+        let store_for_spend = store.clone();
         let keys = Keys::load(store).await?;
         let required = config.mode == AuthMode::Keys;
         if required {
@@ -134,6 +138,7 @@ impl Gate {
         Ok(Arc::new(Gate {
             keys,
             limits: limits::Limits::default(),
+            spend: spend::Spend::load(&store_for_spend).await?,
             required,
             admin,
         }))

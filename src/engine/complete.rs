@@ -102,6 +102,11 @@ impl Engine {
         route.max_tokens = max_tokens;
         route.needs = needs(input);
         let (routed, row) = self.decide(&route, input.model.as_deref(), rpc).await?;
+        // Budgets before any call: spend so far plus this call's expected cost.
+        if let Some(k) = &route.key {
+            let expected = routed.decision.candidates[routed.decision.model].expected_cost_usd;
+            self.gate.spend.check(k, expected)?;
+        }
         let deadline = deadline_ms
             .map(|ms| Duration::from_millis(u64::from(ms)))
             .unwrap_or(self.config.dispatch.deadline)
@@ -160,7 +165,7 @@ impl Engine {
                 let (usage, estimated) =
                     usage_or_estimate(resp.usage, &p.request, || answered(&resp));
                 let cost = model.cost_of(&usage);
-                self.settle_tokens(p.key.as_ref(), p.routed.prompt_tokens, usage);
+                self.settle_key(p.key.as_ref(), p.routed.prompt_tokens, usage, cost);
                 rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
                 row.served_model = Some(model.name.clone());
                 let tenant = row.tenant.clone();
@@ -313,7 +318,7 @@ impl Engine {
                     self.failover.health().finish(s.guard, Some(true), false);
                     let (usage, estimated) = usage_or_estimate(usage, &p.request, || text.clone());
                     let cost = model.cost_of(&usage);
-                    self.settle_tokens(p.key.as_ref(), p.routed.prompt_tokens, usage);
+                    self.settle_key(p.key.as_ref(), p.routed.prompt_tokens, usage, cost);
                     rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
                     self.log_attempts(&id, rows.clone(), Some(model.name.clone()))
                         .await;
@@ -356,12 +361,20 @@ impl Engine {
         self.log_attempts(&id, rows, None).await;
     }
 
-    /// The key's token limit was charged the prompt's estimate: settle it
-    /// with what the answer really used.
-    fn settle_tokens(&self, key: Option<&crate::auth::Principal>, estimated: u32, usage: Usage) {
+    /// An answer under an API key: its token limit, charged the prompt's
+    /// estimate, settles with what the answer really used, and its cost is
+    /// spend against the key's budgets.
+    fn settle_key(
+        &self,
+        key: Option<&crate::auth::Principal>,
+        estimated: u32,
+        usage: Usage,
+        cost: f64,
+    ) {
         if let Some(k) = key {
             let used = i64::from(usage.prompt_tokens) + i64::from(usage.completion_tokens);
             self.gate.limits.settle(k, used - i64::from(estimated));
+            self.gate.spend.add(k, cost);
         }
     }
 

@@ -471,6 +471,7 @@ impl Engine {
                 .store_prompts
                 .then(|| serde_json::to_string(&input.messages).unwrap_or_default()),
             served_model: None,
+            key_id: input.key.as_ref().map(|k| k.id.clone()),
         }
     }
 

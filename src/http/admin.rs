@@ -54,6 +54,35 @@ pub async fn list_keys(
     Ok(Json(json!({"object": "list", "data": keys})))
 }
 
+#[derive(serde::Deserialize)]
+pub struct SpendQuery {
+    /// Unix ms; the start of this month (UTC) by default.
+    since_ms: Option<i64>,
+}
+
+/// Spend per UTC day, tenant, key and model since `since_ms`.
+pub async fn spend(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<SpendQuery>,
+) -> Result<Json<Value>, ApiError> {
+    admit(&app, &headers)?;
+    let since = q
+        .since_ms
+        .unwrap_or_else(|| crate::clock::month_start_ms(crate::clock::now_ms()));
+    let rows = app
+        .engine
+        .gate
+        .keys
+        .store()
+        .spend(since)
+        .await
+        .map_err(crate::error::Error::from)?;
+    Ok(Json(
+        json!({"object": "list", "since_ms": since, "data": rows}),
+    ))
+}
+
 pub async fn create_key(
     State(app): State<AppState>,
     headers: HeaderMap,

@@ -70,6 +70,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/admin/v1/keys",
             get(admin::list_keys).post(admin::create_key),
         )
+        .route("/admin/v1/spend", get(admin::spend))
         .route(
             "/admin/v1/keys/{id}",
             axum::routing::patch(admin::update_key).delete(admin::revoke_key),
@@ -123,7 +124,7 @@ fn route_label(path: Option<&MatchedPath>) -> &'static str {
         Some("/healthz") => "healthz",
         Some("/readyz") => "readyz",
         Some("/metrics") => "metrics",
-        Some("/admin/v1/keys") | Some("/admin/v1/keys/{id}") => "admin",
+        Some("/admin/v1/keys") | Some("/admin/v1/keys/{id}") | Some("/admin/v1/spend") => "admin",
         _ => "other",
     }
 }

@@ -209,6 +209,7 @@ mod tests {
             metadata: "{\"k\":\"v\"}".into(),
             prompt: None,
             served_model: Some("m".into()),
+            key_id: None,
         }
     }
 

@@ -98,3 +98,45 @@ impl SqliteStore {
             .collect())
     }
 }
+
+/// Spend of one (day, tenant, key, model), from the attempts' costs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SpendRow {
+    /// UTC, `YYYY-MM-DD`.
+    pub day: String,
+    pub tenant: String,
+    pub key_id: Option<String>,
+    pub model: String,
+    pub usd: f64,
+    /// Attempts that cost something.
+    pub calls: i64,
+}
+
+impl SqliteStore {
+    /// Spend per UTC day, tenant, key and model, of attempts started at or
+    /// after `since_ms`.
+    pub async fn spend(&self, since_ms: i64) -> Result<Vec<SpendRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT date(a.started_at_ms / 1000, 'unixepoch') AS day, d.tenant, d.key_id,
+                    a.model, SUM(a.cost_usd) AS usd, COUNT(*) AS calls
+             FROM attempts a JOIN decisions d ON d.id = a.decision_id
+             WHERE a.started_at_ms >= ? AND a.cost_usd > 0
+             GROUP BY day, d.tenant, d.key_id, a.model
+             ORDER BY day, d.tenant, d.key_id, a.model",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SpendRow {
+                day: r.get("day"),
+                tenant: r.get("tenant"),
+                key_id: r.get("key_id"),
+                model: r.get("model"),
+                usd: r.get("usd"),
+                calls: r.get("calls"),
+            })
+            .collect())
+    }
+}

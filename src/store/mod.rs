@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-pub use keys::KeyRow;
+pub use keys::{KeyRow, SpendRow};
 pub use offline::{LoggedDecision, Promotion, PromotionRow};
 pub use rows::{AttemptRow, DecisionRow, FeedbackRow};
 pub use sqlite::SqliteStore;
@@ -334,6 +334,13 @@ impl Store {
     pub async fn keys(&self) -> Result<Vec<KeyRow>, StoreError> {
         match self {
             Store::Sqlite(s) => s.keys().await,
+        }
+    }
+
+    /// Spend per UTC day, tenant, key and model since `since_ms`.
+    pub async fn spend(&self, since_ms: i64) -> Result<Vec<SpendRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.spend(since_ms).await,
         }
     }
 

@@ -39,6 +39,9 @@ pub struct DecisionRow {
     /// The model whose answer was returned, when known at logging time
     /// (Complete); a stream's is set with its attempts.
     pub served_model: Option<String>,
+    /// The API key it was made under (keys on).
+    #[serde(default)]
+    pub key_id: Option<String>,
 }
 
 /// One call to a provider.

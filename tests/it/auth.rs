@@ -455,3 +455,95 @@ async fn rate_limits_are_per_key_with_retry_after() {
     let resp = refused.expect("the token limit never refused");
     assert_eq!(resp.headers()["x-ratelimit-limit-tokens"], "120");
 }
+
+/// A day's budget stops its key once spent, naming the budget; the spend is
+/// rebuilt from the log after `kill -9`, so the key stays stopped; and
+/// `switchyard spend` reports what the answers cost.
+#[tokio::test]
+async fn a_budget_stops_its_key_and_survives_kill_9() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("switchyard.db");
+    let key = keys(
+        &db,
+        &["create", "--tenant", "acme", "--budget-day-usd", "0.001"],
+    );
+    let key = key.trim();
+    let other = keys(&db, &["create", "--tenant", "acme"]);
+    let other = other.trim();
+    let s = serve(&mock, &dir);
+    ready(&s).await;
+
+    let mut spent = 0.0;
+    let refusal = loop {
+        let (status, body) = post(&s, "/v1/chat/completions", Some(key), chat("strong")).await;
+        if status != 200 {
+            break (status, body);
+        }
+        spent += body["switchyard"]["cost_usd"].as_f64().unwrap();
+        assert!(spent < 0.002, "the budget never stopped the key");
+    };
+    assert!(spent > 0.0 && spent <= 0.001, "{spent}");
+    let (status, body) = refusal;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "insufficient_quota", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("budget_day_usd"),
+        "{body}"
+    );
+    // Another key of the same tenant has its own budget (none).
+    let (status, _) = post(&s, "/v1/chat/completions", Some(other), chat("strong")).await;
+    assert_eq!(status, 200);
+
+    drop(s); // SIGKILL
+    let s = serve(&mock, &dir);
+    ready(&s).await;
+    let (status, body) = post(&s, "/v1/chat/completions", Some(key), chat("strong")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("insufficient_quota")),
+        "{body}"
+    );
+
+    let report = Command::new(BIN)
+        .args(["spend", "--database"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(report.status.success());
+    let report = String::from_utf8(report.stdout).unwrap();
+    let id = keys(&db, &["list"])
+        .lines()
+        .find(|l| l.contains("0.001"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let total: f64 = report
+        .lines()
+        .find(|l| l.starts_with("total key") && l.contains(&id))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((total - spent).abs() < 1e-6, "{total} vs {spent}\n{report}");
+    let admin: Value = reqwest::Client::new()
+        .get(format!("{}/admin/v1/spend", s.http))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_key: f64 = admin["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["key_id"] == id.as_str())
+        .map(|r| r["usd"].as_f64().unwrap())
+        .sum();
+    assert!((by_key - spent).abs() < 1e-9, "{admin}");
+}

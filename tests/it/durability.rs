@@ -224,6 +224,7 @@ fn decision_row(id: &str) -> DecisionRow {
         metadata: "{}".into(),
         prompt: None,
         served_model: Some("m".into()),
+        key_id: None,
     }
 }
 

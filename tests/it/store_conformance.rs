@@ -68,6 +68,7 @@ fn decision(id: &str, at_ms: i64, context: &[f32]) -> DecisionRow {
         metadata: "{}".into(),
         prompt: None,
         served_model: None,
+        key_id: None,
     }
 }
 

@@ -1,0 +1,123 @@
+//! Budgets: each key's spend today and this month (UTC), checked before a
+//! call is made and added to as answers' costs are known.
+//!
+//! The totals are kept in memory for the request path and rebuilt at start
+//! from the log (attempts' costs joined with their decisions' key), which
+//! holds every acknowledged answer, so spend survives a restart and
+//! `kill -9` exactly as the answers do.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::clock::{month_of, now_ms, utc_day};
+use crate::error::Error;
+use crate::store::{KeyRow, Store, StoreError};
+
+#[derive(Debug, Default, Clone)]
+struct KeySpend {
+    day: String,
+    day_usd: f64,
+    month_usd: f64,
+}
+
+#[derive(Debug, Default)]
+pub struct Spend {
+    by_key: Mutex<HashMap<String, KeySpend>>,
+}
+
+impl KeySpend {
+    /// Starts a new day (and month) when `today` is past the kept one.
+    fn roll(&mut self, today: &str) {
+        if self.day != today {
+            if month_of(&self.day) != month_of(today) {
+                self.month_usd = 0.0;
+            }
+            self.day_usd = 0.0;
+            self.day = today.to_owned();
+        }
+    }
+}
+
+impl Spend {
+    /// This month's spend per key, from the log.
+    pub async fn load(store: &Store) -> Result<Spend, StoreError> {
+        let now = now_ms();
+        let today = utc_day(now);
+        let mut by_key: HashMap<String, KeySpend> = HashMap::new();
+        for r in store.spend(crate::clock::month_start_ms(now)).await? {
+            let Some(key) = r.key_id else { continue };
+            let s = by_key.entry(key).or_insert_with(|| KeySpend {
+                day: today.clone(),
+                ..KeySpend::default()
+            });
+            s.month_usd += r.usd;
+            if r.day == today {
+                s.day_usd += r.usd;
+            }
+        }
+        Ok(Spend {
+            by_key: Mutex::new(by_key),
+        })
+    }
+
+    /// Refuses a call whose expected cost would take `key` past a budget:
+    /// an OpenAI-style `insufficient_quota` naming the budget.
+    pub fn check(&self, key: &KeyRow, expected_usd: f64) -> Result<(), Error> {
+        if key.budget_day_usd.is_none() && key.budget_month_usd.is_none() {
+            return Ok(());
+        }
+        let today = utc_day(now_ms());
+        let mut by_key = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        let s = by_key.entry(key.id.clone()).or_default();
+        s.roll(&today);
+        for (name, budget, spent) in [
+            ("budget_day_usd", key.budget_day_usd, s.day_usd),
+            ("budget_month_usd", key.budget_month_usd, s.month_usd),
+        ] {
+            if let Some(b) = budget
+                && spent + expected_usd > b
+            {
+                return Err(Error::quota(format!(
+                    "the API key {} has spent ${spent:.6} of its {name} of ${b:.6}; this call's expected ${expected_usd:.6} would pass it",
+                    key.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds an answer's cost to `key`'s spend.
+    pub fn add(&self, key: &KeyRow, usd: f64) {
+        if usd <= 0.0 || !usd.is_finite() {
+            return;
+        }
+        let today = utc_day(now_ms());
+        let mut by_key = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        let s = by_key.entry(key.id.clone()).or_default();
+        s.roll(&today);
+        s.day_usd += usd;
+        s.month_usd += usd;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_rolls_into_the_month_and_a_month_starts_afresh() {
+        let mut s = KeySpend {
+            day: "2026-11-30".into(),
+            day_usd: 2.0,
+            month_usd: 5.0,
+        };
+        s.roll("2026-11-30");
+        assert_eq!((s.day_usd, s.month_usd), (2.0, 5.0));
+        s.roll("2026-12-01");
+        assert_eq!((s.day_usd, s.month_usd), (0.0, 0.0));
+        s.day_usd = 1.0;
+        s.month_usd = 1.0;
+        s.roll("2026-12-02");
+        assert_eq!((s.day_usd, s.month_usd), (0.0, 1.0));
+    }
+}
