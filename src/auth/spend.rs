@@ -13,6 +13,9 @@ use crate::clock::{month_of, now_ms, utc_day};
 use crate::error::Error;
 use crate::store::{KeyRow, Store, StoreError};
 
+/// Past this share of a budget the cost weight stops rising (at 20×).
+const MAX_STEER_SHARE: f64 = 0.95;
+
 #[derive(Debug, Default, Clone)]
 struct KeySpend {
     day: String,
@@ -86,6 +89,28 @@ impl Spend {
         Ok(())
     }
 
+    /// How much more cost weighs for `key` as it nears a budget: with `f`
+    /// the larger share of a budget spent (day or month), the cost weight is
+    /// multiplied by 1 / (1 − min(f, 0.95)): 1 with nothing spent, 2 at half,
+    /// 4 at three quarters, 10 at 90%, at most 20. So routing turns to
+    /// cheaper models as the budget runs down, and the refusal comes last.
+    pub fn steer(&self, key: &KeyRow) -> f64 {
+        if key.budget_day_usd.is_none() && key.budget_month_usd.is_none() {
+            return 1.0;
+        }
+        let today = utc_day(now_ms());
+        let mut by_key = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        let s = by_key.entry(key.id.clone()).or_default();
+        s.roll(&today);
+        let share = |spent: f64, budget: Option<f64>| match budget {
+            Some(b) if b > 0.0 => spent / b,
+            Some(_) => 1.0,
+            None => 0.0,
+        };
+        let f = share(s.day_usd, key.budget_day_usd).max(share(s.month_usd, key.budget_month_usd));
+        1.0 / (1.0 - f.clamp(0.0, MAX_STEER_SHARE))
+    }
+
     /// Adds an answer's cost to `key`'s spend.
     pub fn add(&self, key: &KeyRow, usd: f64) {
         if usd <= 0.0 || !usd.is_finite() {
@@ -103,6 +128,34 @@ impl Spend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cost_weight_rises_as_a_budget_runs_down() {
+        let spend = Spend::default();
+        let key = KeyRow {
+            id: "k".into(),
+            hash: String::new(),
+            tenant: "t".into(),
+            name: String::new(),
+            tier: String::new(),
+            models: Vec::new(),
+            rpm: None,
+            tpm: None,
+            budget_day_usd: Some(1.0),
+            budget_month_usd: Some(100.0),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            revoked_at_ms: None,
+        };
+        assert_eq!(spend.steer(&key), 1.0);
+        spend.add(&key, 0.5);
+        assert!((spend.steer(&key) - 2.0).abs() < 1e-12);
+        spend.add(&key, 0.4);
+        assert!((spend.steer(&key) - 10.0).abs() < 1e-9);
+        spend.add(&key, 5.0);
+        assert!((spend.steer(&key) - 20.0).abs() < 1e-9);
+        assert!(spend.check(&key, 0.0).is_err());
+    }
 
     #[test]
     fn a_day_rolls_into_the_month_and_a_month_starts_afresh() {

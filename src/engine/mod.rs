@@ -237,7 +237,12 @@ impl Engine {
         validate::metadata(&input.metadata)?;
         let allow = validate::candidates(&input.candidates, &self.catalog)?;
         let cost_weight = validate::non_negative("cost_weight", input.cost_weight)?
-            .unwrap_or(cfg.routing.cost_weight);
+            .unwrap_or(cfg.routing.cost_weight)
+            // A key nearing its budget routes cheaper before it is refused.
+            * input
+                .key
+                .as_ref()
+                .map_or(1.0, |k| self.gate.spend.steer(k));
         let max_cost_usd = validate::non_negative("max_cost_usd", input.max_cost_usd)?;
         let explicit_output = validate::positive_u32("max_output_tokens", input.max_output_tokens)?;
         let pinned = pin

@@ -473,6 +473,23 @@ async fn a_budget_stops_its_key_and_survives_kill_9() {
     let other = other.trim();
     let s = serve(&mock, &dir);
     ready(&s).await;
+    // Route spends nothing, and shows the cost weight the key routes with.
+    let weight = |s: &Served| {
+        let (grpc, key) = (s.grpc.clone(), key.to_owned());
+        async move {
+            let mut c = RouterClient::connect(grpc).await.unwrap();
+            let r = c
+                .route(with_key(common::route_req("hi"), &key))
+                .await
+                .unwrap();
+            r.into_inner().cost_weight
+        }
+    };
+    assert_eq!(
+        weight(&s).await,
+        10.0,
+        "nothing spent: the configured weight"
+    );
 
     let mut spent = 0.0;
     let refusal = loop {
@@ -484,6 +501,11 @@ async fn a_budget_stops_its_key_and_survives_kill_9() {
         assert!(spent < 0.002, "the budget never stopped the key");
     };
     assert!(spent > 0.0 && spent <= 0.001, "{spent}");
+    // Near its budget the key routes with a heavier cost weight:
+    // 10 / (1 - spent share).
+    let steered = weight(&s).await;
+    let want = 10.0 / (1.0 - (spent / 0.001).min(0.95));
+    assert!((steered - want).abs() < 1e-6 * want, "{steered} vs {want}");
     let (status, body) = refusal;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "insufficient_quota", "{body}");
@@ -506,6 +528,10 @@ async fn a_budget_stops_its_key_and_survives_kill_9() {
         (status, body["error"]["code"].as_str()),
         (429, Some("insufficient_quota")),
         "{body}"
+    );
+    assert!(
+        (weight(&s).await - steered).abs() < 1e-6 * steered,
+        "the steer was lost on restart"
     );
 
     let report = Command::new(BIN)
