@@ -153,19 +153,9 @@ mod tests {
 
     fn key(rpm: Option<u32>, tpm: Option<u32>) -> KeyRow {
         KeyRow {
-            id: "key_1".into(),
-            hash: String::new(),
-            tenant: "t".into(),
-            name: String::new(),
-            tier: String::new(),
-            models: Vec::new(),
             rpm,
             tpm,
-            budget_day_usd: None,
-            budget_month_usd: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            revoked_at_ms: None,
+            ..KeyRow::plain("key_1", "t")
         }
     }
 

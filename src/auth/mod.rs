@@ -340,19 +340,8 @@ mod tests {
 
     fn key(models: &[&str]) -> Principal {
         Arc::new(KeyRow {
-            id: "key_1".into(),
-            hash: String::new(),
-            tenant: "acme".into(),
-            name: String::new(),
-            tier: String::new(),
             models: models.iter().map(|m| m.to_string()).collect(),
-            rpm: None,
-            tpm: None,
-            budget_day_usd: None,
-            budget_month_usd: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            revoked_at_ms: None,
+            ..KeyRow::plain("key_1", "acme")
         })
     }
 

@@ -133,19 +133,9 @@ mod tests {
     fn the_cost_weight_rises_as_a_budget_runs_down() {
         let spend = Spend::default();
         let key = KeyRow {
-            id: "k".into(),
-            hash: String::new(),
-            tenant: "t".into(),
-            name: String::new(),
-            tier: String::new(),
-            models: Vec::new(),
-            rpm: None,
-            tpm: None,
             budget_day_usd: Some(1.0),
             budget_month_usd: Some(100.0),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            revoked_at_ms: None,
+            ..KeyRow::plain("k", "t")
         };
         assert_eq!(spend.steer(&key), 1.0);
         spend.add(&key, 0.5);

@@ -27,6 +27,28 @@ pub struct KeyRow {
     pub revoked_at_ms: Option<i64>,
 }
 
+impl KeyRow {
+    /// A key of `tenant` with no settings, for tests.
+    #[cfg(test)]
+    pub fn plain(id: &str, tenant: &str) -> KeyRow {
+        KeyRow {
+            id: id.into(),
+            hash: String::new(),
+            tenant: tenant.into(),
+            name: String::new(),
+            tier: String::new(),
+            models: Vec::new(),
+            rpm: None,
+            tpm: None,
+            budget_day_usd: None,
+            budget_month_usd: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            revoked_at_ms: None,
+        }
+    }
+}
+
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
 /// Binds what a key's settings are, in the column order both writes use.
