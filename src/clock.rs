@@ -11,6 +11,17 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 const DAY_MS: i64 = 86_400_000;
 
 /// The UTC date of `ms` as `YYYY-MM-DD` (how spend is reported per day).
@@ -27,7 +38,7 @@ pub fn month_of(day: &str) -> &str {
 /// The start of `ms`'s UTC month, in ms.
 pub fn month_start_ms(ms: i64) -> i64 {
     let (y, m, _) = civil_from_days(ms.div_euclid(DAY_MS));
-    crate::offline::logset::days_from_civil(y, m, 1) * DAY_MS
+    days_from_civil(y, m, 1) * DAY_MS
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (H.

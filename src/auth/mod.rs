@@ -21,7 +21,6 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::config::{AuthConfig, AuthMode};
-use crate::engine::RouteInput;
 use crate::error::Error;
 use crate::store::{KeyRow, Store, StoreError};
 
@@ -185,6 +184,20 @@ pub fn check_open(config: &AuthConfig, addrs: &[std::net::SocketAddr]) -> anyhow
     Ok(())
 }
 
+/// Tenant names are at most this long.
+const MAX_TENANT_BYTES: usize = 256;
+
+/// A tenant name, as a request or a key gives it.
+pub fn check_tenant(t: &str) -> Result<(), Error> {
+    if t.len() > MAX_TENANT_BYTES {
+        return Err(Error::invalid(
+            "tenant",
+            format!("longer than {MAX_TENANT_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// The hex SHA-256 of a secret, as stored.
 pub fn hash(secret: &str) -> String {
     Sha256::digest(secret.as_bytes())
@@ -258,7 +271,7 @@ pub async fn create(store: &Store, s: KeySettings) -> Result<(KeyRow, String), E
         .clone()
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| Error::invalid("tenant", "a key belongs to a tenant: name it"))?;
-    crate::engine::validate::tenant(&tenant)?;
+    check_tenant(&tenant)?;
     let (id, secret) = generate();
     let now = crate::clock::now_ms();
     let mut key = KeyRow {
@@ -309,58 +322,9 @@ pub async fn update(
     Ok(key)
 }
 
-/// Applies a request's key: its tenant replaces whatever the request said,
-/// and a key limited to some models may route among those only (a request
-/// naming another is refused).
-pub fn apply(key: &Principal, route: &mut RouteInput, pinned: Option<&str>) -> Result<(), Error> {
-    route.tenant = key.tenant.clone();
-    route.key = Some(Arc::clone(key));
-    if key.models.is_empty() {
-        return Ok(());
-    }
-    let refused = pinned
-        .into_iter()
-        .chain(route.candidates.iter().map(String::as_str))
-        .find(|m| !key.models.iter().any(|a| a == m));
-    if let Some(m) = refused {
-        return Err(Error::permission(format!(
-            "the API key {} may not use model {m:?}",
-            key.id
-        )));
-    }
-    if route.candidates.is_empty() && pinned.is_none() {
-        route.candidates = key.models.clone();
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(models: &[&str]) -> Principal {
-        Arc::new(KeyRow {
-            models: models.iter().map(|m| m.to_string()).collect(),
-            ..KeyRow::plain("key_1", "acme")
-        })
-    }
-
-    #[test]
-    fn a_key_sets_the_tenant_and_limits_the_models() {
-        let mut r = RouteInput {
-            tenant: "from-a-header".into(),
-            ..RouteInput::default()
-        };
-        apply(&key(&[]), &mut r, None).unwrap();
-        assert_eq!((r.tenant.as_str(), r.candidates.len()), ("acme", 0));
-        apply(&key(&["a", "b"]), &mut r, None).unwrap();
-        assert_eq!(r.candidates, vec!["a", "b"]);
-        let e = apply(&key(&["a"]), &mut r, None).unwrap_err();
-        assert!(e.to_string().contains("\"b\""), "{e}");
-        let mut pinned = RouteInput::default();
-        assert!(apply(&key(&["a"]), &mut pinned, Some("c")).is_err());
-        assert!(apply(&key(&["a"]), &mut pinned, Some("a")).is_ok());
-    }
 
     #[test]
     fn secrets_are_random_prefixed_and_hashed() {

@@ -516,6 +516,35 @@ impl Engine {
     }
 }
 
+/// Applies a request's key: its tenant replaces whatever the request said,
+/// and a key limited to some models may route among those only (a request
+/// naming another is refused).
+pub fn under_key(
+    key: &crate::auth::Principal,
+    route: &mut RouteInput,
+    pinned: Option<&str>,
+) -> Result<(), Error> {
+    route.tenant = key.tenant.clone();
+    route.key = Some(Arc::clone(key));
+    if key.models.is_empty() {
+        return Ok(());
+    }
+    let refused = pinned
+        .into_iter()
+        .chain(route.candidates.iter().map(String::as_str))
+        .find(|m| !key.models.iter().any(|a| a == m));
+    if let Some(m) = refused {
+        return Err(Error::permission(format!(
+            "the API key {} may not use model {m:?}",
+            key.id
+        )));
+    }
+    if route.candidates.is_empty() && pinned.is_none() {
+        route.candidates = key.models.clone();
+    }
+    Ok(())
+}
+
 /// What the request asks of a model, for the policy's context.
 fn shape(needs: &eligibility::Needs, messages: &[ChatMessage]) -> policy::features::Shape {
     let needs = |c| needs.capabilities.contains(&c);
@@ -555,4 +584,34 @@ fn conversation_needs<'a>(
     needs.capabilities.extend(more);
     needs.image_urls |= by_url;
     std::borrow::Cow::Owned(needs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::KeyRow;
+
+    fn key(models: &[&str]) -> crate::auth::Principal {
+        Arc::new(KeyRow {
+            models: models.iter().map(|m| m.to_string()).collect(),
+            ..KeyRow::plain("key_1", "acme")
+        })
+    }
+
+    #[test]
+    fn a_key_sets_the_tenant_and_limits_the_models() {
+        let mut r = RouteInput {
+            tenant: "from-a-header".into(),
+            ..RouteInput::default()
+        };
+        under_key(&key(&[]), &mut r, None).unwrap();
+        assert_eq!((r.tenant.as_str(), r.candidates.len()), ("acme", 0));
+        under_key(&key(&["a", "b"]), &mut r, None).unwrap();
+        assert_eq!(r.candidates, vec!["a", "b"]);
+        let e = under_key(&key(&["a"]), &mut r, None).unwrap_err();
+        assert!(e.to_string().contains("\"b\""), "{e}");
+        let mut pinned = RouteInput::default();
+        assert!(under_key(&key(&["a"]), &mut pinned, Some("c")).is_err());
+        assert!(under_key(&key(&["a"]), &mut pinned, Some("a")).is_ok());
+    }
 }

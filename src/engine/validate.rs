@@ -8,7 +8,6 @@ use crate::dispatch::{ChatMessage, Part, ResponseFormat, Sampling, ToolChoice, T
 use crate::error::Error;
 
 const ROLES: [&str; 5] = ["system", "user", "assistant", "tool", "developer"];
-const MAX_TENANT_BYTES: usize = 256;
 const MAX_SOURCE_BYTES: usize = 128;
 const MAX_METADATA_ENTRIES: usize = 64;
 const MAX_METADATA_BYTES: usize = 4096;
@@ -234,14 +233,9 @@ pub fn stop(seqs: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
+/// A tenant name (the rule is governance's, which names tenants in keys).
 pub fn tenant(t: &str) -> Result<(), Error> {
-    if t.len() > MAX_TENANT_BYTES {
-        return Err(Error::invalid(
-            "tenant",
-            format!("longer than {MAX_TENANT_BYTES} bytes"),
-        ));
-    }
-    Ok(())
+    crate::auth::check_tenant(t)
 }
 
 /// Resolves an allow-list of names to catalog indices.

@@ -50,7 +50,7 @@ pub(super) fn keyed(
     key: Option<axum::Extension<Principal>>,
 ) -> Result<(), ApiError> {
     if let Some(axum::Extension(k)) = key {
-        crate::auth::apply(&k, &mut input.route, input.model.as_deref())?;
+        crate::engine::under_key(&k, &mut input.route, input.model.as_deref())?;
     }
     Ok(())
 }

@@ -219,7 +219,7 @@ pub fn parse_since(s: &str, now_ms: i64) -> anyhow::Result<i64> {
         return Err(bad());
     };
     anyhow::ensure!((1..=12).contains(&m) && (1..=31).contains(&d), bad());
-    let mut secs = days_from_civil(y, m, d) * 86_400;
+    let mut secs = crate::clock::days_from_civil(y, m, d) * 86_400;
     if let Some(t) = time {
         let hms: Vec<i64> = t
             .split(':')
@@ -232,17 +232,6 @@ pub fn parse_since(s: &str, now_ms: i64) -> anyhow::Result<i64> {
         secs += h * 3600 + mi * 60 + se;
     }
     Ok(secs * 1000)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

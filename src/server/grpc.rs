@@ -199,7 +199,7 @@ fn principal<T>(req: &Request<T>) -> Option<Principal> {
 /// The input under its key: the key's tenant, and its models only.
 fn keyed(mut input: CompleteInput, key: Option<&Principal>) -> Result<CompleteInput, Status> {
     if let Some(k) = key {
-        crate::auth::apply(k, &mut input.route, input.model.as_deref())?;
+        crate::engine::under_key(k, &mut input.route, input.model.as_deref())?;
     }
     Ok(input)
 }
@@ -267,7 +267,7 @@ impl pb::router_server::Router for RouterService {
             let key = principal(&req);
             let mut input = route_input(Some(req.into_inner()));
             if let Some(k) = &key {
-                crate::auth::apply(k, &mut input, None)?;
+                crate::engine::under_key(k, &mut input, None)?;
             }
             let routed = self.engine.route(&input, None, Rpc::Route).await?;
             tracing::Span::current().record("decision_id", routed.decision_id.as_str());
