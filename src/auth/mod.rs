@@ -137,7 +137,13 @@ impl Gate {
         Ok(Arc::new(Gate {
             keys,
             limits: limits::Limits::default(),
-            spend: spend::Spend::load(&store_for_spend).await?,
+            // Without keys nothing is charged to a key: no scan of the
+            // month's log at start.
+            spend: if required {
+                spend::Spend::load(&store_for_spend).await?
+            } else {
+                spend::Spend::default()
+            },
             required,
             admin,
         }))
@@ -274,21 +280,7 @@ pub async fn create(store: &Store, s: KeySettings) -> Result<(KeyRow, String), E
     check_tenant(&tenant)?;
     let (id, secret) = generate();
     let now = crate::clock::now_ms();
-    let mut key = KeyRow {
-        id,
-        hash: hash(&secret),
-        tenant,
-        name: String::new(),
-        tier: String::new(),
-        models: Vec::new(),
-        rpm: None,
-        tpm: None,
-        budget_day_usd: None,
-        budget_month_usd: None,
-        created_at_ms: now,
-        updated_at_ms: now,
-        revoked_at_ms: None,
-    };
+    let mut key = KeyRow::new(id, hash(&secret), tenant, now);
     s.apply(&mut key)?;
     store.insert_key(&key).await?;
     Ok((key, secret))

@@ -227,13 +227,20 @@ fn plain(c: Completed) -> Response {
             "finish_reason": finish(&c.finish_reason),
         }],
         "usage": usage(c.usage),
-        "switchyard": {
-            "decision_id": c.decision_id,
-            "provider": c.provider,
-            "cost_usd": c.cost_usd,
-            "usage_estimated": c.usage_estimated,
-            "attempts": c.attempts.iter().map(attempt).collect::<Vec<_>>(),
-        },
+    });
+    answered(body, &c)
+}
+
+/// A plain answer in either front's shape, with what both add: the
+/// `switchyard` object (decision, provider, cost, attempts) and the
+/// decision headers.
+pub(super) fn answered(mut body: Value, c: &Completed) -> Response {
+    body["switchyard"] = json!({
+        "decision_id": c.decision_id,
+        "provider": c.provider,
+        "cost_usd": c.cost_usd,
+        "usage_estimated": c.usage_estimated,
+        "attempts": c.attempts.iter().map(attempt).collect::<Vec<_>>(),
     });
     let mut resp = axum::Json(body).into_response();
     decision_headers(resp.headers_mut(), &c.decision_id, &c.model, &c.provider);
@@ -254,7 +261,7 @@ fn usage(u: Usage) -> Value {
     })
 }
 
-pub(super) fn attempt(a: &AttemptRow) -> Value {
+fn attempt(a: &AttemptRow) -> Value {
     json!({
         "model": a.model,
         "provider": a.provider,

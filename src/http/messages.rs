@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
-use super::chat::{Answered, Started, answer, attempt, decision_headers, keyed};
+use super::chat::{Answered, Started, answer, answered, decision_headers, keyed};
 use super::errors::{ApiError, bad_body};
 use super::messages_wire;
 use crate::dispatch::{ToolCall, ToolCallDelta, Usage};
@@ -168,17 +168,8 @@ fn plain(c: Completed) -> Response {
         "stop_reason": stop_reason(&c.finish_reason),
         "stop_sequence": null,
         "usage": usage(&c.usage),
-        "switchyard": {
-            "decision_id": c.decision_id,
-            "provider": c.provider,
-            "cost_usd": c.cost_usd,
-            "usage_estimated": c.usage_estimated,
-            "attempts": c.attempts.iter().map(attempt).collect::<Vec<_>>(),
-        },
     });
-    let mut resp = axum::Json(body).into_response();
-    decision_headers(resp.headers_mut(), &c.decision_id, &c.model, &c.provider);
-    resp
+    answered(body, &c)
 }
 
 /// The content blocks of a streamed answer: text deltas and tool-call

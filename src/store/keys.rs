@@ -28,13 +28,12 @@ pub struct KeyRow {
 }
 
 impl KeyRow {
-    /// A key of `tenant` with no settings, for tests.
-    #[cfg(test)]
-    pub fn plain(id: &str, tenant: &str) -> KeyRow {
+    /// A key of `tenant` with no settings, made at `at_ms`.
+    pub fn new(id: String, hash: String, tenant: String, at_ms: i64) -> KeyRow {
         KeyRow {
-            id: id.into(),
-            hash: String::new(),
-            tenant: tenant.into(),
+            id,
+            hash,
+            tenant,
             name: String::new(),
             tier: String::new(),
             models: Vec::new(),
@@ -42,10 +41,16 @@ impl KeyRow {
             tpm: None,
             budget_day_usd: None,
             budget_month_usd: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
+            created_at_ms: at_ms,
+            updated_at_ms: at_ms,
             revoked_at_ms: None,
         }
+    }
+
+    /// A key of `tenant` with no settings, for tests.
+    #[cfg(test)]
+    pub fn plain(id: &str, tenant: &str) -> KeyRow {
+        KeyRow::new(id.into(), String::new(), tenant.into(), 0)
     }
 }
 
