@@ -19,6 +19,12 @@
 //! previous commit's): it is served beside this build's, with the default
 //! `synchronous`, as the `baseline` targets, so two builds are compared in
 //! one run on the same machine state.
+//!
+//! The `governed` server is this build with governance on: `auth.mode =
+//! "keys"` (the requests carry a key with rate limits and budgets) and
+//! `[[routes]]` rules (a tier ceiling, a language rule, a regex rule, an A/B
+//! split); `OVERHEAD_ONLY=pinned` compares its pinned path with the plain
+//! server's in the same slices, which is what auth + limits + rules cost.
 
 mod common;
 
@@ -111,6 +117,40 @@ struct Target {
     name: &'static str,
     url: String,
     model: &'static str,
+    /// The API key sent as a bearer token (the governed server's).
+    key: Option<String>,
+}
+
+/// Governance on: keys required, and rules that every request is matched
+/// against (none of them pins the benchmark's prompt, so the request takes
+/// the same path otherwise).
+const GOVERNED: &str = "[auth]\nmode = \"keys\"\n\
+    [[routes]]\nname = \"free-tier\"\nmatch = { tier = [\"free\"] }\nthen = { max_usd_per_mtok = 20.0 }\n\
+    [[routes]]\nname = \"german\"\nmatch = { language = [\"deu\"] }\nthen = { model = \"large\" }\n\
+    [[routes]]\nname = \"sql\"\nmatch = { regex = \"(?i)\\\\bselect\\\\b.+\\\\bfrom\\\\b\" }\nthen = { cost_weight = 1.0 }\n\
+    [[routes]]\nname = \"canary\"\nthen = { split = { share = 0.1, model = \"large\" } }\n";
+
+/// A key for the governed server, made with the CLI before it starts.
+fn governed_key(bin: &str, db: &Path) -> anyhow::Result<String> {
+    let out = Command::new(bin)
+        .args(["keys", "create", "--tenant", "bench", "--tier", "free"])
+        .args([
+            "--rpm",
+            "100000000",
+            "--tpm",
+            "1000000000",
+            "--budget-day-usd",
+            "1000000",
+        ])
+        .arg("--database")
+        .arg(db)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "keys create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
 /// Latencies in microseconds of `clients` closed-loop clients each sending `n`
@@ -124,11 +164,16 @@ async fn measure(http: &reqwest::Client, t: &Target, clients: usize, n: usize) -
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
             let (http, url, body) = (http.clone(), t.url.clone(), body.clone());
+            let key = t.key.clone();
             tokio::spawn(async move {
                 let mut out = Vec::with_capacity(n);
                 for _ in 0..n {
                     let started = Instant::now();
-                    let r = http.post(&url).json(&body).send().await;
+                    let mut req = http.post(&url).json(&body);
+                    if let Some(k) = &key {
+                        req = req.bearer_auth(k);
+                    }
+                    let r = req.send().await;
                     let ok = match r {
                         Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
                         _ => false,
@@ -174,27 +219,30 @@ fn main() -> anyhow::Result<()> {
         name: "mock provider, direct",
         url: format!("http://127.0.0.1:{mock}/v1/chat/completions"),
         model: "small",
+        key: None,
     }];
     // The default ("normal": the acknowledgement journal) and "full" (fsync'd),
     // and the baseline build with the default when one is given.
     let baseline = std::env::var("OVERHEAD_BASELINE_BIN").ok();
-    let mut servers_to_start: Vec<(&str, &str, &str)> =
-        vec![(bin, "normal", "switchyard"), (bin, "full", "switchyard")];
+    let mut servers_to_start: Vec<(&str, &str, &str)> = vec![
+        (bin, "normal", "switchyard"),
+        (bin, "full", "switchyard"),
+        (bin, "normal", "governed"),
+    ];
     if let Some(b) = &baseline {
         servers_to_start.push((b.as_str(), "normal", "baseline"));
     }
     for (server_bin, sync, who) in servers_to_start {
         let cfg = dir.path().join(format!("{who}-{sync}.toml"));
-        std::fs::write(
-            &cfg,
-            config(
-                mock,
-                &dir.path().join(format!("{who}-{sync}.db")),
-                sync,
-                &model_dir,
-                &head,
-            ),
-        )?;
+        let db = dir.path().join(format!("{who}-{sync}.db"));
+        let mut toml = config(mock, &db, sync, &model_dir, &head);
+        let key = if who == "governed" {
+            toml.push_str(GOVERNED);
+            Some(governed_key(server_bin, &db)?)
+        } else {
+            None
+        };
+        std::fs::write(&cfg, toml)?;
         let (grpc, http) = (free_port(), free_port());
         servers.push(spawn(
             Command::new(server_bin).env("RUST_LOG", "warn").args([
@@ -213,12 +261,14 @@ fn main() -> anyhow::Result<()> {
             name,
             url: url.clone(),
             model: "small",
+            key: key.clone(),
         });
         let name: &'static str = Box::leak(format!("{who} auto ({sync})").into_boxed_str());
         targets.push(Target {
             name,
             url,
             model: "switchyard/auto",
+            key,
         });
     }
     let _litellm = match litellm_bin() {
@@ -238,6 +288,7 @@ fn main() -> anyhow::Result<()> {
                 name: "litellm proxy",
                 url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
                 model: "small",
+                key: None,
             });
             Some((p, port))
         }

@@ -29,6 +29,7 @@ pub mod mock;
 pub mod modelfetch;
 pub mod offline;
 pub mod policy;
+pub mod rules;
 pub mod server;
 pub mod store;
 pub mod telemetry;

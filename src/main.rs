@@ -117,8 +117,14 @@ enum Command {
     /// Manage API keys (`auth.mode = "keys"`).
     #[command(subcommand)]
     Keys(switchyard::auth::cli::KeysCommand),
+    /// Settings every key of a tenant is held to (`auth.mode = "keys"`).
+    #[command(subcommand)]
+    Tenants(switchyard::auth::cli::TenantsCommand),
     /// Spend per day, tenant, API key and model, from the decision log.
     Spend(switchyard::auth::cli::SpendArgs),
+    /// Reports over the decision log (`report ab`: the arms of A/B splits).
+    #[command(subcommand)]
+    Report(switchyard::offline::report::ReportCommand),
     /// Validate a config file and print the catalog it yields.
     CheckConfig {
         #[arg(long)]
@@ -256,7 +262,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Policy(c) => rt.block_on(c.run()),
         Command::Keys(c) => rt.block_on(c.run()),
+        Command::Tenants(c) => rt.block_on(c.run()),
         Command::Spend(a) => rt.block_on(a.run()),
+        Command::Report(c) => rt.block_on(c.run()),
         Command::Eval(a) => switchyard::offline::eval::cli::run(*a),
         Command::CheckConfig { config } => {
             let config = load_config(config.as_ref())?;

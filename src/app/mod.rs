@@ -70,7 +70,9 @@ impl App {
             Arc::clone(failover.retry_budget()),
             Arc::clone(&catalog),
         );
+        let rules = Arc::new(crate::rules::Rules::new(&config, &catalog)?);
         let engine = Engine::new(Parts {
+            rules,
             output_tokens: OutputTokens::load(&store).await?,
             config,
             catalog,

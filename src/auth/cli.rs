@@ -43,6 +43,49 @@ pub enum KeysCommand {
     },
 }
 
+/// `switchyard tenants set|list`: settings every key of a tenant is held to.
+#[derive(clap::Subcommand)]
+pub enum TenantsCommand {
+    /// Set a tenant's tier, models, limits and budgets (those given; the rest stay).
+    Set {
+        #[arg(long, default_value = "switchyard.db")]
+        database: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// List every tenant's settings.
+    List {
+        #[arg(long, default_value = "switchyard.db")]
+        database: PathBuf,
+    },
+}
+
+impl TenantsCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            TenantsCommand::Set {
+                database,
+                tenant,
+                settings,
+            } => {
+                let store = open(&database).await?;
+                let t = super::set_tenant(&store, &tenant, settings.settings(None)).await?;
+                store.close().await;
+                print!("{}", table(&[t]));
+            }
+            TenantsCommand::List { database } => {
+                let store = open(&database).await?;
+                let tenants = store.tenants().await?;
+                store.close().await;
+                print!("{}", table(&tenants));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(clap::Args)]
 pub struct SettingsArgs {
     /// A label for people.
@@ -83,7 +126,8 @@ impl SettingsArgs {
     }
 }
 
-async fn open(database: &Path) -> anyhow::Result<Store> {
+/// Opens the log for a command-line tool (applying migrations).
+pub async fn open(database: &Path) -> anyhow::Result<Store> {
     let cfg = crate::config::Config::embedded().store;
     let (store, _writer) = Store::open_with(database, &cfg, BUSY_TIMEOUT)
         .await
@@ -135,7 +179,7 @@ impl KeysCommand {
     }
 }
 
-/// One line per key.
+/// One line per key (or tenant's settings).
 fn table(keys: &[KeyRow]) -> String {
     let mut out = format!(
         "{:<22} {:<16} {:<12} {:<8} {:>6} {:>8} {:>10} {:>10} {:<8} models\n",
@@ -203,12 +247,23 @@ fn spend_table(rows: &[crate::store::SpendRow]) -> String {
     );
     let mut tenants: BTreeMap<&str, f64> = BTreeMap::new();
     let mut keys: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut shadow = 0.0;
     for r in rows {
         let key = r.key_id.as_deref().unwrap_or("-");
+        // Shadow calls are listed apart: no budget is charged for them.
+        let model = if r.shadow {
+            format!("{} (shadow)", r.model)
+        } else {
+            r.model.clone()
+        };
         out.push_str(&format!(
             "{:<10} {:<16} {:<22} {:<20} {:>7} {:>12.6}\n",
-            r.day, r.tenant, key, r.model, r.calls, r.usd
+            r.day, r.tenant, key, model, r.calls, r.usd
         ));
+        if r.shadow {
+            shadow += r.usd;
+            continue;
+        }
         *tenants.entry(&r.tenant).or_default() += r.usd;
         *keys.entry(key).or_default() += r.usd;
     }
@@ -217,6 +272,9 @@ fn spend_table(rows: &[crate::store::SpendRow]) -> String {
     }
     for (k, usd) in keys {
         out.push_str(&format!("total key    {k:<22} {usd:>12.6}\n"));
+    }
+    if shadow > 0.0 {
+        out.push_str(&format!("total shadow {:<16} {shadow:>12.6}\n", ""));
     }
     out
 }

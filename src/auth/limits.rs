@@ -76,8 +76,8 @@ pub struct Limits {
 fn refused(key: &KeyRow, what: &'static str, max: u32, wait: Duration) -> Error {
     Error::rate_limited(
         format!(
-            "the API key {} is over its limit of {max} {what} per minute; retry after {:.1} s",
-            key.id,
+            "{} is over its limit of {max} {what} per minute; retry after {:.1} s",
+            key.who(),
             wait.as_secs_f64()
         ),
         what,
@@ -111,8 +111,9 @@ impl Limits {
             return Err(Error::invalid(
                 "messages",
                 format!(
-                    "the request's ~{tokens} prompt tokens exceed the API key {}'s limit of {} tokens per minute",
-                    key.id, t.per_minute
+                    "the request's ~{tokens} prompt tokens exceed {}'s limit of {} tokens per minute",
+                    key.who(),
+                    t.per_minute
                 ),
             ));
         }

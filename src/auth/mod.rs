@@ -30,10 +30,11 @@ pub type Principal = Arc<KeyRow>;
 /// Secrets start with this, so they are recognisable in a leak scan.
 const PREFIX: &str = "sy-";
 
-/// The key table, by hash.
+/// The key table, by hash, and the tenants' settings, by tenant.
 pub struct Keys {
     store: Store,
     by_hash: ArcSwap<HashMap<String, Principal>>,
+    tenants: ArcSwap<HashMap<String, Principal>>,
 }
 
 impl Keys {
@@ -42,6 +43,7 @@ impl Keys {
         let keys = Arc::new(Keys {
             store,
             by_hash: ArcSwap::from_pointee(HashMap::new()),
+            tenants: ArcSwap::from_pointee(HashMap::new()),
         });
         keys.reload().await?;
         Ok(keys)
@@ -57,7 +59,20 @@ impl Keys {
             .map(|k| (k.hash.clone(), Arc::new(k)))
             .collect();
         self.by_hash.store(Arc::new(table));
+        let tenants = self
+            .store
+            .tenants()
+            .await?
+            .into_iter()
+            .map(|t| (t.tenant.clone(), Arc::new(t)))
+            .collect();
+        self.tenants.store(Arc::new(tenants));
         Ok(())
+    }
+
+    /// `tenant`'s settings, if it has any.
+    pub fn tenant(&self, tenant: &str) -> Option<Principal> {
+        self.tenants.load().get(tenant).cloned()
     }
 
     /// Re-reads the table every `every` while the table is in use.
@@ -284,6 +299,33 @@ pub async fn create(store: &Store, s: KeySettings) -> Result<(KeyRow, String), E
     s.apply(&mut key)?;
     store.insert_key(&key).await?;
     Ok((key, secret))
+}
+
+/// Sets a tenant's settings (those given; the rest stay), creating them.
+pub async fn set_tenant(store: &Store, tenant: &str, mut s: KeySettings) -> Result<KeyRow, Error> {
+    check_tenant(tenant)?;
+    if tenant.trim().is_empty() {
+        return Err(Error::invalid("tenant", "name the tenant"));
+    }
+    if s.tenant.take().is_some_and(|t| t != tenant) || s.name.is_some() {
+        return Err(Error::invalid(
+            "tenant",
+            "a tenant's settings are its tier, models, rpm, tpm and budgets",
+        ));
+    }
+    let now = crate::clock::now_ms();
+    let mut row = store
+        .tenants()
+        .await?
+        .into_iter()
+        .find(|t| t.tenant == tenant)
+        .unwrap_or_else(|| {
+            KeyRow::new(KeyRow::tenant_id(tenant), String::new(), tenant.into(), now)
+        });
+    s.apply(&mut row)?;
+    row.updated_at_ms = now;
+    store.upsert_tenant(&row).await?;
+    Ok(row)
 }
 
 /// Changes a key's settings, or revokes it.

@@ -48,14 +48,20 @@ impl Spend {
         let today = utc_day(now);
         let mut by_key: HashMap<String, KeySpend> = HashMap::new();
         for r in store.spend(crate::clock::month_start_ms(now)).await? {
-            let Some(key) = r.key_id else { continue };
-            let s = by_key.entry(key).or_insert_with(|| KeySpend {
-                day: today.clone(),
-                ..KeySpend::default()
-            });
-            s.month_usd += r.usd;
-            if r.day == today {
-                s.day_usd += r.usd;
+            if r.shadow {
+                continue;
+            }
+            // A key's spend, and its tenant's (all the tenant's keys).
+            let ids = r.key_id.into_iter().chain([KeyRow::tenant_id(&r.tenant)]);
+            for id in ids {
+                let s = by_key.entry(id).or_insert_with(|| KeySpend {
+                    day: today.clone(),
+                    ..KeySpend::default()
+                });
+                s.month_usd += r.usd;
+                if r.day == today {
+                    s.day_usd += r.usd;
+                }
             }
         }
         Ok(Spend {
@@ -81,8 +87,8 @@ impl Spend {
                 && spent + expected_usd > b
             {
                 return Err(Error::quota(format!(
-                    "the API key {} has spent ${spent:.6} of its {name} of ${b:.6}; this call's expected ${expected_usd:.6} would pass it",
-                    key.id
+                    "{} has spent ${spent:.6} of its {name} of ${b:.6}; this call's expected ${expected_usd:.6} would pass it",
+                    key.who()
                 )));
             }
         }

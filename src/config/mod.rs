@@ -16,6 +16,7 @@ mod bandit;
 mod dispatch_policy;
 mod layers;
 mod raw;
+mod routes;
 mod telemetry;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ mod validate;
 pub use bandit::{BanditParams, InvalidParams};
 pub use dispatch_policy::{BackoffConfig, BreakerConfig, FailurePolicy};
 use raw::RawConfig;
+pub use routes::{Match, Profile, RouteRule, Shadow, Split, Sticky, Then, language};
 pub use telemetry::{OtlpProtocol, TelemetryConfig};
 
 /// The embedded defaults used when `serve` gets no `--config`.
@@ -72,6 +74,10 @@ pub struct Config {
     pub auth: AuthConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
+    /// Rules evaluated in order before the policy.
+    pub routes: Vec<RouteRule>,
+    /// Named virtual models, `switchyard/<name>`.
+    pub profiles: Vec<Profile>,
 }
 
 /// Who may call (see docs/governance.md).

@@ -26,6 +26,10 @@ pub(super) struct RawConfig {
     pub(super) providers: Vec<RawProvider>,
     #[serde(default)]
     pub(super) models: Vec<RawModel>,
+    #[serde(default)]
+    pub(super) routes: Vec<super::RouteRule>,
+    #[serde(default)]
+    pub(super) profiles: Vec<super::Profile>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -71,7 +71,10 @@ pub(super) fn validate(raw: RawConfig, intent_head_set: bool) -> Result<Config, 
         allow_open: a.allow_open,
         reload_interval: positive("auth.reload_interval_ms", a.reload_interval)?,
     };
+    super::routes::validate(&raw.routes, &raw.profiles, &models)?;
     Ok(Config {
+        routes: raw.routes,
+        profiles: raw.profiles,
         server,
         store,
         routing,

@@ -19,7 +19,7 @@ use crate::dispatch::{
 };
 use crate::error::Error;
 use crate::policy::eligibility;
-use crate::store::{AttemptRow, DecisionRow};
+use crate::store::{AttemptRow, DecisionRow, ShadowRow};
 use crate::tokens;
 
 /// Buffered stream items between the provider pump and the client.
@@ -80,11 +80,15 @@ pub enum StreamItem {
 
 struct Prepared {
     routed: Routed,
-    /// The API key, whose token limit settles with the real usage.
+    /// The API key and its tenant's settings, whose token limits settle
+    /// with the real usage and whose spend grows by the real cost.
     key: Option<crate::auth::Principal>,
+    tenant_settings: Option<crate::auth::Principal>,
     /// The decision's log row, not written yet.
     row: Box<DecisionRow>,
     request: ChatRequest,
+    /// What the request asks of a model (a shadow must meet it too).
+    needs: eligibility::Needs,
     deadline: Instant,
 }
 
@@ -100,11 +104,14 @@ impl Engine {
         let mut route = input.route.clone();
         // The reply can be no longer than max_tokens: it caps expected costs.
         route.max_tokens = max_tokens;
+        if route.user.is_none() {
+            route.user.clone_from(&input.user);
+        }
         route.needs = needs(input);
         let (routed, row) = self.decide(&route, input.model.as_deref(), rpc).await?;
         // Budgets before any call: spend so far plus this call's expected cost.
-        if let Some(k) = &route.key {
-            let expected = routed.decision.candidates[routed.decision.model].expected_cost_usd;
+        let expected = routed.decision.candidates[routed.decision.model].expected_cost_usd;
+        for k in route.key.iter().chain(&route.tenant_settings) {
             self.gate.spend.check(k, expected)?;
         }
         let deadline = deadline_ms
@@ -112,7 +119,9 @@ impl Engine {
             .unwrap_or(self.config.dispatch.deadline)
             .min(self.config.dispatch.deadline);
         Ok(Prepared {
+            needs: route.needs.clone(),
             key: route.key.clone(),
+            tenant_settings: route.tenant_settings.clone(),
             routed,
             row: Box::new(row),
             request: ChatRequest {
@@ -135,6 +144,7 @@ impl Engine {
     /// fallback, breaker) within the deadline, log every attempt, answer.
     pub async fn complete(self: &Arc<Self>, input: &CompleteInput) -> Result<Completed, Error> {
         let p = self.prepare(input, Rpc::Complete).await?;
+        self.shadow(&p);
         let engine = Arc::clone(self);
         tokio::spawn(async move { engine.dispatch(p).await })
             .await
@@ -165,7 +175,12 @@ impl Engine {
                 let (usage, estimated) =
                     usage_or_estimate(resp.usage, &p.request, || answered(&resp));
                 let cost = model.cost_of(&usage);
-                self.settle_key(p.key.as_ref(), p.routed.prompt_tokens, usage, cost);
+                self.settle_key(
+                    [p.key.as_ref(), p.tenant_settings.as_ref()],
+                    p.routed.prompt_tokens,
+                    usage,
+                    cost,
+                );
                 rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
                 row.served_model = Some(model.name.clone());
                 let tenant = row.tenant.clone();
@@ -196,6 +211,71 @@ impl Engine {
         }
     }
 
+    /// A rule's shadow: the same request sent to another model in its own
+    /// task, logged and never returned. It goes past the failure policy
+    /// (a shadow's failures must not open the real traffic's breakers) and
+    /// charges no budget; its spend is listed apart.
+    fn shadow(self: &Arc<Self>, p: &Prepared) {
+        let Some((m, rule)) = p.routed.shadow.clone() else {
+            return;
+        };
+        if m == p.routed.decision.model || eligibility::unmet(&self.catalog, m, &p.needs).is_some()
+        {
+            return;
+        }
+        let engine = Arc::clone(self);
+        let request = p.request.clone();
+        let (decision_id, tenant) = (p.routed.decision_id.clone(), p.row.tenant.clone());
+        let key_id = p.row.key_id.clone();
+        tokio::spawn(async move {
+            let model = &engine.catalog.models[m];
+            let provider = engine.catalog.provider_of(m);
+            let started_at_ms = crate::clock::now_ms();
+            let started = Instant::now();
+            let result = engine
+                .dispatcher
+                .complete(
+                    provider,
+                    &model.upstream,
+                    &request,
+                    engine.config.dispatch.attempt_timeout,
+                )
+                .await;
+            let mut row = ShadowRow {
+                decision_id,
+                rule,
+                tenant,
+                key_id,
+                model: model.name.clone(),
+                provider: provider.name.clone(),
+                outcome: "ok",
+                error: None,
+                started_at_ms,
+                latency_ms: elapsed_ms(started),
+                prompt_tokens: None,
+                completion_tokens: None,
+                cost_usd: None,
+                content: None,
+            };
+            match result {
+                Ok(resp) => {
+                    let (usage, _) = usage_or_estimate(resp.usage, &request, || answered(&resp));
+                    row.prompt_tokens = Some(usage.prompt_tokens);
+                    row.completion_tokens = Some(usage.completion_tokens);
+                    row.cost_usd = Some(model.cost_of(&usage));
+                    row.content = engine.config.server.store_prompts.then(|| answered(&resp));
+                }
+                Err(e) => {
+                    row.outcome = e.outcome();
+                    row.error = Some(e.to_string());
+                }
+            }
+            if let Err(e) = engine.store.insert_shadow(&row).await {
+                tracing::warn!(error = %e, decision_id = %row.decision_id, "could not log a shadow call");
+            }
+        });
+    }
+
     /// CompleteStream: route, then open streams under the failure policy
     /// until one yields its first event; only then is the model committed
     /// and the stream relayed. A failure before the first token falls back
@@ -206,6 +286,7 @@ impl Engine {
         input: &CompleteInput,
     ) -> Result<mpsc::Receiver<Result<StreamItem, Error>>, Error> {
         let p = self.prepare(input, Rpc::CompleteStream).await?;
+        self.shadow(&p);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let (opened_tx, opened_rx) = oneshot::channel();
         let engine = Arc::clone(self);
@@ -318,7 +399,12 @@ impl Engine {
                     self.failover.health().finish(s.guard, Some(true), false);
                     let (usage, estimated) = usage_or_estimate(usage, &p.request, || text.clone());
                     let cost = model.cost_of(&usage);
-                    self.settle_key(p.key.as_ref(), p.routed.prompt_tokens, usage, cost);
+                    self.settle_key(
+                        [p.key.as_ref(), p.tenant_settings.as_ref()],
+                        p.routed.prompt_tokens,
+                        usage,
+                        cost,
+                    );
                     rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
                     self.log_attempts(&id, rows.clone(), Some(model.name.clone()))
                         .await;
@@ -364,15 +450,17 @@ impl Engine {
     /// An answer under an API key: its token limit, charged the prompt's
     /// estimate, settles with what the answer really used, and its cost is
     /// spend against the key's budgets.
+    /// Settles the key's (and its tenant's) token limits with the real
+    /// usage and adds the real cost to their spend.
     fn settle_key(
         &self,
-        key: Option<&crate::auth::Principal>,
+        keys: [Option<&crate::auth::Principal>; 2],
         estimated: u32,
         usage: Usage,
         cost: f64,
     ) {
-        if let Some(k) = key {
-            let used = i64::from(usage.prompt_tokens) + i64::from(usage.completion_tokens);
+        let used = i64::from(usage.prompt_tokens) + i64::from(usage.completion_tokens);
+        for k in keys.into_iter().flatten() {
             self.gate.limits.settle(k, used - i64::from(estimated));
             self.gate.spend.add(k, cost);
         }

@@ -29,12 +29,16 @@ use crate::learn::Learning;
 use crate::metrics::Metrics;
 use crate::policy::eligibility::{self, Constraints};
 use crate::policy::{self, Context, Decision, Policy};
+use crate::rules::{Facts, Rules, Verdict};
 use crate::store::codec;
 use crate::store::{DecisionRow, FeedbackRow, Store};
 use crate::tokens;
 
 /// The policy version logged for a decision that kept its conversation's model.
 pub const AFFINITY: &str = "affinity";
+
+/// A requested model named so is a profile (`switchyard/<name>`).
+pub const PROFILE_PREFIX: &str = "switchyard/";
 
 /// The routing part of every request.
 #[derive(Debug, Clone, Default)]
@@ -59,6 +63,12 @@ pub struct RouteInput {
     pub session_id: Option<String>,
     /// The API key the request came with (keys on): its rate limits apply.
     pub key: Option<crate::auth::Principal>,
+    /// The key's tenant's settings, when it has any: they apply too.
+    pub tenant_settings: Option<crate::auth::Principal>,
+    /// The end user (a split may stick to it).
+    pub user: Option<String>,
+    /// The request headers (gRPC metadata) some rule reads, names lower-case.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A logged decision.
@@ -75,6 +85,8 @@ pub struct Routed {
     pub context: Vec<f32>,
     /// The request's fallback order (its ordered candidates), if it gave one.
     pub order: Vec<usize>,
+    /// A model to mirror the completion to (a rule's shadow), never answering.
+    pub shadow: Option<(usize, String)>,
 }
 
 impl Routed {
@@ -123,6 +135,7 @@ pub struct Parts {
     pub failover: Failover,
     pub metrics: Arc<Metrics>,
     pub gate: Arc<crate::auth::Gate>,
+    pub rules: Arc<Rules>,
 }
 
 pub struct Engine {
@@ -147,6 +160,8 @@ pub struct Engine {
     conversations: affinity::Conversations,
     /// API keys: who may call, as which tenant (read by the transports).
     pub gate: Arc<crate::auth::Gate>,
+    /// `[[routes]]` and `[[profiles]]`, evaluated before the policy.
+    pub rules: Arc<Rules>,
 }
 
 impl Engine {
@@ -160,6 +175,7 @@ impl Engine {
             admission: Arc::new(Semaphore::new(p.config.server.max_in_flight)),
             conversations: affinity::Conversations::new(&p.config.routing),
             gate: p.gate,
+            rules: p.rules,
             policy: p.policy,
             learning: p.learning,
             reader: p.reader,
@@ -237,13 +253,12 @@ impl Engine {
         validate::metadata(&input.metadata)?;
         let allow = validate::candidates(&input.candidates, &self.catalog)?;
         let cost_weight = validate::non_negative("cost_weight", input.cost_weight)?
-            .unwrap_or(cfg.routing.cost_weight)
-            // A key nearing its budget routes cheaper before it is refused.
-            * input
-                .key
-                .as_ref()
-                .map_or(1.0, |k| self.gate.spend.steer(k));
+            .unwrap_or(cfg.routing.cost_weight);
         let max_cost_usd = validate::non_negative("max_cost_usd", input.max_cost_usd)?;
+        let (pin, profile) = match pin.and_then(|p| p.strip_prefix(PROFILE_PREFIX)) {
+            Some(name) => (None, Some(self.requested_profile(name)?)),
+            None => (pin, None),
+        };
         let explicit_output = validate::positive_u32("max_output_tokens", input.max_output_tokens)?;
         let pinned = pin
             .map(|name| validate::model(name, &self.catalog))
@@ -276,7 +291,7 @@ impl Engine {
         let prompt_tokens =
             tokens::estimate_prompt_tokens(input.messages.iter().map(|m| m.content.as_str()));
         // Rate limits before any work: a refused request costs nothing.
-        if let Some(k) = &input.key {
+        for k in input.key.iter().chain(&input.tenant_settings) {
             self.gate.limits.admit(k, prompt_tokens)?;
         }
         let reading = match self.reads(pinned.is_some()) {
@@ -289,6 +304,25 @@ impl Engine {
             }
             None => None,
         };
+        let mut verdict = self.rules(input, &needs, profile, prompt_tokens, reading.as_ref());
+        if pinned.is_some() {
+            // The client chose: no A/B arm applies, and none is logged.
+            verdict.split = None;
+        }
+        // The operator's rules set the weights over the request's; a key
+        // nearing its budget then routes cheaper before it is refused.
+        let cost_weight = verdict.cost_weight.unwrap_or(cost_weight)
+            * input
+                .key
+                .iter()
+                .chain(&input.tenant_settings)
+                .map(|k| self.gate.spend.steer(k))
+                .fold(1.0, f64::max);
+        let max_cost_usd = match (max_cost_usd, verdict.max_cost_usd) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let latency_weight = verdict.latency_weight.unwrap_or(cfg.routing.latency_weight);
         let context = policy::features::context(
             reading.as_ref().map(|r| r.intent_probs.as_slice()),
             prompt_tokens,
@@ -319,9 +353,21 @@ impl Engine {
                 needs: &needs,
             },
         );
+        for c in screened.iter_mut().filter(|c| c.eligible) {
+            if let Some(why) = verdict.excludes(&self.catalog, c.model) {
+                c.eligible = false;
+                c.reason = why;
+            }
+        }
         let unhealthy = self.failover.screen_health(&mut screened);
-        self.failover
-            .screen_load(&mut screened, self.config.routing.latency_weight);
+        self.failover.screen_load(&mut screened, latency_weight);
+        // A rule's pin gives way when its model cannot take the request
+        // (a tighter rule keeps it out, or it lacks a capability): the
+        // policy then chooses among what the rules allow.
+        let forced = verdict
+            .pin
+            .as_ref()
+            .filter(|(m, _)| pinned.is_none() && screened[*m].eligible);
         let turn =
             self.conversations
                 .turn(&input.tenant, input.session_id.as_deref(), &input.messages);
@@ -330,7 +376,7 @@ impl Engine {
             .as_ref()
             .and_then(|t| self.conversations.model(t))
             .filter(|m| screened.get(*m).is_some_and(|c| c.eligible));
-        let decision = match pinned.or(kept) {
+        let decision = match pinned.or(forced.map(|f| f.0)).or(kept) {
             Some(p) if unhealthy.contains(&p) => {
                 return Err(Error::unavailable(format!(
                     "model {} is unavailable: {}",
@@ -346,7 +392,9 @@ impl Engine {
                     )));
                 }
                 let mut d = policy::pinned(p, screened, cost_weight);
-                if pinned.is_none() {
+                if let Some((_, by)) = forced {
+                    d.policy_version.clone_from(by);
+                } else if pinned.is_none() {
                     d.policy_version = AFFINITY.into();
                 }
                 d
@@ -387,15 +435,18 @@ impl Engine {
             reading,
             context,
             order: allow.filter(|_| input.ordered).unwrap_or_default(),
+            shadow: verdict.shadow.clone(),
         };
-        // An affinity decision was no draw of the policy's: it is logged as
-        // pinned (propensity 1), so off-policy evaluation leaves it out.
+        // A decision a rule forced, or affinity kept, was no draw of the
+        // policy's: it is logged as pinned (propensity 1), so off-policy
+        // evaluation leaves it out.
         let row = self.decision_row(
             input,
             &routed,
-            pinned.is_some() || kept.is_some(),
+            pinned.is_some() || forced.is_some() || kept.is_some(),
             max_cost_usd,
             rpc,
+            &verdict,
         );
         // Transports open a span per request with an empty `decision_id`
         // field: fill it now so everything after (dispatch, errors) carries it.
@@ -412,6 +463,64 @@ impl Engine {
             "routed"
         );
         Ok((routed, row))
+    }
+
+    /// The profile a request named as its model.
+    fn requested_profile(&self, name: &str) -> Result<usize, Error> {
+        self.rules.profile(name).ok_or_else(|| {
+            let known: Vec<String> = self
+                .rules
+                .profiles()
+                .map(|p| format!("{PROFILE_PREFIX}{p}"))
+                .collect();
+            Error::not_found(
+                "model",
+                format!(
+                    "no profile {PROFILE_PREFIX}{name} (profiles: {}; or {PROFILE_PREFIX}auto)",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+        })
+    }
+
+    /// The rules' verdict on this request.
+    fn rules(
+        &self,
+        input: &RouteInput,
+        needs: &eligibility::Needs,
+        profile: Option<usize>,
+        prompt_tokens: u32,
+        reading: Option<&Reading>,
+    ) -> Verdict {
+        if self.rules.is_empty() {
+            return Verdict::default();
+        }
+        let facts = Facts {
+            tenant: &input.tenant,
+            tier: input
+                .key
+                .iter()
+                .chain(&input.tenant_settings)
+                .map(|k| k.tier.as_str())
+                .find(|t| !t.is_empty())
+                .unwrap_or(""),
+            headers: &input.headers,
+            metadata: &input.metadata,
+            profile,
+            intent: reading
+                .and_then(|r| r.intent.as_ref())
+                .map(|i| (i.label.as_str(), i.confidence)),
+            text: text_to_read(&input.messages),
+            prompt_tokens,
+            needs: &needs.capabilities,
+            user: input.user.as_deref(),
+            session: input.session_id.as_deref(),
+        };
+        self.rules.evaluate(&facts, &mut || rand::random())
     }
 
     fn no_eligible(&self, screened: &[policy::Candidate]) -> Error {
@@ -434,6 +543,7 @@ impl Engine {
         pinned: bool,
         max_cost_usd: Option<f64>,
         rpc: Rpc,
+        verdict: &Verdict,
     ) -> DecisionRow {
         let model = &self.catalog.models[r.decision.model];
         let candidates: Vec<serde_json::Value> = r
@@ -477,6 +587,14 @@ impl Engine {
                 .then(|| serde_json::to_string(&input.messages).unwrap_or_default()),
             served_model: None,
             key_id: input.key.as_ref().map(|k| k.id.clone()),
+            rules: (!verdict.matched.is_empty())
+                .then(|| serde_json::to_string(&verdict.matched).unwrap_or_default()),
+            profile: verdict.profile.clone(),
+            split: verdict.split.as_ref().map(|a| crate::store::SplitRow {
+                rule: a.rule.clone(),
+                arm: a.arm.into(),
+                probability: a.probability,
+            }),
         }
     }
 
@@ -516,33 +634,73 @@ impl Engine {
     }
 }
 
-/// Applies a request's key: its tenant replaces whatever the request said,
-/// and a key limited to some models may route among those only (a request
-/// naming another is refused).
+/// Applies a request's key and its tenant's settings: the key's tenant
+/// replaces whatever the request said, and a key or tenant limited to some
+/// models may route among those only (a request naming another is refused).
 pub fn under_key(
     key: &crate::auth::Principal,
+    tenant: Option<&crate::auth::Principal>,
     route: &mut RouteInput,
     pinned: Option<&str>,
 ) -> Result<(), Error> {
     route.tenant = key.tenant.clone();
     route.key = Some(Arc::clone(key));
-    if key.models.is_empty() {
-        return Ok(());
-    }
-    let refused = pinned
+    route.tenant_settings = tenant.cloned();
+    let lists: Vec<&crate::store::KeyRow> = std::iter::once(&**key)
+        .chain(tenant.map(|t| &**t))
+        .filter(|r| !r.models.is_empty())
+        .collect();
+    let refuses = |m: &str| {
+        lists
+            .iter()
+            .copied()
+            .find(|r| !r.models.iter().any(|a| a == m))
+    };
+    let named = pinned
         .into_iter()
-        .chain(route.candidates.iter().map(String::as_str))
-        .find(|m| !key.models.iter().any(|a| a == m));
-    if let Some(m) = refused {
-        return Err(Error::permission(format!(
-            "the API key {} may not use model {m:?}",
-            key.id
-        )));
+        .chain(route.candidates.iter().map(String::as_str));
+    for m in named {
+        if let Some(r) = refuses(m) {
+            return Err(Error::permission(format!(
+                "{} may not use model {m:?}",
+                r.who()
+            )));
+        }
     }
+    let Some(first) = lists.first() else {
+        return Ok(());
+    };
     if route.candidates.is_empty() && pinned.is_none() {
-        route.candidates = key.models.clone();
+        // A key may list profiles beside models: auto-routing takes its models.
+        let models: Vec<String> = first
+            .models
+            .iter()
+            .filter(|m| !m.starts_with(PROFILE_PREFIX) && refuses(m).is_none())
+            .cloned()
+            .collect();
+        if models.is_empty() {
+            return Err(Error::permission(format!(
+                "{} may use only {}: name one as the model",
+                first.who(),
+                first.models.join(", ")
+            )));
+        }
+        route.candidates = models;
     }
     Ok(())
+}
+
+impl Engine {
+    /// [`under_key`] with the key's tenant's settings, if it has any.
+    pub fn apply_key(
+        &self,
+        key: &crate::auth::Principal,
+        route: &mut RouteInput,
+        pinned: Option<&str>,
+    ) -> Result<(), Error> {
+        let tenant = self.gate.keys.tenant(&key.tenant);
+        under_key(key, tenant.as_ref(), route, pinned)
+    }
 }
 
 /// What the request asks of a model, for the policy's context.
@@ -604,14 +762,30 @@ mod tests {
             tenant: "from-a-header".into(),
             ..RouteInput::default()
         };
-        under_key(&key(&[]), &mut r, None).unwrap();
+        under_key(&key(&[]), None, &mut r, None).unwrap();
         assert_eq!((r.tenant.as_str(), r.candidates.len()), ("acme", 0));
-        under_key(&key(&["a", "b"]), &mut r, None).unwrap();
+        under_key(&key(&["a", "b"]), None, &mut r, None).unwrap();
         assert_eq!(r.candidates, vec!["a", "b"]);
-        let e = under_key(&key(&["a"]), &mut r, None).unwrap_err();
+        let e = under_key(&key(&["a"]), None, &mut r, None).unwrap_err();
         assert!(e.to_string().contains("\"b\""), "{e}");
         let mut pinned = RouteInput::default();
-        assert!(under_key(&key(&["a"]), &mut pinned, Some("c")).is_err());
-        assert!(under_key(&key(&["a"]), &mut pinned, Some("a")).is_ok());
+        assert!(under_key(&key(&["a"]), None, &mut pinned, Some("c")).is_err());
+        assert!(under_key(&key(&["a"]), None, &mut pinned, Some("a")).is_ok());
+    }
+
+    #[test]
+    fn a_tenants_models_narrow_its_keys() {
+        let tenant = Arc::new(KeyRow {
+            models: vec!["b".into(), "c".into()],
+            ..KeyRow::new(KeyRow::tenant_id("acme"), String::new(), "acme".into(), 0)
+        });
+        let mut r = RouteInput::default();
+        under_key(&key(&["a", "b"]), Some(&tenant), &mut r, None).unwrap();
+        assert_eq!(r.candidates, vec!["b"]);
+        let mut r = RouteInput::default();
+        under_key(&key(&[]), Some(&tenant), &mut r, None).unwrap();
+        assert_eq!(r.candidates, vec!["b", "c"]);
+        let e = under_key(&key(&[]), Some(&tenant), &mut r, Some("a")).unwrap_err();
+        assert!(e.to_string().contains("the tenant acme"), "{e}");
     }
 }

@@ -1,7 +1,8 @@
 //! The admin API, `/admin/v1/...`, guarded by the admin key
 //! (`Authorization: Bearer <admin key>`; the key comes from the variable
 //! `auth.admin_key_env` names): API keys, listed, created, changed and
-//! revoked, taking effect at once. Documented in docs/governance.md.
+//! revoked, and tenants' settings, taking effect at once. Documented in
+//! docs/governance.md.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -125,4 +126,51 @@ pub async fn revoke_key(
     .await?;
     reload(&app).await?;
     Ok(Json(json!(key)))
+}
+
+/// A tenant's settings as the admin API shows them: its name, not the id
+/// limits and spend know it by.
+fn tenant_json(t: &crate::store::KeyRow) -> Value {
+    json!({
+        "tenant": t.tenant,
+        "tier": t.tier,
+        "models": t.models,
+        "rpm": t.rpm,
+        "tpm": t.tpm,
+        "budget_day_usd": t.budget_day_usd,
+        "budget_month_usd": t.budget_month_usd,
+        "created_at_ms": t.created_at_ms,
+        "updated_at_ms": t.updated_at_ms,
+    })
+}
+
+pub async fn list_tenants(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admit(&app, &headers)?;
+    let tenants = app
+        .engine
+        .gate
+        .keys
+        .store()
+        .tenants()
+        .await
+        .map_err(crate::error::Error::from)?;
+    let data: Vec<Value> = tenants.iter().map(tenant_json).collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// Sets a tenant's settings (those given; the rest stay), creating them.
+pub async fn set_tenant(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    admit(&app, &headers)?;
+    let s = settings(body)?;
+    let t = auth::set_tenant(app.engine.gate.keys.store(), &tenant, s).await?;
+    reload(&app).await?;
+    Ok(Json(tenant_json(&t)))
 }

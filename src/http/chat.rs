@@ -44,13 +44,20 @@ pub(super) struct Started {
 }
 
 /// The request under its API key (when keys are on): the key's tenant, and
-/// its models only.
+/// its models only; with the headers the rules read.
 pub(super) fn keyed(
+    app: &AppState,
     input: &mut CompleteInput,
+    headers: &HeaderMap,
     key: Option<axum::Extension<Principal>>,
 ) -> Result<(), ApiError> {
+    input.route.headers = app
+        .engine
+        .rules
+        .headers_of(|h| headers.get(h).and_then(|v| v.to_str().ok()));
     if let Some(axum::Extension(k)) = key {
-        crate::engine::under_key(&k, &mut input.route, input.model.as_deref())?;
+        app.engine
+            .apply_key(&k, &mut input.route, input.model.as_deref())?;
     }
     Ok(())
 }
@@ -101,7 +108,7 @@ pub async fn completions(
     let streaming = chat.streaming();
     let include_usage = chat.include_usage();
     let mut input = chat.into_input(&headers)?;
-    keyed(&mut input, key)?;
+    keyed(&app, &mut input, &headers, key)?;
     let Started {
         decision_id,
         model,

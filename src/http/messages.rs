@@ -78,7 +78,7 @@ pub async fn messages(
     let req = messages_wire::parse(&body)?;
     let streaming = req.streaming();
     let mut input = req.into_input(&headers)?;
-    keyed(&mut input, key)?;
+    keyed(&app, &mut input, &headers, key)?;
     let Started {
         decision_id,
         model,

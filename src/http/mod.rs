@@ -71,6 +71,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
             get(admin::list_keys).post(admin::create_key),
         )
         .route("/admin/v1/spend", get(admin::spend))
+        .route("/admin/v1/tenants", get(admin::list_tenants))
+        .route(
+            "/admin/v1/tenants/{tenant}",
+            axum::routing::put(admin::set_tenant).patch(admin::set_tenant),
+        )
         .route(
             "/admin/v1/keys/{id}",
             axum::routing::patch(admin::update_key).delete(admin::revoke_key),
@@ -124,7 +129,7 @@ fn route_label(path: Option<&MatchedPath>) -> &'static str {
         Some("/healthz") => "healthz",
         Some("/readyz") => "readyz",
         Some("/metrics") => "metrics",
-        Some("/admin/v1/keys") | Some("/admin/v1/keys/{id}") | Some("/admin/v1/spend") => "admin",
+        Some(p) if p.starts_with("/admin/") => "admin",
         _ => "other",
     }
 }

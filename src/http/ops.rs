@@ -22,6 +22,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn models(State(app): State<AppState>) -> Json<Value> {
     let mut data = vec![auto_model()];
+    data.extend(app.engine.config.profiles.iter().map(profile));
     data.extend((0..app.engine.catalog.models.len()).map(|i| model(&app, i)));
     Json(json!({"object": "list", "data": data}))
 }
@@ -33,12 +34,39 @@ pub async fn model_by_id(
     if id == AUTO_MODEL {
         return Ok(Json(auto_model()));
     }
+    if let Some(p) = id
+        .strip_prefix(crate::engine::PROFILE_PREFIX)
+        .and_then(|name| app.engine.config.profiles.iter().find(|p| p.name == name))
+    {
+        return Ok(Json(profile(p)));
+    }
     let i = crate::engine::validate::model(&id, &app.engine.catalog)?;
     Ok(Json(model(&app, i)))
 }
 
 fn auto_model() -> Value {
     json!({"id": AUTO_MODEL, "object": "model", "created": 0, "owned_by": "switchyard"})
+}
+
+/// A profile as a virtual model: what it routes among and its knobs.
+fn profile(p: &crate::config::Profile) -> Value {
+    let t = &p.then;
+    json!({
+        "id": format!("{}{}", crate::engine::PROFILE_PREFIX, p.name),
+        "object": "model",
+        "created": 0,
+        "owned_by": "switchyard",
+        "switchyard": {
+            "profile": p.name,
+            "description": p.description,
+            "candidates": t.candidates,
+            "model": t.model,
+            "cost_weight": t.cost_weight,
+            "latency_weight": t.latency_weight,
+            "max_cost_usd": t.max_cost_usd,
+            "max_usd_per_mtok": t.max_usd_per_mtok,
+        }
+    })
 }
 
 fn model(app: &AppState, i: usize) -> Value {

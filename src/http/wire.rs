@@ -218,6 +218,9 @@ impl Extension {
             needs: Default::default(),
             session_id,
             key: None,
+            tenant_settings: None,
+            user: None,
+            headers: Vec::new(),
         })
     }
 

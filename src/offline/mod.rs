@@ -11,4 +11,5 @@ pub mod logset;
 pub mod ope;
 pub mod policy_cli;
 pub mod replay;
+pub mod report;
 pub mod train;

@@ -57,6 +57,13 @@ impl RouterService {
         r
     }
 
+    /// The call's metadata entries some rule reads.
+    fn rule_headers(&self, m: &tonic::metadata::MetadataMap) -> Vec<(String, String)> {
+        self.engine
+            .rules
+            .headers_of(|h| m.get(h).and_then(|v| v.to_str().ok()))
+    }
+
     /// Past the engine's in-flight limit (shared with the HTTP front),
     /// callers get RESOURCE_EXHAUSTED at once instead of queueing.
     fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
@@ -102,6 +109,9 @@ fn route_input(r: Option<pb::RouteRequest>) -> RouteInput {
         needs: Default::default(),
         session_id: r.session_id,
         key: None,
+        tenant_settings: None,
+        user: None,
+        headers: Vec::new(),
     }
 }
 
@@ -196,10 +206,17 @@ fn principal<T>(req: &Request<T>) -> Option<Principal> {
     req.extensions().get::<Principal>().cloned()
 }
 
-/// The input under its key: the key's tenant, and its models only.
-fn keyed(mut input: CompleteInput, key: Option<&Principal>) -> Result<CompleteInput, Status> {
+/// The input under its key: the key's tenant, and its (and its tenant's)
+/// models only; with the metadata the rules read.
+fn keyed(
+    engine: &crate::engine::Engine,
+    mut input: CompleteInput,
+    key: Option<&Principal>,
+    headers: Vec<(String, String)>,
+) -> Result<CompleteInput, Status> {
+    input.route.headers = headers;
     if let Some(k) = key {
-        crate::engine::under_key(k, &mut input.route, input.model.as_deref())?;
+        engine.apply_key(k, &mut input.route, input.model.as_deref())?;
     }
     Ok(input)
 }
@@ -265,9 +282,11 @@ impl pb::router_server::Router for RouterService {
         self.observed("Route", parent, async move {
             let _permit = self.admit()?;
             let key = principal(&req);
+            let headers = self.rule_headers(req.metadata());
             let mut input = route_input(Some(req.into_inner()));
+            input.headers = headers;
             if let Some(k) = &key {
-                crate::engine::under_key(k, &mut input, None)?;
+                self.engine.apply_key(k, &mut input, None)?;
             }
             let routed = self.engine.route(&input, None, Rpc::Route).await?;
             tracing::Span::current().record("decision_id", routed.decision_id.as_str());
@@ -325,7 +344,13 @@ impl pb::router_server::Router for RouterService {
         self.observed("Complete", parent, async move {
             let _permit = self.admit()?;
             let key = principal(&req);
-            let input = keyed(complete_input(req.into_inner())?, key.as_ref())?;
+            let headers = self.rule_headers(req.metadata());
+            let input = keyed(
+                &self.engine,
+                complete_input(req.into_inner())?,
+                key.as_ref(),
+                headers,
+            )?;
             let c = self.engine.complete(&input).await?;
             tracing::Span::current().record("decision_id", c.decision_id.as_str());
             self.engine
@@ -364,7 +389,13 @@ impl pb::router_server::Router for RouterService {
         self.observed("CompleteStream", parent, async move {
             let permit = self.admit()?;
             let key = principal(&req);
-            let input = keyed(complete_input(req.into_inner())?, key.as_ref())?;
+            let headers = self.rule_headers(req.metadata());
+            let input = keyed(
+                &self.engine,
+                complete_input(req.into_inner())?,
+                key.as_ref(),
+                headers,
+            )?;
             let rx = self.engine.complete_stream(&input).await?;
             // The RPC's span is entered for every item, so it ends (at its
             // last exit) with the stream, not when this handler returns it.

@@ -210,6 +210,9 @@ mod tests {
             prompt: None,
             served_model: Some("m".into()),
             key_id: None,
+            rules: None,
+            profile: None,
+            split: None,
         }
     }
 

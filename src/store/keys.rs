@@ -47,6 +47,26 @@ impl KeyRow {
         }
     }
 
+    /// The id a tenant's settings go by in limits and spend: one no key
+    /// can have (key ids are `key_` + hex).
+    pub fn tenant_id(tenant: &str) -> String {
+        format!("tenant:{tenant}")
+    }
+
+    /// Whether this row is a tenant's settings rather than a key.
+    pub fn is_tenant(&self) -> bool {
+        self.id.starts_with("tenant:")
+    }
+
+    /// What a refusal names: "the API key key_…" or "the tenant acme".
+    pub fn who(&self) -> String {
+        if self.is_tenant() {
+            format!("the tenant {}", self.tenant)
+        } else {
+            format!("the API key {}", self.id)
+        }
+    }
+
     /// A key of `tenant` with no settings, for tests.
     #[cfg(test)]
     pub fn plain(id: &str, tenant: &str) -> KeyRow {
@@ -126,6 +146,64 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Writes a tenant's settings (a [`KeyRow`] with its tenant's id).
+    pub async fn upsert_tenant(&self, t: &KeyRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenants (tenant, tier, models, rpm, tpm, budget_day_usd,
+               budget_month_usd, created_at_ms, updated_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tenant) DO UPDATE SET tier = excluded.tier, models = excluded.models,
+               rpm = excluded.rpm, tpm = excluded.tpm, budget_day_usd = excluded.budget_day_usd,
+               budget_month_usd = excluded.budget_month_usd, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(&t.tenant)
+        .bind(&t.tier)
+        .bind(serde_json::to_string(&t.models).unwrap_or_else(|_| "[]".into()))
+        .bind(t.rpm)
+        .bind(t.tpm)
+        .bind(t.budget_day_usd)
+        .bind(t.budget_month_usd)
+        .bind(t.created_at_ms)
+        .bind(t.updated_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every tenant's settings, as rows with the tenant's id.
+    pub async fn tenants(&self) -> Result<Vec<KeyRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant, tier, models, rpm, tpm, budget_day_usd, budget_month_usd,
+               created_at_ms, updated_at_ms
+             FROM tenants ORDER BY tenant",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let tenant: String = r.get("tenant");
+                KeyRow {
+                    tier: r.get("tier"),
+                    models: serde_json::from_str(r.get::<&str, _>("models")).unwrap_or_default(),
+                    rpm: r.get("rpm"),
+                    tpm: r.get("tpm"),
+                    budget_day_usd: r.get("budget_day_usd"),
+                    budget_month_usd: r.get("budget_month_usd"),
+                    updated_at_ms: r.get("updated_at_ms"),
+                    ..KeyRow::new(
+                        KeyRow::tenant_id(&tenant),
+                        String::new(),
+                        tenant,
+                        r.get("created_at_ms"),
+                    )
+                }
+            })
+            .collect())
+    }
+}
+
 /// Spend of one (day, tenant, key, model), from the attempts' costs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SpendRow {
@@ -137,19 +215,25 @@ pub struct SpendRow {
     pub usd: f64,
     /// Attempts that cost something.
     pub calls: i64,
+    /// Shadow calls (`[[routes]]` shadows): spend apart, charged to no budget.
+    pub shadow: bool,
 }
 
 impl SqliteStore {
-    /// Spend per UTC day, tenant, key and model, of attempts started at or
-    /// after `since_ms`.
+    /// Spend per UTC day, tenant, key and model, of attempts (and, apart,
+    /// shadow calls) started at or after `since_ms`.
     pub async fn spend(&self, since_ms: i64) -> Result<Vec<SpendRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT date(a.started_at_ms / 1000, 'unixepoch') AS day, d.tenant, d.key_id,
-                    a.model, SUM(a.cost_usd) AS usd, COUNT(*) AS calls
-             FROM attempts a JOIN decisions d ON d.id = a.decision_id
-             WHERE a.started_at_ms >= ? AND a.cost_usd > 0
-             GROUP BY day, d.tenant, d.key_id, a.model
-             ORDER BY day, d.tenant, d.key_id, a.model",
+            "SELECT date(started_at_ms / 1000, 'unixepoch') AS day, tenant, key_id, model, shadow,
+                    SUM(cost_usd) AS usd, COUNT(*) AS calls
+             FROM (SELECT a.started_at_ms, d.tenant, d.key_id, a.model, 0 AS shadow, a.cost_usd
+                   FROM attempts a JOIN decisions d ON d.id = a.decision_id
+                   WHERE a.started_at_ms >= ?1 AND a.cost_usd > 0
+                   UNION ALL
+                   SELECT started_at_ms, tenant, key_id, model, 1, cost_usd
+                   FROM shadows WHERE started_at_ms >= ?1 AND cost_usd > 0)
+             GROUP BY day, tenant, key_id, model, shadow
+             ORDER BY day, tenant, key_id, shadow, model",
         )
         .bind(since_ms)
         .fetch_all(&self.pool)
@@ -163,6 +247,7 @@ impl SqliteStore {
                 model: r.get("model"),
                 usd: r.get("usd"),
                 calls: r.get("calls"),
+                shadow: r.get("shadow"),
             })
             .collect())
     }

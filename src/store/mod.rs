@@ -17,6 +17,7 @@ pub mod codec;
 mod keys;
 mod offline;
 mod rows;
+mod rules;
 mod script;
 mod sql;
 mod sqlite;
@@ -30,7 +31,8 @@ use tokio::sync::oneshot;
 
 pub use keys::{KeyRow, SpendRow};
 pub use offline::{LoggedDecision, Promotion, PromotionRow};
-pub use rows::{AttemptRow, DecisionRow, FeedbackRow};
+pub use rows::{AttemptRow, DecisionRow, FeedbackRow, SplitRow};
+pub use rules::{ShadowRow, SplitOutcome};
 pub use sqlite::SqliteStore;
 pub use writer::Handle as WriterHandle;
 
@@ -330,6 +332,20 @@ impl Store {
         }
     }
 
+    /// Writes a tenant's settings (see [`KeyRow::tenant_id`]).
+    pub async fn upsert_tenant(&self, t: &KeyRow) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.upsert_tenant(t).await,
+        }
+    }
+
+    /// Every tenant's settings.
+    pub async fn tenants(&self) -> Result<Vec<KeyRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.tenants().await,
+        }
+    }
+
     /// Every API key, revoked ones too.
     pub async fn keys(&self) -> Result<Vec<KeyRow>, StoreError> {
         match self {
@@ -341,6 +357,27 @@ impl Store {
     pub async fn spend(&self, since_ms: i64) -> Result<Vec<SpendRow>, StoreError> {
         match self {
             Store::Sqlite(s) => s.spend(since_ms).await,
+        }
+    }
+
+    /// Records a shadow call (off the request path; see [`ShadowRow`]).
+    pub async fn insert_shadow(&self, row: &ShadowRow) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert_shadow(row).await,
+        }
+    }
+
+    /// Shadow calls started at or after `since_ms`.
+    pub async fn shadows(&self, since_ms: i64) -> Result<Vec<ShadowRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.shadows(since_ms).await,
+        }
+    }
+
+    /// A/B decisions made at or after `since_ms`, with their outcomes.
+    pub async fn split_outcomes(&self, since_ms: i64) -> Result<Vec<SplitOutcome>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.split_outcomes(since_ms).await,
         }
     }
 

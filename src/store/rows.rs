@@ -42,6 +42,24 @@ pub struct DecisionRow {
     /// The API key it was made under (keys on).
     #[serde(default)]
     pub key_id: Option<String>,
+    /// JSON array of the `[[routes]]` that matched, in order.
+    #[serde(default)]
+    pub rules: Option<String>,
+    /// The profile in force (requested, or set by a rule).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The A/B arm the request fell in.
+    #[serde(default)]
+    pub split: Option<SplitRow>,
+}
+
+/// An A/B assignment: the rule, the arm and the arm's probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitRow {
+    pub rule: String,
+    /// `variant` or `control`.
+    pub arm: String,
+    pub probability: f64,
 }
 
 /// One call to a provider.

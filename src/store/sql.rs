@@ -12,8 +12,8 @@ pub(super) type Q<'q> = Query<'q, Sqlite, SqliteArguments>;
 pub(super) const INSERT_DECISION: &str = "INSERT INTO decisions (id, created_at_ms, tenant, rpc, \
      model, provider, pinned, propensity, explored, policy_version, cost_weight, max_cost_usd, \
      prompt_tokens, output_tokens, message_count, features, intent, candidates, metadata, prompt, \
-     context, served_model, key_id) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     context, served_model, key_id, rules, profile, ab_rule, ab_arm, ab_probability) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO attempts (decision_id, seq, model, provider, \
      outcome, error, http_status, started_at_ms, latency_ms, prompt_tokens, completion_tokens, \
@@ -46,6 +46,11 @@ pub(super) fn bind_decision<'q>(q: Q<'q>, d: &'q DecisionRow) -> Q<'q> {
         .bind(&d.context)
         .bind(&d.served_model)
         .bind(&d.key_id)
+        .bind(&d.rules)
+        .bind(&d.profile)
+        .bind(d.split.as_ref().map(|s| &s.rule))
+        .bind(d.split.as_ref().map(|s| &s.arm))
+        .bind(d.split.as_ref().map(|s| s.probability))
 }
 
 /// Binds one [`INSERT_ATTEMPT`]'s parameters, in order.

@@ -225,6 +225,9 @@ fn decision_row(id: &str) -> DecisionRow {
         prompt: None,
         served_model: Some("m".into()),
         key_id: None,
+        rules: None,
+        profile: None,
+        split: None,
     }
 }
 

@@ -22,6 +22,7 @@ mod load_and_stop;
 mod otlp;
 mod promotion;
 mod replay;
+mod rules;
 mod settings;
 mod static_embed;
 mod store_conformance;

@@ -69,6 +69,9 @@ fn decision(id: &str, at_ms: i64, context: &[f32]) -> DecisionRow {
         prompt: None,
         served_model: None,
         key_id: None,
+        rules: None,
+        profile: None,
+        split: None,
     }
 }
 
