@@ -60,6 +60,9 @@ pub struct Metrics {
     provider_errors: Counters,
     cost: CostCounters,
     feedback: Counters,
+    rules: Counters,
+    shadows: Counters,
+    shadow_cost: CostCounters,
     classify: Histogram,
     classify_pending: Gauge,
     gauges: Arc<ScrapeGauges>,
@@ -112,6 +115,24 @@ impl Metrics {
             "Recorded feedback by source and whether it replaced an earlier value",
             feedback.clone(),
         );
+        let rules = Counters::default();
+        registry.register(
+            "switchyard_rule_matches",
+            "Requests a [[routes]] rule matched, by rule and A/B arm (\"\" without a split)",
+            rules.clone(),
+        );
+        let shadows = Counters::default();
+        registry.register(
+            "switchyard_shadow_calls",
+            "Shadow calls by model and outcome (never answered; not in provider attempts)",
+            shadows.clone(),
+        );
+        let shadow_cost = CostCounters::default();
+        registry.register(
+            "switchyard_shadow_cost_usd",
+            "Shadow calls' cost in USD by model (charged to no budget)",
+            shadow_cost.clone(),
+        );
         let classify = Histogram::new(CLASSIFY_BUCKETS);
         registry.register(
             "switchyard_classify_duration_seconds",
@@ -135,6 +156,9 @@ impl Metrics {
             provider_errors,
             cost,
             feedback,
+            rules,
+            shadows,
+            shadow_cost,
             classify,
             classify_pending,
             gauges,
@@ -202,6 +226,22 @@ impl Metrics {
             };
             let labels = vec![("model", model.into()), ("tenant", tenant.into())];
             self.cost.get_or_create(&labels).inc_by(usd);
+        }
+    }
+
+    /// A rule that matched a request; `arm` is its A/B arm when the split is its.
+    pub fn rule(&self, rule: &str, arm: &str) {
+        let labels = vec![("rule", rule.into()), ("arm", arm.into())];
+        self.rules.get_or_create(&labels).inc();
+    }
+
+    /// One shadow call and its cost.
+    pub fn shadow(&self, model: &str, outcome: &str, usd: f64) {
+        let labels = vec![("model", model.into()), ("outcome", outcome.into())];
+        self.shadows.get_or_create(&labels).inc();
+        if usd.is_finite() && usd > 0.0 {
+            let labels = vec![("model", model.into())];
+            self.shadow_cost.get_or_create(&labels).inc_by(usd);
         }
     }
 

@@ -270,6 +270,9 @@ impl Engine {
                     row.error = Some(e.to_string());
                 }
             }
+            engine
+                .metrics
+                .shadow(&row.model, row.outcome, row.cost_usd.unwrap_or(0.0));
             if let Err(e) = engine.store.insert_shadow(&row).await {
                 tracing::warn!(error = %e, decision_id = %row.decision_id, "could not log a shadow call");
             }

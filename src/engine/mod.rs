@@ -455,6 +455,14 @@ impl Engine {
             &self.catalog.models[routed.decision.model].name,
             pinned.is_some(),
         );
+        for rule in &verdict.matched {
+            let arm = verdict
+                .split
+                .as_ref()
+                .filter(|a| a.rule == *rule)
+                .map_or("", |a| a.arm);
+            self.metrics.rule(rule, arm);
+        }
         tracing::info!(
             decision_id = %routed.decision_id,
             model = %self.catalog.models[routed.decision.model].name,

@@ -416,6 +416,21 @@ then = { shadow = { share = 0.5, model = "shadow" } }
         .await
         .unwrap();
     assert_eq!(attempts, 0);
+    let metrics = reqwest::get(common::http::url(&env, "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!(
+        "switchyard_shadow_calls_total{{model=\"shadow\",outcome=\"ok\"}} {}",
+        rows.len()
+    );
+    assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    assert!(
+        metrics.contains("switchyard_rule_matches_total{rule=\"mirror\",arm=\"\"} 40"),
+        "{metrics}"
+    );
     let spend = env.store().await.spend(0).await.unwrap();
     assert!(
         spend.iter().any(|r| r.shadow && r.model == "shadow"),
