@@ -304,7 +304,13 @@ impl Engine {
             }
             None => None,
         };
-        let mut verdict = self.rules(input, &needs, profile, prompt_tokens, reading.as_ref());
+        let mut verdict = self.rules(
+            input,
+            &needs,
+            (profile, pinned.is_some()),
+            prompt_tokens,
+            reading.as_ref(),
+        );
         if pinned.is_some() {
             // The client chose: no A/B arm applies, and none is logged.
             verdict.split = None;
@@ -500,7 +506,7 @@ impl Engine {
         &self,
         input: &RouteInput,
         needs: &eligibility::Needs,
-        profile: Option<usize>,
+        (profile, pinned): (Option<usize>, bool),
         prompt_tokens: u32,
         reading: Option<&Reading>,
     ) -> Verdict {
@@ -527,6 +533,7 @@ impl Engine {
             needs: &needs.capabilities,
             user: input.user.as_deref(),
             session: input.session_id.as_deref(),
+            pinned,
         };
         self.rules.evaluate(&facts, &mut || rand::random())
     }

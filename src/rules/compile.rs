@@ -13,6 +13,14 @@ use crate::config::{Config, Then, language};
 #[error("routes: {0}")]
 pub struct CompileError(String);
 
+/// Whether these settings can change a request that named its model.
+fn binds(t: &Then) -> bool {
+    !t.candidates.is_empty()
+        || t.max_usd_per_mtok.is_some()
+        || t.max_cost_usd.is_some()
+        || t.shadow.is_some()
+}
+
 pub(super) fn compile(config: &Config, catalog: &Catalog) -> Result<Rules, CompileError> {
     let by_name: HashMap<String, usize> = config
         .profiles
@@ -98,6 +106,12 @@ pub(super) fn compile(config: &Config, catalog: &Catalog) -> Result<Rules, Compi
                 regex,
                 needs: m.needs.clone(),
             },
+            binds_pinned: binds(&r.then)
+                || r.then
+                    .profile
+                    .as_deref()
+                    .and_then(|p| by_name.get(p))
+                    .is_some_and(|&p| binds(&config.profiles[p].then)),
             then: knobs("rule", &r.name, &r.then)?,
             last: r.last,
         });

@@ -39,6 +39,11 @@ struct Rule {
     when: When,
     then: Knobs,
     last: bool,
+    /// Whether it can change a request that named its model: it limits
+    /// models or costs, or shadows. Only these are evaluated for such a
+    /// request (a pin, a split or a weight would not apply to it), which
+    /// keeps a language rule's detection off the pinned path.
+    binds_pinned: bool,
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +99,8 @@ pub struct Facts<'a> {
     pub needs: &'a [Capability],
     pub user: Option<&'a str>,
     pub session: Option<&'a str>,
+    /// The client named the model.
+    pub pinned: bool,
 }
 
 impl Default for Facts<'_> {
@@ -111,6 +118,7 @@ impl Default for Facts<'_> {
             needs: &[],
             user: None,
             session: None,
+            pinned: false,
         }
     }
 }
@@ -215,7 +223,7 @@ impl Rules {
         }
         let language = OnceCell::new();
         for r in &self.routes {
-            if !r.when.holds(f, &language) {
+            if (f.pinned && !r.binds_pinned) || !r.when.holds(f, &language) {
                 continue;
             }
             v.matched.push(r.name.clone());

@@ -110,6 +110,27 @@ fn language_headers_and_last() {
 }
 
 #[test]
+fn a_pinned_request_meets_only_the_rules_that_bind_it() {
+    let (r, _) = rules(TEAM);
+    let f = Facts {
+        tier: "free",
+        intent: Some(("code", 0.9)),
+        text: "Kannst du mir bitte erklären, wie die Steuererklärung funktioniert?",
+        pinned: true,
+        ..Facts::default()
+    };
+    // The ceiling holds; the language and code pins and the weight do not apply.
+    assert_eq!(r.evaluate(&f, &mut never()).matched, ["free-tier"]);
+    let headers = [("x-team".to_owned(), "research".to_owned())];
+    let vip = Facts {
+        headers: &headers,
+        ..f
+    };
+    // A profile with candidates binds a pinned request too.
+    assert_eq!(r.evaluate(&vip, &mut never()).matched, ["free-tier", "vip"]);
+}
+
+#[test]
 fn splits_stick_to_the_user_and_measure_their_share() {
     let (r, _) = rules(
         r#"
