@@ -26,6 +26,7 @@ use crate::engine::{Engine, Parts};
 use crate::learn::Learning;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
+use crate::policy::bandit::Bandit;
 use crate::policy::features;
 use crate::policy::prior::PriorPolicy;
 use crate::store::{Store, WriterHandle};
@@ -71,8 +72,11 @@ impl App {
             Arc::clone(&catalog),
         );
         let rules = Arc::new(crate::rules::Rules::new(&config, &catalog)?);
+        let dim = features::dim(reader.as_deref().map_or(0, |r| r.intent_labels().len()));
+        let variants = variant_policies(&rules, &catalog, dim)?;
         let engine = Engine::new(Parts {
             rules,
+            variants,
             output_tokens: OutputTokens::load(&store).await?,
             config,
             catalog,
@@ -213,6 +217,36 @@ async fn load_reader(config: &Config) -> anyhow::Result<Option<Arc<Reader>>> {
 }
 
 /// The configured policy, and its learner when it learns.
+/// The policies A/B splits name as variants: the prior, or a trained
+/// policy directory (frozen: it chooses, the running policy learns).
+fn variant_policies(
+    rules: &crate::rules::Rules,
+    catalog: &Catalog,
+    dim: usize,
+) -> anyhow::Result<Vec<Arc<dyn Policy>>> {
+    let arms: Vec<(String, f64)> = catalog
+        .models
+        .iter()
+        .map(|m| (m.name.clone(), m.prior_quality))
+        .collect();
+    rules
+        .variant_policies()
+        .iter()
+        .map(|name| -> anyhow::Result<Arc<dyn Policy>> {
+            if name == "prior" {
+                return Ok(Arc::new(PriorPolicy));
+            }
+            let file = crate::policy::file::PolicyFile::load(std::path::Path::new(name))
+                .with_context(|| format!("the A/B variant policy {name:?}"))?;
+            let params = file.params.validated()?;
+            let state = file.state.widen(dim).with_context(|| {
+                format!("the A/B variant policy {name:?} does not fit this context")
+            })?;
+            Ok(Arc::new(Bandit::build(&state, params, &arms)))
+        })
+        .collect()
+}
+
 async fn policy(
     config: &Config,
     catalog: &Arc<Catalog>,

@@ -83,13 +83,15 @@ pub struct Then {
     pub shadow: Option<Shadow>,
 }
 
-/// Send `share` of the rule's traffic to `model` (the variant), sticky per
-/// user or session.
+/// Send `share` of the rule's traffic to the variant, sticky per user or
+/// session: a `model`, or a `policy` that chooses instead of the running
+/// one ("prior", or a directory `switchyard train` wrote).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Split {
     pub share: f64,
-    pub model: String,
+    pub model: Option<String>,
+    pub policy: Option<String>,
     #[serde(default)]
     pub sticky: Sticky,
 }
@@ -262,7 +264,16 @@ fn then(
         }
     }
     if let Some(s) = &t.split {
-        model("split.model", &s.model)?;
+        match (&s.model, &s.policy) {
+            (Some(m), None) => model("split.model", m)?,
+            (None, Some(p)) if !p.trim().is_empty() => {}
+            _ => {
+                return Err(invalid(
+                    format!("{at}.then.split"),
+                    "name the variant: a `model`, or a `policy` (\"prior\" or a policy directory)",
+                ));
+            }
+        }
         share(&format!("{at}.then.split.share"), s.share)?;
     }
     if let Some(s) = &t.shadow {

@@ -29,7 +29,7 @@ use crate::learn::Learning;
 use crate::metrics::Metrics;
 use crate::policy::eligibility::{self, Constraints};
 use crate::policy::{self, Context, Decision, Policy};
-use crate::rules::{Facts, Rules, Verdict};
+use crate::rules::{Facts, Rules, Variant, Verdict};
 use crate::store::codec;
 use crate::store::{DecisionRow, FeedbackRow, Store};
 use crate::tokens;
@@ -136,6 +136,8 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     pub gate: Arc<crate::auth::Gate>,
     pub rules: Arc<Rules>,
+    /// One per [`Rules::variant_policies`] entry: the A/B variants' policies.
+    pub variants: Vec<Arc<dyn Policy>>,
 }
 
 pub struct Engine {
@@ -162,6 +164,8 @@ pub struct Engine {
     pub gate: Arc<crate::auth::Gate>,
     /// `[[routes]]` and `[[profiles]]`, evaluated before the policy.
     pub rules: Arc<Rules>,
+    /// The policies A/B splits try as variants.
+    variants: Vec<Arc<dyn Policy>>,
 }
 
 impl Engine {
@@ -176,6 +180,7 @@ impl Engine {
             conversations: affinity::Conversations::new(&p.config.routing),
             gate: p.gate,
             rules: p.rules,
+            variants: p.variants,
             policy: p.policy,
             learning: p.learning,
             reader: p.reader,
@@ -419,12 +424,20 @@ impl Engine {
                     features: context.clone(),
                     prompt_tokens,
                 };
+                // An A/B split's variant arm may be another policy's to choose.
+                let policy = match verdict.split.as_ref().filter(|a| a.arm == "variant") {
+                    Some(a) => match a.variant {
+                        Variant::Policy(i) => &self.variants[i],
+                        Variant::Model(_) => &self.policy,
+                    },
+                    None => &self.policy,
+                };
                 match &self.seeded {
                     Some(rng) => {
                         let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
-                        self.policy.decide(&ctx, screened, &mut *rng)
+                        policy.decide(&ctx, screened, &mut *rng)
                     }
-                    None => self.policy.decide(&ctx, screened, &mut rand::rng()),
+                    None => policy.decide(&ctx, screened, &mut rand::rng()),
                 }
             }
         };
@@ -786,6 +799,32 @@ mod tests {
         let mut pinned = RouteInput::default();
         assert!(under_key(&key(&["a"]), None, &mut pinned, Some("c")).is_err());
         assert!(under_key(&key(&["a"]), None, &mut pinned, Some("a")).is_ok());
+    }
+
+    #[test]
+    fn a_key_may_list_profiles() {
+        let k = key(&["switchyard/cheap", "a"]);
+        let mut r = RouteInput::default();
+        under_key(&k, None, &mut r, Some("switchyard/cheap")).unwrap();
+        assert!(
+            r.candidates.is_empty(),
+            "the profile's own candidates apply"
+        );
+        let mut r = RouteInput::default();
+        under_key(&k, None, &mut r, None).unwrap();
+        assert_eq!(r.candidates, vec!["a"]);
+        let e = under_key(
+            &key(&["switchyard/cheap"]),
+            None,
+            &mut RouteInput::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("may use only switchyard/cheap"),
+            "{e}"
+        );
+        assert!(under_key(&k, None, &mut RouteInput::default(), Some("switchyard/pro")).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{Knobs, Rule, Rules, When};
+use super::{Knobs, Rule, Rules, Variant, When};
 use crate::catalog::Catalog;
 use crate::config::{Config, Then, language};
 
@@ -39,7 +39,8 @@ pub(super) fn compile(config: &Config, catalog: &Catalog) -> Result<Rules, Compi
             .copied()
             .ok_or_else(|| CompileError(format!("no profile {p:?}")))
     };
-    let knobs = |kind: &'static str, name: &str, t: &Then| -> Result<Knobs, CompileError> {
+    let mut variant_policies: Vec<String> = Vec::new();
+    let mut knobs = |kind: &'static str, name: &str, t: &Then| -> Result<Knobs, CompileError> {
         Ok(Knobs {
             kind,
             name: name.to_owned(),
@@ -60,7 +61,25 @@ pub(super) fn compile(config: &Config, catalog: &Catalog) -> Result<Rules, Compi
             max_cost_usd: t.max_cost_usd,
             max_usd_per_mtok: t.max_usd_per_mtok,
             split: match &t.split {
-                Some(s) => Some((s.share, model(&s.model)?, s.sticky)),
+                Some(s) => {
+                    let variant = match (&s.model, &s.policy) {
+                        (Some(m), _) => Variant::Model(model(m)?),
+                        (None, Some(p)) => {
+                            let i = match variant_policies.iter().position(|v| v == p) {
+                                Some(i) => i,
+                                None => {
+                                    variant_policies.push(p.clone());
+                                    variant_policies.len() - 1
+                                }
+                            };
+                            Variant::Policy(i)
+                        }
+                        (None, None) => {
+                            return Err(CompileError("a split without a variant".into()));
+                        }
+                    };
+                    Some((s.share, variant, s.sticky))
+                }
                 None => None,
             },
             shadow: match &t.shadow {
@@ -123,5 +142,6 @@ pub(super) fn compile(config: &Config, catalog: &Catalog) -> Result<Rules, Compi
         profiles,
         by_name,
         headers,
+        variant_policies,
     })
 }

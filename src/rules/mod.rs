@@ -31,6 +31,8 @@ pub struct Rules {
     by_name: HashMap<String, usize>,
     /// Lower-case header names some rule matches on.
     headers: Vec<String>,
+    /// The policies splits name as variants, each once.
+    variant_policies: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -77,7 +79,7 @@ struct Knobs {
     latency_weight: Option<f64>,
     max_cost_usd: Option<f64>,
     max_usd_per_mtok: Option<f64>,
-    split: Option<(f64, usize, Sticky)>,
+    split: Option<(f64, Variant, Sticky)>,
     shadow: Option<(f64, usize)>,
 }
 
@@ -131,6 +133,16 @@ struct Limit {
     max_usd_per_mtok: Option<f64>,
 }
 
+/// What an A/B split's variant arm gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// This model (catalog index), pinned.
+    Model(usize),
+    /// This policy ([`Rules::variant_policies`] index) chooses instead of
+    /// the running one.
+    Policy(usize),
+}
+
 /// The A/B arm a request fell in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assignment {
@@ -139,8 +151,8 @@ pub struct Assignment {
     pub arm: &'static str,
     /// The probability of this arm: the share, or one minus it.
     pub probability: f64,
-    /// The variant's model (pinned on the variant arm).
-    pub variant: usize,
+    /// The variant (a pinned model or another policy on the variant arm).
+    pub variant: Variant,
 }
 
 /// What the rules decided for one request.
@@ -199,6 +211,12 @@ impl Rules {
         self.by_name.get(name).copied()
     }
 
+    /// The policies A/B splits name as variants ("prior", or a policy
+    /// directory), each once: the engine is given one loaded policy per entry.
+    pub fn variant_policies(&self) -> &[String] {
+        &self.variant_policies
+    }
+
     /// Profile names, in config order.
     pub fn profiles(&self) -> impl Iterator<Item = &str> {
         self.profiles.iter().map(|p| p.name.as_str())
@@ -236,8 +254,10 @@ impl Rules {
                 break;
             }
         }
-        if let Some(a) = v.split.as_ref().filter(|a| a.arm == "variant") {
-            v.pin = Some((a.variant, format!("ab:{}", a.rule)));
+        if let Some(a) = v.split.as_ref().filter(|a| a.arm == "variant")
+            && let Variant::Model(m) = a.variant
+        {
+            v.pin = Some((m, format!("ab:{}", a.rule)));
         }
         v
     }

@@ -163,6 +163,43 @@ then = { split = { share = 0.2, model = "gpt-4.1-mini" } }
 }
 
 #[test]
+fn a_requested_profile_applies_first_and_rules_can_match_it() {
+    let (r, c) = rules(
+        r#"
+[[profiles]]
+name = "cheap"
+candidates = ["gpt-4.1-nano", "gpt-4o-mini"]
+cost_weight = 100.0
+
+[[routes]]
+name = "cheap-canary"
+match = { profile = ["cheap"] }
+then = { split = { share = 1.0, policy = "prior" } }
+"#,
+    );
+    let f = Facts {
+        profile: r.profile("cheap"),
+        ..Facts::default()
+    };
+    let v = r.evaluate(&f, &mut never());
+    assert_eq!(
+        (v.profile.as_deref(), v.cost_weight),
+        (Some("cheap"), Some(100.0))
+    );
+    assert_eq!(v.matched, ["cheap-canary"]);
+    let a = v.split.clone().unwrap();
+    assert_eq!((a.arm, a.variant), ("variant", Variant::Policy(0)));
+    assert_eq!(r.variant_policies(), ["prior"]);
+    assert!(v.pin.is_none(), "a policy variant chooses; it pins nothing");
+    assert!(v.excludes(&c, c.model_index("gpt-4.1").unwrap()).is_some());
+    assert!(
+        r.evaluate(&Facts::default(), &mut never())
+            .matched
+            .is_empty()
+    );
+}
+
+#[test]
 fn keywords_regex_tokens_and_needs() {
     let (r, _) = rules(
         r#"
@@ -221,6 +258,14 @@ fn bad_rules_are_refused_by_name() {
             "used twice",
         ),
         ("[[profiles]]\nname = \"auto\"", "profiles[0]"),
+        (
+            "[[routes]]\nname = \"a\"\nthen = { split = { share = 0.1 } }",
+            "name the variant",
+        ),
+        (
+            "[[routes]]\nname = \"a\"\nmatch = { profile = [\"nope\"] }",
+            "routes[0].match.profile",
+        ),
     ] {
         let e = Config::from_toml(toml).unwrap_err().to_string();
         assert!(e.contains(says), "{toml}: {e}");

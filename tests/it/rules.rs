@@ -546,3 +546,41 @@ async fn a_tenants_settings_hold_all_its_keys() {
     let (status, _) = chat(&env, Some(&other), ask("switchyard/auto", "hello")).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_split_can_try_another_policy() {
+    let env = env_with(
+        r#"
+[[routes]]
+name = "policy-canary"
+then = { split = { share = 0.5, policy = "prior", sticky = "session" } }
+"#,
+        |c| c.routing.policy = switchyard::config::PolicyKind::Bandit,
+    )
+    .await;
+    let mut client = env.server.client().await;
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let mut req = route_req(&format!("compare the policies {i}"));
+        req.session_id = Some(format!("s-{i}"));
+        let r = client.route(req).await.unwrap().into_inner();
+        ids.push((r.decision_id, r.policy_version));
+    }
+    env.logged_decision(&ids[59].0).await;
+    let pool = db(&env).await;
+    let mut arms = std::collections::HashSet::new();
+    for (id, version) in &ids {
+        let (arm, pinned): (String, bool) =
+            sqlx::query_as("SELECT ab_arm, pinned FROM decisions WHERE id = ?")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        // The variant arm is the prior's choice, the control the bandit's;
+        // both are draws with exact propensities (not pinned).
+        assert_eq!(arm == "variant", version == "prior-v1", "{arm} {version}");
+        assert!(!pinned);
+        arms.insert(arm);
+    }
+    assert_eq!(arms.len(), 2, "both arms in 60 sessions");
+}
