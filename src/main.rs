@@ -268,7 +268,11 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(a) => switchyard::offline::eval::cli::run(*a),
         Command::CheckConfig { config } => {
             let config = load_config(config.as_ref())?;
-            print!("{}", app::describe_catalog(&Catalog::from_env(&config)));
+            let catalog = Catalog::from_env(&config);
+            // The rules compile against the catalog as the server's would.
+            switchyard::rules::Rules::new(&config, &catalog)?;
+            print!("{}", app::describe_catalog(&catalog));
+            print!("{}", app::describe_rules(&config));
             Ok(())
         }
     }

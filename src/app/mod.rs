@@ -168,6 +168,26 @@ pub fn describe_catalog(catalog: &Catalog) -> String {
     out
 }
 
+/// The profiles and `[[routes]]` rules, one line each, in order.
+pub fn describe_rules(config: &Config) -> String {
+    let mut out = String::new();
+    for p in &config.profiles {
+        out.push_str(&format!(
+            "profile switchyard/{} {}\n",
+            p.name,
+            p.then.candidates.join(",")
+        ));
+    }
+    for (i, r) in config.routes.iter().enumerate() {
+        out.push_str(&format!(
+            "route {i} {}{}\n",
+            r.name,
+            if r.last { " (last)" } else { "" }
+        ));
+    }
+    out
+}
+
 /// `" (tools, vision)"`, or nothing for a text-only model.
 fn capabilities(caps: &[crate::config::Capability]) -> String {
     if caps.is_empty() {

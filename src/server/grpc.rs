@@ -57,6 +57,20 @@ impl RouterService {
         r
     }
 
+    /// A Complete request as the engine takes it: under its key (the key's
+    /// tenant, its and its tenant's models), with the metadata the rules read.
+    fn complete_input(&self, req: Request<pb::CompleteRequest>) -> Result<CompleteInput, Status> {
+        let key = principal(&req);
+        let headers = self.rule_headers(req.metadata());
+        let mut input = complete_input(req.into_inner())?;
+        input.route.headers = headers;
+        if let Some(k) = &key {
+            self.engine
+                .apply_key(k, &mut input.route, input.model.as_deref())?;
+        }
+        Ok(input)
+    }
+
     /// The call's metadata entries some rule reads.
     fn rule_headers(&self, m: &tonic::metadata::MetadataMap) -> Vec<(String, String)> {
         self.engine
@@ -206,21 +220,6 @@ fn principal<T>(req: &Request<T>) -> Option<Principal> {
     req.extensions().get::<Principal>().cloned()
 }
 
-/// The input under its key: the key's tenant, and its (and its tenant's)
-/// models only; with the metadata the rules read.
-fn keyed(
-    engine: &crate::engine::Engine,
-    mut input: CompleteInput,
-    key: Option<&Principal>,
-    headers: Vec<(String, String)>,
-) -> Result<CompleteInput, Status> {
-    input.route.headers = headers;
-    if let Some(k) = key {
-        engine.apply_key(k, &mut input.route, input.model.as_deref())?;
-    }
-    Ok(input)
-}
-
 fn complete_input(mut r: pb::CompleteRequest) -> Result<CompleteInput, Status> {
     let tools = tools(&mut r)?;
     let response_format = response_format(r.response_format.take())?;
@@ -343,14 +342,7 @@ impl pb::router_server::Router for RouterService {
         let parent = telemetry::remote_parent(&telemetry::Metadata(req.metadata()));
         self.observed("Complete", parent, async move {
             let _permit = self.admit()?;
-            let key = principal(&req);
-            let headers = self.rule_headers(req.metadata());
-            let input = keyed(
-                &self.engine,
-                complete_input(req.into_inner())?,
-                key.as_ref(),
-                headers,
-            )?;
+            let input = self.complete_input(req)?;
             let c = self.engine.complete(&input).await?;
             tracing::Span::current().record("decision_id", c.decision_id.as_str());
             self.engine
@@ -388,14 +380,7 @@ impl pb::router_server::Router for RouterService {
         let parent = telemetry::remote_parent(&telemetry::Metadata(req.metadata()));
         self.observed("CompleteStream", parent, async move {
             let permit = self.admit()?;
-            let key = principal(&req);
-            let headers = self.rule_headers(req.metadata());
-            let input = keyed(
-                &self.engine,
-                complete_input(req.into_inner())?,
-                key.as_ref(),
-                headers,
-            )?;
+            let input = self.complete_input(req)?;
             let rx = self.engine.complete_stream(&input).await?;
             // The RPC's span is entered for every item, so it ends (at its
             // last exit) with the stream, not when this handler returns it.

@@ -92,6 +92,23 @@ impl Drop for Mock {
     }
 }
 
+/// `switchyard ARGS --database DB` (a management command, run as the real
+/// binary), which must succeed: its standard output.
+pub fn cli(db: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .arg("--database")
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A loopback port free right now, for a server started as a process.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -30,19 +30,10 @@ impl Drop for Proc {
 
 /// `switchyard keys ARGS --database DB`: its standard output.
 fn keys(db: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("keys")
-        .args(args)
-        .arg("--database")
-        .arg(db)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "keys {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let args: Vec<&str> = std::iter::once("keys")
+        .chain(args.iter().copied())
+        .collect();
+    common::cli(db, &args)
 }
 
 struct Served {

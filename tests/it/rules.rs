@@ -9,13 +9,11 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{Env, Mock, Server, mock_config_toml, route_req};
+use common::{Env, Mock, Server, cli, mock_config_toml, route_req};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sqlx::Row;
 use switchyard::config::Config;
-
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
 /// A server over the mock with the test catalog and `extra` TOML.
 async fn env_with(extra: &str, tweak: impl FnOnce(&mut Config)) -> Env {
@@ -320,17 +318,7 @@ then = { split = { share = 0.2, model = "mid", sticky = "session" } }
             .await
             .unwrap();
     }
-    let out = std::process::Command::new(BIN)
-        .args(["report", "ab", "--database"])
-        .arg(&env.server.db)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8(out.stdout).unwrap();
+    let table = cli(&env.server.db, &["report", "ab"]);
     let line = |arm: &str| {
         table
             .lines()
@@ -440,22 +428,6 @@ then = { shadow = { share = 0.5, model = "shadow" } }
         spend.iter().all(|r| r.shadow == (r.model == "shadow")),
         "{spend:?}"
     );
-}
-
-/// `switchyard ARGS --database DB`, which must succeed.
-fn cli(db: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(BIN)
-        .args(args)
-        .arg("--database")
-        .arg(db)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[tokio::test]
