@@ -51,6 +51,7 @@ impl App {
     pub async fn build(config: Config, catalog: Catalog) -> anyhow::Result<App> {
         let config = Arc::new(config);
         let config_auth = config.auth.clone();
+        let config_limits = config.limits.clone();
         let (store, writer) = Store::open(&config.server.database, &config.store).await?;
         let reader = load_reader(&config).await?;
         let catalog = Arc::new(catalog);
@@ -87,7 +88,7 @@ impl App {
             dispatcher: Dispatcher::new(http),
             failover,
             metrics,
-            gate: crate::auth::Gate::start(&config_auth, store.clone()).await?,
+            gate: crate::auth::Gate::start(&config_auth, &config_limits, store.clone()).await?,
         });
         Ok(App {
             engine: Arc::new(engine),

@@ -109,6 +109,9 @@ pub struct SettingsArgs {
     /// USD per month.
     #[arg(long)]
     budget_month_usd: Option<f64>,
+    /// While the shared rate limiter (Redis) is unreachable: open or closed.
+    #[arg(long)]
+    on_unreachable: Option<String>,
 }
 
 impl SettingsArgs {
@@ -122,6 +125,7 @@ impl SettingsArgs {
             tpm: self.tpm,
             budget_day_usd: self.budget_day_usd,
             budget_month_usd: self.budget_month_usd,
+            on_unreachable: self.on_unreachable,
         }
     }
 }

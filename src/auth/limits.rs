@@ -1,5 +1,8 @@
-//! Per-key rate limits: requests per minute and tokens per minute, each a
-//! GCRA (generic cell rate algorithm) allowing a minute's worth at once.
+//! Per-key rate limits counted in this process: requests per minute and
+//! tokens per minute, each a GCRA (generic cell rate algorithm) allowing a
+//! minute's worth at once. With `limits.replicas = N` each replica allows
+//! a key limit / N (an approximation of one shared limit; `redis` counts
+//! it exactly, see `shared`).
 //!
 //! Written here rather than taken from `governor`: token limits charge a
 //! request's estimated prompt up front and settle with the real usage once
@@ -67,13 +70,41 @@ struct KeyLimits {
 }
 
 /// Every key's limits.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Limits {
     keys: Mutex<HashMap<String, KeyLimits>>,
+    /// Replicas sharing each limit: this one allows limit / replicas.
+    replicas: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::new(1)
+    }
+}
+
+/// A key's limit as one of `replicas` replicas counts it (at least 1).
+fn share(limit: Option<u32>, replicas: u32) -> Option<u32> {
+    limit.map(|l| (l / replicas.max(1)).max(1))
+}
+
+/// A request larger than a whole minute's tokens can never pass: a 400,
+/// not a wait.
+pub(super) fn too_large(key: &KeyRow, tokens: u32, per_minute: u32) -> Result<(), Error> {
+    if tokens <= per_minute {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "messages",
+        format!(
+            "the request's ~{tokens} prompt tokens exceed {}'s limit of {per_minute} tokens per minute",
+            key.who()
+        ),
+    ))
 }
 
 /// Which limit refused.
-fn refused(key: &KeyRow, what: &'static str, max: u32, wait: Duration) -> Error {
+pub(super) fn refused(key: &KeyRow, what: &'static str, max: u32, wait: Duration) -> Error {
     Error::rate_limited(
         format!(
             "{} is over its limit of {max} {what} per minute; retry after {:.1} s",
@@ -87,6 +118,13 @@ fn refused(key: &KeyRow, what: &'static str, max: u32, wait: Duration) -> Error 
 }
 
 impl Limits {
+    pub fn new(replicas: u32) -> Limits {
+        Limits {
+            keys: Mutex::new(HashMap::new()),
+            replicas,
+        }
+    }
+
     /// Admits a request of `tokens` estimated prompt tokens under `key`'s
     /// limits, charging both; a refusal charges neither.
     pub fn admit(&self, key: &KeyRow, tokens: u32) -> Result<(), Error> {
@@ -99,23 +137,15 @@ impl Limits {
             rpm: None,
             tpm: None,
         });
+        let (rpm, tpm) = (share(key.rpm, self.replicas), share(key.tpm, self.replicas));
         // A changed setting starts its limit afresh.
-        for (slot, want) in [(&mut l.rpm, key.rpm), (&mut l.tpm, key.tpm)] {
+        for (slot, want) in [(&mut l.rpm, rpm), (&mut l.tpm, tpm)] {
             if slot.as_ref().map(|g| g.per_minute) != want {
                 *slot = want.map(|w| Gcra::new(w, now));
             }
         }
-        if let Some(t) = &l.tpm
-            && tokens > t.per_minute
-        {
-            return Err(Error::invalid(
-                "messages",
-                format!(
-                    "the request's ~{tokens} prompt tokens exceed {}'s limit of {} tokens per minute",
-                    key.who(),
-                    t.per_minute
-                ),
-            ));
+        if let Some(t) = &l.tpm {
+            too_large(key, tokens, t.per_minute)?;
         }
         let before = (l.rpm.as_ref().map(|g| g.tat), l.tpm.as_ref().map(|g| g.tat));
         if let Some(r) = &mut l.rpm
@@ -174,6 +204,17 @@ mod tests {
         );
         // A second later one more fits.
         g.take(1, now + Duration::from_secs(1)).unwrap();
+    }
+
+    #[test]
+    fn replicas_share_a_limit() {
+        let limits = Limits::new(3);
+        let k = key(Some(7), None);
+        // 7 / 3 replicas: 2 here.
+        limits.admit(&k, 1).unwrap();
+        limits.admit(&k, 1).unwrap();
+        assert!(limits.admit(&k, 1).is_err());
+        assert_eq!(share(Some(2), 3), Some(1), "never below one");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod cli;
 mod limits;
+mod shared;
 mod spend;
 
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use arc_swap::ArcSwap;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::config::{AuthConfig, AuthMode};
+use crate::config::{AuthConfig, AuthMode, LimitsBackend, LimitsConfig};
 use crate::error::Error;
 use crate::store::{KeyRow, Store, StoreError};
 
@@ -119,12 +120,39 @@ impl Keys {
     }
 }
 
+/// Where rate limits are counted: in this process, or in Redis for every
+/// replica (`limits.backend`).
+pub enum Limiter {
+    Local(limits::Limits),
+    Shared(Arc<shared::SharedLimits>),
+}
+
+impl Limiter {
+    /// Admits a request of `tokens` estimated prompt tokens under `key`'s
+    /// limits, charging both; a refusal charges neither.
+    pub async fn admit(&self, key: &KeyRow, tokens: u32) -> Result<(), Error> {
+        match self {
+            Limiter::Local(l) => l.admit(key, tokens),
+            Limiter::Shared(s) => s.admit(key, tokens).await,
+        }
+    }
+
+    /// Settles a request's tokens with its real usage (`delta` = real −
+    /// estimated).
+    pub fn settle(&self, key: &KeyRow, delta: i64) {
+        match self {
+            Limiter::Local(l) => l.settle(key, delta),
+            Limiter::Shared(s) => s.settle(key, delta),
+        }
+    }
+}
+
 /// What the transports ask: whether a call's key lets it in, and whether
 /// a call holds the admin key.
 pub struct Gate {
     pub keys: Arc<Keys>,
     /// Each key's requests and tokens per minute.
-    pub limits: limits::Limits,
+    pub limits: Limiter,
     /// Each key's spend today and this month, against its budgets.
     pub spend: spend::Spend,
     /// Every call needs a key (`auth.mode = "keys"`).
@@ -136,7 +164,11 @@ pub struct Gate {
 impl Gate {
     /// Loads the key table (following it when keys are required) and reads
     /// the admin key from its environment variable.
-    pub async fn start(config: &AuthConfig, store: Store) -> Result<Arc<Gate>, StoreError> {
+    pub async fn start(
+        config: &AuthConfig,
+        limits: &LimitsConfig,
+        store: Store,
+    ) -> anyhow::Result<Arc<Gate>> {
         let store_for_spend = store.clone();
         let keys = Keys::load(store).await?;
         let required = config.mode == AuthMode::Keys;
@@ -151,7 +183,12 @@ impl Gate {
             .map(|k| hash(k.trim()));
         Ok(Arc::new(Gate {
             keys,
-            limits: limits::Limits::default(),
+            limits: match limits.backend {
+                LimitsBackend::Local => Limiter::Local(limits::Limits::new(limits.replicas)),
+                LimitsBackend::Redis => {
+                    Limiter::Shared(Arc::new(shared::SharedLimits::new(limits)?))
+                }
+            },
             // Without keys nothing is charged to a key: no scan of the
             // month's log at start.
             spend: if required {
@@ -252,6 +289,8 @@ pub struct KeySettings {
     pub tpm: Option<u32>,
     pub budget_day_usd: Option<f64>,
     pub budget_month_usd: Option<f64>,
+    /// While the shared rate limiter is unreachable: "open" or "closed".
+    pub on_unreachable: Option<String>,
 }
 
 impl KeySettings {
@@ -264,6 +303,16 @@ impl KeySettings {
             if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
                 return Err(Error::invalid(field, "must be a finite number >= 0"));
             }
+        }
+        if let Some(v) = self
+            .on_unreachable
+            .as_deref()
+            .filter(|v| !matches!(*v, "open" | "closed"))
+        {
+            return Err(Error::invalid(
+                "on_unreachable",
+                format!("{v:?}: use \"open\" or \"closed\""),
+            ));
         }
         if self.rpm == Some(0) || self.tpm == Some(0) {
             return Err(Error::invalid("rpm", "limits must be greater than 0"));
@@ -281,6 +330,7 @@ impl KeySettings {
         k.tpm = self.tpm.or(k.tpm);
         k.budget_day_usd = self.budget_day_usd.or(k.budget_day_usd);
         k.budget_month_usd = self.budget_month_usd.or(k.budget_month_usd);
+        k.on_unreachable = self.on_unreachable.or(k.on_unreachable.take());
         Ok(())
     }
 }

@@ -72,6 +72,7 @@ pub struct Config {
     pub bandit: BanditConfig,
     pub telemetry: TelemetryConfig,
     pub auth: AuthConfig,
+    pub limits: LimitsConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
     /// Rules evaluated in order before the policy.
@@ -91,6 +92,37 @@ pub struct AuthConfig {
     pub allow_open: bool,
     /// How often the service reads the key table (changes made by the CLI).
     pub reload_interval: Duration,
+}
+
+/// Where API keys' rate limits are counted (see docs/governance.md).
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    pub backend: LimitsBackend,
+    /// Local counting: each replica allows limit / replicas.
+    pub replicas: u32,
+    pub redis_url: String,
+    /// A Redis call slower than this counts as Redis unreachable.
+    pub redis_timeout: Duration,
+    /// What a request meets while Redis is unreachable (a key may override).
+    pub on_unreachable: OnUnreachable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitsBackend {
+    /// Each replica counts its own requests.
+    Local,
+    /// One atomic count in Redis for every replica.
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnreachable {
+    /// Admit (availability first; the limit is not enforced meanwhile).
+    Open,
+    /// Refuse with 503 / UNAVAILABLE (the limit first).
+    Closed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]

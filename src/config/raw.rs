@@ -22,6 +22,7 @@ pub(super) struct RawConfig {
     pub(super) bandit: RawBandit,
     pub(super) telemetry: super::telemetry::RawTelemetry,
     pub(super) auth: RawAuth,
+    pub(super) limits: RawLimits,
     #[serde(default)]
     pub(super) providers: Vec<RawProvider>,
     #[serde(default)]
@@ -65,6 +66,17 @@ pub(super) struct RawAuth {
     pub(super) allow_open: bool,
     #[serde(rename = "reload_interval_ms", deserialize_with = "millis")]
     pub(super) reload_interval: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) backend: super::LimitsBackend,
+    pub(super) replicas: u32,
+    pub(super) redis_url: String,
+    #[serde(rename = "redis_timeout_ms", deserialize_with = "millis")]
+    pub(super) redis_timeout: Duration,
+    pub(super) on_unreachable: super::OnUnreachable,
 }
 
 #[derive(Debug, Deserialize)]

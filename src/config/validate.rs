@@ -72,7 +72,16 @@ pub(super) fn validate(raw: RawConfig, intent_head_set: bool) -> Result<Config, 
         reload_interval: positive("auth.reload_interval_ms", a.reload_interval)?,
     };
     super::routes::validate(&raw.routes, &raw.profiles, &models)?;
+    let l = raw.limits;
+    let limits = super::LimitsConfig {
+        backend: l.backend,
+        replicas: positive("limits.replicas", l.replicas)?,
+        redis_url: l.redis_url,
+        redis_timeout: positive("limits.redis_timeout_ms", l.redis_timeout)?,
+        on_unreachable: l.on_unreachable,
+    };
     Ok(Config {
+        limits,
         routes: raw.routes,
         profiles: raw.profiles,
         server,

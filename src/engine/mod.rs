@@ -297,7 +297,7 @@ impl Engine {
             tokens::estimate_prompt_tokens(input.messages.iter().map(|m| m.content.as_str()));
         // Rate limits before any work: a refused request costs nothing.
         for k in input.key.iter().chain(&input.tenant_settings) {
-            self.gate.limits.admit(k, prompt_tokens)?;
+            self.gate.limits.admit(k, prompt_tokens).await?;
         }
         let reading = match self.reads(pinned.is_some()) {
             Some(r) => {

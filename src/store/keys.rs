@@ -22,6 +22,9 @@ pub struct KeyRow {
     pub tpm: Option<u32>,
     pub budget_day_usd: Option<f64>,
     pub budget_month_usd: Option<f64>,
+    /// While the shared rate limiter is unreachable: "open" or "closed";
+    /// `None` follows `limits.on_unreachable`.
+    pub on_unreachable: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
@@ -41,6 +44,7 @@ impl KeyRow {
             tpm: None,
             budget_day_usd: None,
             budget_month_usd: None,
+            on_unreachable: None,
             created_at_ms: at_ms,
             updated_at_ms: at_ms,
             revoked_at_ms: None,
@@ -85,6 +89,7 @@ fn settings<'q>(q: Query<'q>, k: &'q KeyRow) -> Query<'q> {
         .bind(k.tpm)
         .bind(k.budget_day_usd)
         .bind(k.budget_month_usd)
+        .bind(&k.on_unreachable)
         .bind(k.updated_at_ms)
         .bind(k.revoked_at_ms)
 }
@@ -93,8 +98,8 @@ impl SqliteStore {
     pub async fn insert_key(&self, k: &KeyRow) -> Result<(), StoreError> {
         let q = sqlx::query(
             "INSERT INTO api_keys (id, hash, tenant, created_at_ms, name, tier, models, rpm, tpm,
-               budget_day_usd, budget_month_usd, updated_at_ms, revoked_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               budget_day_usd, budget_month_usd, on_unreachable, updated_at_ms, revoked_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&k.id)
         .bind(&k.hash)
@@ -109,7 +114,8 @@ impl SqliteStore {
     pub async fn update_key(&self, k: &KeyRow) -> Result<bool, StoreError> {
         let q = sqlx::query(
             "UPDATE api_keys SET name = ?, tier = ?, models = ?, rpm = ?, tpm = ?,
-               budget_day_usd = ?, budget_month_usd = ?, updated_at_ms = ?, revoked_at_ms = ?
+               budget_day_usd = ?, budget_month_usd = ?, on_unreachable = ?, updated_at_ms = ?,
+               revoked_at_ms = ?
              WHERE id = ?",
         );
         let done = settings(q, k).bind(&k.id).execute(&self.pool).await?;
@@ -120,7 +126,7 @@ impl SqliteStore {
     pub async fn keys(&self) -> Result<Vec<KeyRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, hash, tenant, name, tier, models, rpm, tpm, budget_day_usd,
-               budget_month_usd, created_at_ms, updated_at_ms, revoked_at_ms
+               budget_month_usd, on_unreachable, created_at_ms, updated_at_ms, revoked_at_ms
              FROM api_keys ORDER BY created_at_ms, id",
         )
         .fetch_all(&self.pool)
@@ -138,6 +144,7 @@ impl SqliteStore {
                 tpm: r.get("tpm"),
                 budget_day_usd: r.get("budget_day_usd"),
                 budget_month_usd: r.get("budget_month_usd"),
+                on_unreachable: r.get("on_unreachable"),
                 created_at_ms: r.get("created_at_ms"),
                 updated_at_ms: r.get("updated_at_ms"),
                 revoked_at_ms: r.get("revoked_at_ms"),

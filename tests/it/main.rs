@@ -18,6 +18,7 @@ mod grpc;
 mod http;
 mod http_ops;
 mod learning;
+mod limits;
 mod load_and_stop;
 mod otlp;
 mod promotion;

@@ -378,6 +378,7 @@ async fn api_keys_are_kept_and_changed(
         tpm: None,
         budget_day_usd: Some(5.0),
         budget_month_usd: None,
+        on_unreachable: None,
         created_at_ms: 1,
         updated_at_ms: 1,
         revoked_at_ms: None,
