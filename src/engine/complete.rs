@@ -56,6 +56,8 @@ pub struct Completed {
     pub usage_estimated: bool,
     pub cost_usd: f64,
     pub attempts: Vec<AttemptRow>,
+    /// What the rules did (matched rules, profile, A/B arm).
+    pub explained: super::Explained,
 }
 
 /// What a streamed completion yields, in order: one `Start`, any number of
@@ -200,6 +202,7 @@ impl Engine {
                     usage_estimated: estimated,
                     cost_usd: cost,
                     attempts: rows,
+                    explained: p.routed.explained.clone(),
                 })
             }
             Err(f) => {

@@ -87,6 +87,19 @@ pub struct Routed {
     pub order: Vec<usize>,
     /// A model to mirror the completion to (a rule's shadow), never answering.
     pub shadow: Option<(usize, String)>,
+    /// What the rules did, for the answer's explanation.
+    pub explained: Explained,
+}
+
+/// The rules' part in a decision, as the answer explains it.
+#[derive(Debug, Clone, Default)]
+pub struct Explained {
+    /// The `[[routes]]` that matched, in order.
+    pub rules: Vec<String>,
+    /// The profile in force.
+    pub profile: Option<String>,
+    /// The A/B arm, with its probability.
+    pub split: Option<crate::store::SplitRow>,
 }
 
 impl Routed {
@@ -455,6 +468,15 @@ impl Engine {
             context,
             order: allow.filter(|_| input.ordered).unwrap_or_default(),
             shadow: verdict.shadow.clone(),
+            explained: Explained {
+                rules: verdict.matched.clone(),
+                profile: verdict.profile.clone(),
+                split: verdict.split.as_ref().map(|a| crate::store::SplitRow {
+                    rule: a.rule.clone(),
+                    arm: a.arm.into(),
+                    probability: a.probability,
+                }),
+            },
         };
         // A decision a rule forced, or affinity kept, was no draw of the
         // policy's: it is logged as pinned (propensity 1), so off-policy
@@ -465,7 +487,6 @@ impl Engine {
             pinned.is_some() || forced.is_some() || kept.is_some(),
             max_cost_usd,
             rpc,
-            &verdict,
         );
         // Transports open a span per request with an empty `decision_id`
         // field: fill it now so everything after (dispatch, errors) carries it.
@@ -571,7 +592,6 @@ impl Engine {
         pinned: bool,
         max_cost_usd: Option<f64>,
         rpc: Rpc,
-        verdict: &Verdict,
     ) -> DecisionRow {
         let model = &self.catalog.models[r.decision.model];
         let candidates: Vec<serde_json::Value> = r
@@ -615,14 +635,10 @@ impl Engine {
                 .then(|| serde_json::to_string(&input.messages).unwrap_or_default()),
             served_model: None,
             key_id: input.key.as_ref().map(|k| k.id.clone()),
-            rules: (!verdict.matched.is_empty())
-                .then(|| serde_json::to_string(&verdict.matched).unwrap_or_default()),
-            profile: verdict.profile.clone(),
-            split: verdict.split.as_ref().map(|a| crate::store::SplitRow {
-                rule: a.rule.clone(),
-                arm: a.arm.into(),
-                probability: a.probability,
-            }),
+            rules: (!r.explained.rules.is_empty())
+                .then(|| serde_json::to_string(&r.explained.rules).unwrap_or_default()),
+            profile: r.explained.profile.clone(),
+            split: r.explained.split.clone(),
         }
     }
 

@@ -29,7 +29,7 @@ use crate::store::AttemptRow;
 /// What a front gets from the engine for one request: a whole answer, or a
 /// stream that has started.
 pub(super) enum Answered {
-    Plain(Completed),
+    Plain(Box<Completed>),
     Stream(Started),
 }
 
@@ -73,7 +73,7 @@ pub(super) async fn answer(
     if !streaming {
         let c = app.engine.complete(input).await?;
         tracing::Span::current().record("decision_id", c.decision_id.as_str());
-        return Ok(Answered::Plain(c));
+        return Ok(Answered::Plain(Box::new(c)));
     }
     let mut rx = app.engine.complete_stream(input).await?;
     // The engine sends Start first; its decision id goes into the headers.
@@ -116,7 +116,7 @@ pub async fn completions(
         rx,
         permit,
     } = match answer(&app, &input, streaming).await? {
-        Answered::Plain(c) => return Ok(plain(c)),
+        Answered::Plain(c) => return Ok(plain(*c)),
         Answered::Stream(s) => s,
     };
     let chunk = ChunkMaker {
@@ -249,6 +249,18 @@ pub(super) fn answered(mut body: Value, c: &Completed) -> Response {
         "usage_estimated": c.usage_estimated,
         "attempts": c.attempts.iter().map(attempt).collect::<Vec<_>>(),
     });
+    // What the rules did, when they did anything.
+    let x = &c.explained;
+    if !x.rules.is_empty() {
+        body["switchyard"]["rules"] = json!(x.rules);
+    }
+    if let Some(p) = &x.profile {
+        body["switchyard"]["profile"] = json!(p);
+    }
+    if let Some(a) = &x.split {
+        body["switchyard"]["ab"] =
+            json!({"rule": a.rule, "arm": a.arm, "probability": a.probability});
+    }
     let mut resp = axum::Json(body).into_response();
     decision_headers(resp.headers_mut(), &c.decision_id, &c.model, &c.provider);
     resp

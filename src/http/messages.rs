@@ -86,7 +86,7 @@ pub async fn messages(
         rx,
         permit,
     } = match answer(&app, &input, streaming).await? {
-        Answered::Plain(c) => return Ok(plain(c)),
+        Answered::Plain(c) => return Ok(plain(*c)),
         Answered::Stream(s) => s,
     };
     let start = event(

@@ -330,6 +330,13 @@ impl pb::router_server::Router for RouterService {
                     label: i.label.clone(),
                     confidence: i.confidence,
                 }),
+                rules: routed.explained.rules.clone(),
+                profile: routed.explained.profile.clone().unwrap_or_default(),
+                ab: routed.explained.split.as_ref().map(|a| pb::AbArm {
+                    rule: a.rule.clone(),
+                    arm: a.arm.clone(),
+                    probability: a.probability,
+                }),
             }))
         })
         .await

@@ -131,6 +131,7 @@ async fn a_free_tier_never_reaches_a_model_above_its_ceiling() {
             ["cheap", "mid"].contains(&model),
             "{model} is above the ceiling"
         );
+        assert_eq!(body["switchyard"]["rules"], json!(["free-tier"]), "{body}");
     }
     let pool = db(&env).await;
     // Answers are acknowledged once journaled; the log commits just after.
@@ -183,6 +184,7 @@ async fn a_free_tier_never_reaches_a_model_above_its_ceiling() {
         (200, Some("cheap")),
         "{body}"
     );
+    assert_eq!(body["switchyard"]["profile"], "frugal", "{body}");
     let (status, body) = chat(&env, Some(&pro), ask("switchyard/nope", "hello")).await;
     assert_eq!(status, 404, "{body}");
 }
@@ -240,6 +242,15 @@ then = { model = "cheap" }
             "{text}: {}",
             r.policy_version
         );
+        let rule: Vec<String> = by
+            .strip_prefix("rule:")
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        assert_eq!(
+            r.rules, rule,
+            "{text}: the Route names the rule that matched"
+        );
         env.logged_decision(&r.decision_id).await;
         let pool = db(&env).await;
         let pinned: bool = sqlx::query_scalar("SELECT pinned FROM decisions WHERE id = ?")
@@ -270,6 +281,10 @@ then = { split = { share = 0.2, model = "mid", sticky = "session" } }
                 let mut req = route_req(&format!("question number {i}"));
                 req.session_id = Some(format!("session-{i}"));
                 let r = client.route(req).await.unwrap().into_inner();
+                let ab = r.ab.clone().expect("every decision has an arm");
+                assert_eq!(ab.arm == "variant", r.policy_version == "ab:canary");
+                let p = if ab.arm == "variant" { 0.2 } else { 0.8 };
+                assert!((ab.probability - p).abs() < 1e-12, "{ab:?}");
                 (i, r.decision_id, r.policy_version)
             }
         })
