@@ -9,9 +9,13 @@
 //! (availability first: the limit is not enforced meanwhile), "closed"
 //! refuses with 503 / UNAVAILABLE. The connection is made on first use and
 //! remade after a failure, so a server starts (and serves, if open) while
-//! Redis is down.
+//! Redis is down. After a failure Redis is not asked again for
+//! [`RETRY_AFTER`]: requests meanwhile meet `on_unreachable` at once
+//! instead of each waiting out a timeout, and one warning is logged per
+//! outage, not one per request.
 
-use std::time::Duration;
+use std::sync::Mutex as SyncMutex;
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use tokio::sync::Mutex;
@@ -65,11 +69,16 @@ redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - no
 return 1
 "#;
 
+/// How long after a failure Redis is left alone.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 pub struct SharedLimits {
     client: redis::Client,
     /// Made on first use; dropped after a failure so the next call reconnects.
     conn: Mutex<Option<ConnectionManager>>,
     timeout: Duration,
+    /// Set by a failure: until then, Redis counts as unreachable.
+    down_until: SyncMutex<Option<Instant>>,
     on_unreachable: OnUnreachable,
     admit: redis::Script,
     settle: redis::Script,
@@ -88,6 +97,7 @@ impl SharedLimits {
             client,
             conn: Mutex::new(None),
             timeout: config.redis_timeout,
+            down_until: SyncMutex::new(None),
             on_unreachable: config.on_unreachable,
             admit: redis::Script::new(ADMIT),
             settle: redis::Script::new(SETTLE),
@@ -95,6 +105,10 @@ impl SharedLimits {
     }
 
     async fn connection(&self) -> Result<ConnectionManager, Unreachable> {
+        let down = *self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+        if down.is_some_and(|until| Instant::now() < until) {
+            return Err(Unreachable("down; not retried yet".into()));
+        }
         let mut conn = self.conn.lock().await;
         if let Some(c) = conn.as_ref() {
             return Ok(c.clone());
@@ -107,24 +121,45 @@ impl SharedLimits {
         Ok(c)
     }
 
-    /// Runs `script` within the timeout; a failure drops the connection.
+    /// Runs `script` within the timeout. A failure drops the connection
+    /// and leaves Redis alone for [`RETRY_AFTER`]; a success ends an outage.
     async fn run<T: redis::FromRedisValue>(
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, Unreachable> {
-        let mut c = self.connection().await?;
-        let result = tokio::time::timeout(self.timeout, invocation.invoke_async(&mut c)).await;
-        match result {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                *self.conn.lock().await = None;
-                Err(Unreachable(e.to_string()))
+        let result = match self.connection().await {
+            Ok(mut c) => {
+                match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut c)).await {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => Err(Unreachable(e.to_string())),
+                    Err(_) => Err(Unreachable("timed out".into())),
+                }
             }
-            Err(_) => {
-                *self.conn.lock().await = None;
-                Err(Unreachable("timed out".into()))
+            Err(e) => Err(e),
+        };
+        let failed_now = {
+            let mut down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+            match &result {
+                Ok(_) => {
+                    if down.take().is_some() {
+                        tracing::info!("the shared rate limiter is reachable again");
+                    }
+                    false
+                }
+                Err(e) if down.is_none_or(|until| Instant::now() >= until) => {
+                    if down.is_none() {
+                        tracing::warn!(error = %e, "the shared rate limiter is unreachable; keys meet their on_unreachable until it is back");
+                    }
+                    *down = Some(Instant::now() + RETRY_AFTER);
+                    true
+                }
+                Err(_) => false,
             }
+        };
+        if failed_now {
+            *self.conn.lock().await = None;
         }
+        result
     }
 
     /// Admits a request of `tokens` estimated prompt tokens under `key`'s
@@ -164,7 +199,7 @@ impl SharedLimits {
             Some("open") => false,
             _ => self.on_unreachable == OnUnreachable::Closed,
         };
-        tracing::warn!(key = %key.id, error = %e, closed, "the shared rate limiter is unreachable");
+        tracing::debug!(key = %key.id, error = %e, closed, "the shared rate limiter is unreachable");
         if closed {
             return Err(Error::unavailable(format!(
                 "the rate limiter is unreachable and {}'s limits fail closed; retry shortly",
