@@ -322,17 +322,13 @@ impl Engine {
             }
             None => None,
         };
-        let mut verdict = self.rules(
+        let verdict = self.rules(
             input,
             &needs,
             (profile, pinned.is_some()),
             prompt_tokens,
             reading.as_ref(),
         );
-        if pinned.is_some() {
-            // The client chose: no A/B arm applies, and none is logged.
-            verdict.split = None;
-        }
         // The operator's rules set the weights over the request's; a key
         // nearing its budget then routes cheaper before it is refused.
         let cost_weight = verdict.cost_weight.unwrap_or(cost_weight)
@@ -388,10 +384,7 @@ impl Engine {
         // A rule's pin gives way when its model cannot take the request
         // (a tighter rule keeps it out, or it lacks a capability): the
         // policy then chooses among what the rules allow.
-        let forced = verdict
-            .pin
-            .as_ref()
-            .filter(|(m, _)| pinned.is_none() && screened[*m].eligible);
+        let forced = verdict.pin.as_ref().filter(|(m, _)| screened[*m].eligible);
         let turn =
             self.conversations
                 .turn(&input.tenant, input.session_id.as_deref(), &input.messages);

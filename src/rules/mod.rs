@@ -270,7 +270,8 @@ impl Rules {
                 max_usd_per_mtok: k.max_usd_per_mtok,
             });
         }
-        if let Some(m) = k.model {
+        // A request that named its model keeps it and takes no A/B arm.
+        if let Some(m) = k.model.filter(|_| !f.pinned) {
             v.pin = Some((m, format!("{}:{}", k.kind, k.name)));
         }
         v.cost_weight = k.cost_weight.or(v.cost_weight);
@@ -278,7 +279,7 @@ impl Rules {
         if let Some(max) = k.max_cost_usd {
             v.max_cost_usd = Some(v.max_cost_usd.map_or(max, |m| m.min(max)));
         }
-        if let Some((share, variant, sticky)) = k.split {
+        if let Some((share, variant, sticky)) = k.split.filter(|_| !f.pinned) {
             let u = sticky_id(f, sticky).map_or_else(&mut *draw, |id| unit(&k.name, id));
             let (arm, probability) = if u < share {
                 ("variant", share)
