@@ -317,6 +317,10 @@ impl From<StoreError> for Error {
                 Error::not_found("decision_id", format!("no decision with id {id}"))
             }
             StoreError::Closed => Error::unavailable("the server is shutting down").because(e),
+            StoreError::JournalFull(_) => Error::unavailable(
+                "the database is unreachable and this replica's journal is full; retry on another replica",
+            )
+            .because(e),
             other => {
                 tracing::error!(error = %other, "store failure");
                 Error::internal("the decision log could not be written").because(other)

@@ -32,6 +32,10 @@ const LATENCY_BUCKETS: [f64; 16] = [
 const CLASSIFY_BUCKETS: [f64; 12] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 ];
+/// Feedback acknowledged on some replica → in this replica's posterior.
+const LAG_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 /// The tenant label of tenants not named in `telemetry.metric_tenants`.
 pub const OTHER_TENANT: &str = "other";
 
@@ -65,6 +69,7 @@ pub struct Metrics {
     shadow_cost: CostCounters,
     classify: Histogram,
     classify_pending: Gauge,
+    learner_lag: Histogram,
     gauges: Arc<ScrapeGauges>,
     tenants: HashSet<String>,
 }
@@ -145,6 +150,12 @@ impl Metrics {
             "Requests waiting for or in the classifier",
             classify_pending.clone(),
         );
+        let learner_lag = Histogram::new(LAG_BUCKETS);
+        registry.register(
+            "switchyard_learner_lag_seconds",
+            "Shared log (PostgreSQL): from feedback acknowledged on any replica to this replica's posterior",
+            learner_lag.clone(),
+        );
         let gauges = Arc::new(ScrapeGauges::default());
         registry.register_collector(Box::new(Arc::clone(&gauges)));
         Arc::new(Metrics {
@@ -161,6 +172,7 @@ impl Metrics {
             shadow_cost,
             classify,
             classify_pending,
+            learner_lag,
             gauges,
             tenants: tenants.into_iter().collect(),
         })
@@ -181,6 +193,11 @@ impl Metrics {
                 series: read(),
             }]
         });
+    }
+
+    /// The learner's lag histogram (shared log only), for the learner to observe into.
+    pub fn learner_lag(&self) -> Histogram {
+        self.learner_lag.clone()
     }
 
     /// Registers gauge families read together at scrape time, so that they

@@ -23,7 +23,7 @@ use crate::dispatch::Dispatcher;
 use crate::dispatch::failover::Failover;
 use crate::engine::output_tokens::OutputTokens;
 use crate::engine::{Engine, Parts};
-use crate::learn::Learning;
+use crate::learn::{Follow, Learning};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::policy::bandit::Bandit;
@@ -55,7 +55,9 @@ impl App {
         let (store, writer) = Store::open(&config.server.database, &config.store).await?;
         let reader = load_reader(&config).await?;
         let catalog = Arc::new(catalog);
-        let (policy, learning) = policy(&config, &catalog, &store, reader.as_deref()).await?;
+        let metrics = Metrics::new(config.telemetry.metric_tenants.iter().cloned());
+        let (policy, learning) =
+            policy(&config, &catalog, &store, reader.as_deref(), &metrics).await?;
         let http = reqwest::Client::builder()
             .pool_idle_timeout(PROVIDER_POOL_IDLE)
             .build()
@@ -65,7 +67,6 @@ impl App {
             config.dispatch.policy.clone(),
             config.dispatch.attempt_timeout,
         );
-        let metrics = Metrics::new(config.telemetry.metric_tenants.iter().cloned());
         gauges::register(
             &metrics,
             Arc::clone(failover.health()),
@@ -273,11 +274,18 @@ async fn policy(
     catalog: &Arc<Catalog>,
     store: &Store,
     reader: Option<&Reader>,
+    metrics: &Metrics,
 ) -> anyhow::Result<(Arc<dyn Policy>, Option<Arc<Learning>>)> {
     Ok(match config.routing.policy {
         PolicyKind::Prior => (Arc::new(PriorPolicy), None),
         PolicyKind::Bandit => {
             let intents = reader.map_or(0, |r| r.intent_labels().len());
+            let p = &config.dispatch.policy;
+            let follow = Follow {
+                interval: config.store.follow_interval,
+                failure_reward: p.learn_from_failures.then_some(p.failure_reward),
+                lag: metrics.learner_lag(),
+            };
             let learning = Arc::new(
                 Learning::start(
                     store,
@@ -286,11 +294,11 @@ async fn policy(
                     features::dim(intents),
                     config.bandit.warm_start.as_deref(),
                     config.bandit.reload_interval,
+                    follow,
                 )
                 .await?,
             );
             // Failed attempts are observations too (the failure policy).
-            let p = &config.dispatch.policy;
             if p.learn_from_failures {
                 learning.replay_failures(store, p.failure_reward).await?;
             }

@@ -117,6 +117,47 @@ impl Spend {
         1.0 / (1.0 - f.clamp(0.0, MAX_STEER_SHARE))
     }
 
+    /// On a shared log, replaces the spend of `keys` that have a budget with
+    /// the counters every replica adds to (`key_spend`), so that a budget
+    /// holds across replicas; the local totals stay if the database is away.
+    pub async fn refresh(&self, store: &Store, keys: &[&KeyRow]) {
+        let ids: Vec<String> = keys
+            .iter()
+            .filter(|k| k.budget_day_usd.is_some() || k.budget_month_usd.is_some())
+            .map(|k| k.id.clone())
+            .collect();
+        if ids.is_empty() || !store.is_shared() {
+            return;
+        }
+        let now = now_ms();
+        let today = utc_day(now);
+        let rows = match store
+            .key_spend(&ids, &utc_day(crate::clock::month_start_ms(now)))
+            .await
+        {
+            Ok(Some(rows)) => rows,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "shared spend not read; checking budgets against this replica's totals");
+                return;
+            }
+        };
+        let mut by_key = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            let mut s = KeySpend {
+                day: today.clone(),
+                ..KeySpend::default()
+            };
+            for (_, day, usd) in rows.iter().filter(|r| r.0 == id) {
+                s.month_usd += usd;
+                if *day == today {
+                    s.day_usd += usd;
+                }
+            }
+            by_key.insert(id, s);
+        }
+    }
+
     /// Adds an answer's cost to `key`'s spend.
     pub fn add(&self, key: &KeyRow, usd: f64) {
         if usd <= 0.0 || !usd.is_finite() {

@@ -163,9 +163,32 @@ pub enum Synchronous {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    pub backend: StoreBackend,
     pub synchronous: Synchronous,
     pub max_batch: usize,
     pub max_batch_wait: Duration,
+    /// PostgreSQL: the connection URL (`backend = "postgres"`).
+    pub url: String,
+    /// PostgreSQL: connections per replica.
+    pub pool_max: u32,
+    /// PostgreSQL: wait for a connection (a new one, or a free one in the pool).
+    pub connect_timeout: Duration,
+    /// PostgreSQL: the server-side limit on any one statement.
+    pub statement_timeout: Duration,
+    /// PostgreSQL: the local journal's limit; past it writes are refused.
+    pub journal_max_bytes: u64,
+    /// PostgreSQL: how often the learner reads other replicas' observations.
+    pub follow_interval: Duration,
+}
+
+/// Where the decision log lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// An embedded SQLite file (`server.database`): one process.
+    Sqlite,
+    /// A PostgreSQL database (`store.url`) shared by any number of replicas.
+    Postgres,
 }
 
 #[derive(Debug, Clone)]

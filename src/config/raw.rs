@@ -52,6 +52,16 @@ pub(super) struct RawServer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
+    pub(super) backend: super::StoreBackend,
+    pub(super) url: String,
+    pub(super) pool_max: u32,
+    #[serde(rename = "connect_timeout_ms", deserialize_with = "millis")]
+    pub(super) connect_timeout: Duration,
+    #[serde(rename = "statement_timeout_ms", deserialize_with = "millis")]
+    pub(super) statement_timeout: Duration,
+    pub(super) journal_max_mb: u64,
+    #[serde(rename = "follow_interval_ms", deserialize_with = "millis")]
+    pub(super) follow_interval: Duration,
     pub(super) synchronous: Synchronous,
     pub(super) max_batch: usize,
     #[serde(rename = "max_batch_wait_us", deserialize_with = "micros")]

@@ -10,7 +10,7 @@ use super::raw::{
 };
 use super::{
     BanditConfig, ClassifierSettings, Config, ConfigError, DispatchConfig, IntentExamples,
-    ModelConfig, ProviderConfig, RoutingConfig, ServerConfig, StoreConfig, invalid,
+    ModelConfig, ProviderConfig, RoutingConfig, ServerConfig, StoreBackend, StoreConfig, invalid,
 };
 
 /// `intent_head_set`: whether a layer above the defaults named
@@ -39,10 +39,24 @@ pub(super) fn validate(raw: RawConfig, intent_head_set: bool) -> Result<Config, 
         store_prompts: s.store_prompts,
         worker_threads: s.worker_threads,
     };
+    let st = raw.store;
+    if st.backend == StoreBackend::Postgres && st.url.is_empty() {
+        return Err(invalid(
+            "store.url",
+            "backend = \"postgres\" needs the database's URL (postgres://user@host:5432/db)",
+        ));
+    }
     let store = StoreConfig {
-        synchronous: raw.store.synchronous,
-        max_batch: positive("store.max_batch", raw.store.max_batch)?,
-        max_batch_wait: raw.store.max_batch_wait,
+        backend: st.backend,
+        synchronous: st.synchronous,
+        max_batch: positive("store.max_batch", st.max_batch)?,
+        max_batch_wait: st.max_batch_wait,
+        url: st.url,
+        pool_max: positive("store.pool_max", st.pool_max)?,
+        connect_timeout: positive("store.connect_timeout_ms", st.connect_timeout)?,
+        statement_timeout: positive("store.statement_timeout_ms", st.statement_timeout)?,
+        journal_max_bytes: positive("store.journal_max_mb", st.journal_max_mb)? << 20,
+        follow_interval: positive("store.follow_interval_ms", st.follow_interval)?,
     };
     let r = raw.routing;
     let routing = RoutingConfig {

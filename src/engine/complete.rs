@@ -113,6 +113,13 @@ impl Engine {
         let (routed, row) = self.decide(&route, input.model.as_deref(), rpc).await?;
         // Budgets before any call: spend so far plus this call's expected cost.
         let expected = routed.decision.candidates[routed.decision.model].expected_cost_usd;
+        let keys: Vec<&crate::store::KeyRow> = route
+            .key
+            .iter()
+            .chain(&route.tenant_settings)
+            .map(|k| &**k)
+            .collect();
+        self.gate.spend.refresh(&self.store, &keys).await;
         for k in route.key.iter().chain(&route.tenant_settings) {
             self.gate.spend.check(k, expected)?;
         }

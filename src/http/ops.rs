@@ -140,13 +140,17 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     } else {
         "disabled"
     };
-    let database =
-        match tokio::time::timeout(READY_TIMEOUT, app.engine.store().check_writable()).await {
-            Ok(Ok(())) => "writable".to_string(),
-            Ok(Err(e)) => format!("not writable: {e}"),
-            Err(_) => format!("no write lock within {READY_TIMEOUT:?}"),
-        };
-    let ready = classifier != "missing" && database == "writable";
+    let store = app.engine.store();
+    let (journaled, _) = store.journal_backlog();
+    let database = match tokio::time::timeout(READY_TIMEOUT, store.check_writable()).await {
+        Ok(Ok(())) if journaled > 0 => {
+            format!("writable (journal: {journaled} writes waiting for the database)")
+        }
+        Ok(Ok(())) => "writable".to_string(),
+        Ok(Err(e)) => format!("not writable: {e}"),
+        Err(_) => format!("no write lock within {READY_TIMEOUT:?}"),
+    };
+    let ready = classifier != "missing" && database.starts_with("writable");
     let status = if ready {
         StatusCode::OK
     } else {

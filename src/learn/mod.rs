@@ -6,7 +6,10 @@
 //! rebuilt exactly from the log at start: nothing but the log needs to be
 //! durable, and a restart learns nothing twice and forgets nothing.
 
+mod follow;
 mod promoted;
+
+pub use follow::Follow;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -44,6 +47,9 @@ pub struct Learning {
     snapshot: Arc<ArcSwap<Bandit>>,
     updates: mpsc::UnboundedSender<Update>,
     dim: usize,
+    /// On a shared log: what this process observes reaches the state
+    /// through the log ([`follow`]), not through `observe`.
+    follows: bool,
 }
 
 impl Learning {
@@ -51,6 +57,8 @@ impl Learning {
     /// the promoted policy when one is current (see `promoted`), and starts the
     /// learner task. `dim` is the context length the engine builds; `reload`
     /// is how often the learner polls for a newly promoted policy (`None`: never).
+    /// On a shared log ([`Store::is_shared`]) the state is the warm start plus
+    /// the shared observations, and the learner keeps following them (`follow`).
     pub async fn start(
         store: &Store,
         catalog: &Catalog,
@@ -58,7 +66,10 @@ impl Learning {
         dim: usize,
         warm_start: Option<&Path>,
         reload: Option<Duration>,
+        follow: Follow,
     ) -> anyhow::Result<Learning> {
+        // Read first: a promoted policy loaded below covers at least this much.
+        let cursor = store.learn_cursor().await?;
         let mut seen = store.latest_promotion_id().await?;
         let promoted = match promoted::load_current(store, dim).await {
             Ok(p) => p,
@@ -67,13 +78,23 @@ impl Learning {
                 None
             }
         };
-        let (state, params, version) = match promoted {
+        let mut cursor = store.is_shared().then_some(follow::Cursor {
+            follow,
+            seq: cursor,
+        });
+        let (mut state, params, version) = match promoted {
             Some(p) => {
                 seen = seen.max(p.id);
                 (p.state, p.params, Some(p.version))
             }
+            None if store.is_shared() => (warm(dim, warm_start)?, params, None),
             None => (rebuild(store, dim, warm_start).await?, params, None),
         };
+        if let Some(c) = cursor.as_mut().filter(|_| version.is_none()) {
+            c.seq = 0;
+            let n = c.catch_up(store, &mut state, dim).await?.len();
+            tracing::info!(observations = n, "bandit state built from the shared log");
+        }
         let arms: Vec<(String, f64)> = catalog
             .models
             .iter()
@@ -91,17 +112,23 @@ impl Learning {
             dim,
             seen,
             promoted: version,
+            cursor,
         };
+        let follows = learner.cursor.is_some();
         tokio::spawn(learner.run(rx, reload));
         Ok(Learning {
             snapshot,
             updates: tx,
             dim,
+            follows,
         })
     }
 
     /// Feeds a recorded feedback to the learner (never blocks).
     pub fn observe(&self, f: &FeedbackOutcome, reward: f64) {
+        if self.follows {
+            return; // the shared log brings it, to every replica
+        }
         let (Some(arm), Some(ctx)) = (&f.arm, &f.context) else {
             return; // nothing served, or decided without a context
         };
@@ -130,6 +157,9 @@ impl Learning {
     /// A model failed a request through its provider's fault: learn it as
     /// an outcome with `reward` (never blocks). Client cancels never get here.
     pub fn observe_failure(&self, arm: &str, context: &[f32], reward: f64) {
+        if self.follows {
+            return; // the shared log brings it, to every replica
+        }
         let Some(x) = crate::policy::features::widen(context, self.dim) else {
             return; // decided under another feature layout
         };
@@ -143,6 +173,9 @@ impl Learning {
     /// Re-learns the failures in the log (at start, after `start`): the same
     /// observations `observe_failure` made before a restart.
     pub async fn replay_failures(&self, store: &Store, reward: f64) -> anyhow::Result<usize> {
+        if self.follows {
+            return Ok(0); // folded in with the shared log at start
+        }
         let failures = failure_observations(store).await?;
         let n = failures.len();
         for (arm, x) in failures {
@@ -167,13 +200,9 @@ impl Policy for Learning {
     }
 }
 
-/// The state from the warm start plus every reward in the log.
-async fn rebuild(
-    store: &Store,
-    dim: usize,
-    warm_start: Option<&Path>,
-) -> anyhow::Result<BanditState> {
-    let mut state = match warm_start {
+/// The warm start (widened to `dim`), or an empty state.
+fn warm(dim: usize, warm_start: Option<&Path>) -> anyhow::Result<BanditState> {
+    Ok(match warm_start {
         Some(p) => {
             let s = crate::policy::file::load_warm_start(p)?;
             let found = s.dim;
@@ -185,7 +214,16 @@ async fn rebuild(
             })?
         }
         None => BanditState::new(dim),
-    };
+    })
+}
+
+/// The state from the warm start plus every reward in the log.
+pub async fn rebuild(
+    store: &Store,
+    dim: usize,
+    warm_start: Option<&Path>,
+) -> anyhow::Result<BanditState> {
+    let mut state = warm(dim, warm_start)?;
     let mut skipped = 0usize;
     let observations = store.observations().await?;
     for o in &observations {
@@ -219,6 +257,8 @@ struct Learner {
     seen: i64,
     /// The promoted policy's version the state started from, if any.
     promoted: Option<String>,
+    /// On a shared log: where this learner is in it.
+    cursor: Option<follow::Cursor>,
 }
 
 impl Learner {
@@ -230,6 +270,9 @@ impl Learner {
         let mut ticker = tokio::time::interval(reload.unwrap_or(Duration::from_secs(3600)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await; // the first tick is immediate; start already loaded
+        let every = self.cursor.as_ref().map(|c| c.follow.interval);
+        let mut follow = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
+        follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 update = rx.recv() => {
@@ -242,7 +285,28 @@ impl Learner {
                     tokio::time::sleep(COALESCE).await;
                 }
                 _ = ticker.tick(), if reload.is_some() => self.poll_promotion(&mut rx).await,
+                _ = follow.tick(), if every.is_some() => self.follow().await,
             }
+        }
+    }
+
+    /// Folds in what every replica observed since the last read.
+    async fn follow(&mut self) {
+        let Some(cursor) = self.cursor.as_mut() else {
+            return;
+        };
+        match cursor
+            .catch_up(&self.store, &mut self.state, self.dim)
+            .await
+        {
+            Ok(made) if made.is_empty() => {}
+            Ok(made) => {
+                self.publish().await;
+                if let Some(c) = &self.cursor {
+                    c.published(&made);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the shared log failed; retrying"),
         }
     }
 
@@ -262,6 +326,14 @@ impl Learner {
     /// Swaps in a policy promoted since the last check. Updates already queued
     /// were committed before the read below, so they are in it: drop them.
     async fn poll_promotion(&mut self, rx: &mut mpsc::UnboundedReceiver<Update>) {
+        // Read first: the promoted policy loaded below covers at least this much.
+        let cursor = match self.store.learn_cursor().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "checking for a promoted policy failed");
+                return;
+            }
+        };
         match self.store.latest_promotion_id().await {
             Ok(id) if id > self.seen => self.seen = id,
             Ok(_) => return,
@@ -277,6 +349,9 @@ impl Learner {
                 self.state = p.state;
                 self.params = p.params;
                 self.promoted = Some(p.version);
+                if let Some(c) = self.cursor.as_mut() {
+                    c.seq = cursor;
+                }
                 self.publish().await;
             }
             Ok(None) => {}

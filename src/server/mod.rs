@@ -64,6 +64,10 @@ pub async fn serve(
     health_reporter
         .set_serving::<pb::router_server::RouterServer<grpc::RouterService>>()
         .await;
+    tokio::spawn(watch_database(
+        health_reporter.clone(),
+        Arc::downgrade(&engine),
+    ));
     // Both reflection versions: grpcurl and most clients try v1, older ones
     // (and Python's grpcio-reflection) only speak v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
@@ -128,4 +132,38 @@ pub async fn serve(
     }
     drop(stop_rx);
     Ok(())
+}
+
+/// How often gRPC health re-checks that the log takes writes.
+const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps gRPC health in step with the log: NOT_SERVING while writes are
+/// refused (the database is away and the journal cannot take more, or the
+/// writer stopped), as `/readyz` says.
+/// It holds the engine weakly: a stopped server's log must be free to close.
+async fn watch_database(
+    reporter: tonic_health::server::HealthReporter,
+    engine: std::sync::Weak<Engine>,
+) {
+    let mut serving = true;
+    loop {
+        tokio::time::sleep(HEALTH_EVERY).await;
+        let Some(store) = engine.upgrade().map(|e| e.store().clone()) else {
+            return;
+        };
+        let check = tokio::time::timeout(HEALTH_EVERY, store.check_writable()).await;
+        drop(store);
+        let ok = matches!(check, Ok(Ok(())));
+        if ok == serving {
+            continue;
+        }
+        serving = ok;
+        type Svc = pb::router_server::RouterServer<grpc::RouterService>;
+        if ok {
+            reporter.set_serving::<Svc>().await;
+        } else {
+            tracing::warn!("gRPC health: NOT_SERVING until the decision log takes writes");
+            reporter.set_not_serving::<Svc>().await;
+        }
+    }
 }

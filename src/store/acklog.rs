@@ -15,8 +15,8 @@
 //! empties it. While serving, it is emptied whenever everything appended has
 //! reached SQLite and it has grown past [`RESET_BYTES`].
 //!
-//! A record is `[u32 length][u64 FNV-1a of the payload][JSON payload]`; a
-//! torn or corrupt tail (a crash mid-write) ends the replay there.
+//! Records are framed by [`super::frame`]; a torn or corrupt tail (a crash
+//! mid-write) ends the replay there.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
@@ -29,8 +29,6 @@ use super::rows::{AttemptRow, DecisionRow};
 
 /// A drained journal is emptied once it is this large.
 const RESET_BYTES: u64 = 4 << 20;
-/// Length and checksum before each payload.
-const HEADER: usize = 12;
 
 /// One acknowledged Complete, as the journal holds it.
 #[derive(Deserialize)]
@@ -82,7 +80,7 @@ impl AckLog {
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let entries = decode(&bytes, &path);
+        let entries = super::frame::decode(&bytes, &path);
         let state = State {
             file,
             bytes: bytes.len() as u64,
@@ -104,12 +102,7 @@ impl AckLog {
 
     /// Appends one Complete; returns once it is in the file.
     pub(super) fn append(&self, decision: &DecisionRow, attempts: &[AttemptRow]) -> io::Result<()> {
-        let payload = serde_json::to_vec(&EntryRef { decision, attempts })?;
-        let len = u32::try_from(payload.len()).map_err(io::Error::other)?;
-        let mut frame = Vec::with_capacity(HEADER + payload.len());
-        frame.extend_from_slice(&len.to_le_bytes());
-        frame.extend_from_slice(&fnv1a(&payload).to_le_bytes());
-        frame.extend_from_slice(&payload);
+        let frame = super::frame::encode(&EntryRef { decision, attempts })?;
         let mut s = self.lock();
         s.file.write_all(&frame)?;
         s.bytes += frame.len() as u64;
@@ -145,40 +138,6 @@ impl State {
             Err(e) => tracing::warn!(error = %e, "could not empty the acknowledgement journal"),
         }
     }
-}
-
-fn decode(mut bytes: &[u8], path: &Path) -> Vec<Entry> {
-    let mut entries = Vec::new();
-    while bytes.len() >= HEADER {
-        let len = u32::from_le_bytes(bytes[..4].try_into().unwrap_or_default()) as usize;
-        let sum = u64::from_le_bytes(bytes[4..HEADER].try_into().unwrap_or_default());
-        let Some(payload) = bytes.get(HEADER..HEADER + len) else {
-            break;
-        };
-        if fnv1a(payload) != sum {
-            break;
-        }
-        match serde_json::from_slice(payload) {
-            Ok(e) => entries.push(e),
-            Err(_) => break,
-        }
-        bytes = &bytes[HEADER + len..];
-    }
-    if !bytes.is_empty() {
-        tracing::warn!(
-            path = %path.display(),
-            bytes = bytes.len(),
-            "the acknowledgement journal ends in a torn or corrupt record; replaying what precedes it"
-        );
-    }
-    entries
-}
-
-/// 64-bit FNV-1a: enough to tell a torn record from a whole one.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

@@ -14,8 +14,10 @@
 
 mod acklog;
 pub mod codec;
+mod frame;
 mod keys;
 mod offline;
+mod pg;
 mod rows;
 mod rules;
 mod script;
@@ -31,12 +33,13 @@ use tokio::sync::oneshot;
 
 pub use keys::{KeyRow, SpendRow};
 pub use offline::{LoggedDecision, Promotion, PromotionRow};
+pub use pg::{LearnEvent, PgStore};
 pub use rows::{AttemptRow, DecisionRow, FeedbackRow, SplitRow};
 pub use rules::{ShadowRow, SplitOutcome};
 pub use sqlite::SqliteStore;
 pub use writer::Handle as WriterHandle;
 
-use crate::config::StoreConfig;
+use crate::config::{StoreBackend, StoreConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,6 +55,8 @@ pub enum StoreError {
     Closed,
     #[error("acknowledgement journal: {0}")]
     Journal(#[from] std::io::Error),
+    #[error("the journal {0} is full while the database is unreachable")]
+    JournalFull(String),
 }
 
 /// A logged attempt that failed, at a decision another model served (or none).
@@ -107,6 +112,8 @@ pub struct StoredDecision {
 pub enum Store {
     /// An embedded SQLite file (the default).
     Sqlite(SqliteStore),
+    /// A PostgreSQL database shared by replicas.
+    Postgres(PgStore),
 }
 
 /// A queued write whose commit has not been awaited yet.
@@ -121,9 +128,14 @@ impl Pending {
 }
 
 impl Store {
-    /// Opens (creating if needed) a SQLite database, applies `migrations/`,
-    /// and starts the writer task.
+    /// Opens the log `cfg.backend` names, applies its migrations, and starts
+    /// the writer task: a SQLite file at `path` (created if needed), or
+    /// PostgreSQL at `cfg.url` with this replica's journal beside `path`.
     pub async fn open(path: &Path, cfg: &StoreConfig) -> Result<(Store, WriterHandle), StoreError> {
+        if cfg.backend == StoreBackend::Postgres {
+            let (s, h) = PgStore::open(path, cfg).await?;
+            return Ok((Store::Postgres(s), h));
+        }
         let (s, h) = SqliteStore::open(path, cfg).await?;
         Ok((Store::Sqlite(s), h))
     }
@@ -136,6 +148,9 @@ impl Store {
         cfg: &StoreConfig,
         busy_timeout: Duration,
     ) -> Result<(Store, WriterHandle), StoreError> {
+        if cfg.backend == StoreBackend::Postgres {
+            return Store::open(path, cfg).await;
+        }
         let (s, h) = SqliteStore::open_with(path, cfg, busy_timeout).await?;
         Ok((Store::Sqlite(s), h))
     }
@@ -144,6 +159,7 @@ impl Store {
     pub async fn record_decision(&self, row: DecisionRow) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.record_decision(row).await,
+            Store::Postgres(s) => s.record_decision(row).await,
         }
     }
 
@@ -159,6 +175,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.record_decision_with_attempts(row, attempts).await,
+            Store::Postgres(s) => s.record_decision_with_attempts(row, attempts).await,
         }
     }
 
@@ -170,6 +187,7 @@ impl Store {
     pub async fn begin_decision(&self, row: DecisionRow) -> Result<Pending, StoreError> {
         match self {
             Store::Sqlite(s) => s.begin_decision(row).await,
+            Store::Postgres(s) => s.begin_decision(row).await,
         }
     }
 
@@ -182,6 +200,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.record_attempts(decision_id, attempts, served_model).await,
+            Store::Postgres(s) => s.record_attempts(decision_id, attempts, served_model).await,
         }
     }
 
@@ -189,12 +208,14 @@ impl Store {
     pub async fn record_feedback(&self, row: FeedbackRow) -> Result<FeedbackOutcome, StoreError> {
         match self {
             Store::Sqlite(s) => s.record_feedback(row).await,
+            Store::Postgres(s) => s.record_feedback(row).await,
         }
     }
 
     pub async fn decision(&self, id: &str) -> Result<Option<StoredDecision>, StoreError> {
         match self {
             Store::Sqlite(s) => s.decision(id).await,
+            Store::Postgres(s) => s.decision(id).await,
         }
     }
 
@@ -202,6 +223,7 @@ impl Store {
     pub async fn feedback(&self, decision_id: &str) -> Result<Vec<(String, f64)>, StoreError> {
         match self {
             Store::Sqlite(s) => s.feedback(decision_id).await,
+            Store::Postgres(s) => s.feedback(decision_id).await,
         }
     }
 
@@ -210,6 +232,7 @@ impl Store {
     pub async fn observations(&self) -> Result<Vec<Observation>, StoreError> {
         match self {
             Store::Sqlite(s) => s.observations().await,
+            Store::Postgres(s) => s.observations().await,
         }
     }
 
@@ -220,6 +243,7 @@ impl Store {
     pub async fn failed_attempts(&self) -> Result<Vec<FailedAttempt>, StoreError> {
         match self {
             Store::Sqlite(s) => s.failed_attempts().await,
+            Store::Postgres(s) => s.failed_attempts().await,
         }
     }
 
@@ -233,6 +257,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.record_policy_version(version, kind, params, at_ms).await,
+            Store::Postgres(s) => s.record_policy_version(version, kind, params, at_ms).await,
         }
     }
 
@@ -240,6 +265,7 @@ impl Store {
     pub async fn active_policy(&self) -> Result<Option<(String, String)>, StoreError> {
         match self {
             Store::Sqlite(s) => s.active_policy().await,
+            Store::Postgres(s) => s.active_policy().await,
         }
     }
 
@@ -249,6 +275,7 @@ impl Store {
     ) -> Result<Vec<(String, String, u64, u64)>, StoreError> {
         match self {
             Store::Sqlite(s) => s.completion_token_sums().await,
+            Store::Postgres(s) => s.completion_token_sums().await,
         }
     }
 
@@ -256,6 +283,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.ping().await,
+            Store::Postgres(s) => s.ping().await,
         }
     }
 
@@ -264,6 +292,7 @@ impl Store {
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.check_writable().await,
+            Store::Postgres(s) => s.check_writable().await,
         }
     }
 
@@ -272,6 +301,7 @@ impl Store {
     pub async fn feedback_watermark(&self) -> Result<i64, StoreError> {
         match self {
             Store::Sqlite(s) => s.feedback_watermark().await,
+            Store::Postgres(s) => s.feedback_watermark().await,
         }
     }
 
@@ -284,6 +314,7 @@ impl Store {
     ) -> Result<Vec<LoggedDecision>, StoreError> {
         match self {
             Store::Sqlite(s) => s.logged_decisions(since_ms, through_ms).await,
+            Store::Postgres(s) => s.logged_decisions(since_ms, through_ms).await,
         }
     }
 
@@ -292,6 +323,7 @@ impl Store {
     pub async fn observations_after(&self, after_ms: i64) -> Result<Vec<Observation>, StoreError> {
         match self {
             Store::Sqlite(s) => s.observations_after(after_ms).await,
+            Store::Postgres(s) => s.observations_after(after_ms).await,
         }
     }
 
@@ -301,6 +333,7 @@ impl Store {
     pub async fn record_promotion(&self, p: PromotionRow) -> Result<i64, StoreError> {
         match self {
             Store::Sqlite(s) => s.record_promotion(p).await,
+            Store::Postgres(s) => s.record_promotion(p).await,
         }
     }
 
@@ -308,6 +341,7 @@ impl Store {
     pub async fn latest_promotion_id(&self) -> Result<i64, StoreError> {
         match self {
             Store::Sqlite(s) => s.latest_promotion_id().await,
+            Store::Postgres(s) => s.latest_promotion_id().await,
         }
     }
 
@@ -315,6 +349,7 @@ impl Store {
     pub async fn current_promotion(&self) -> Result<Option<Promotion>, StoreError> {
         match self {
             Store::Sqlite(s) => s.current_promotion().await,
+            Store::Postgres(s) => s.current_promotion().await,
         }
     }
 
@@ -322,6 +357,7 @@ impl Store {
     pub async fn insert_key(&self, k: &KeyRow) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.insert_key(k).await,
+            Store::Postgres(s) => s.insert_key(k).await,
         }
     }
 
@@ -329,6 +365,7 @@ impl Store {
     pub async fn update_key(&self, k: &KeyRow) -> Result<bool, StoreError> {
         match self {
             Store::Sqlite(s) => s.update_key(k).await,
+            Store::Postgres(s) => s.update_key(k).await,
         }
     }
 
@@ -336,6 +373,7 @@ impl Store {
     pub async fn upsert_tenant(&self, t: &KeyRow) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.upsert_tenant(t).await,
+            Store::Postgres(s) => s.upsert_tenant(t).await,
         }
     }
 
@@ -343,6 +381,7 @@ impl Store {
     pub async fn tenants(&self) -> Result<Vec<KeyRow>, StoreError> {
         match self {
             Store::Sqlite(s) => s.tenants().await,
+            Store::Postgres(s) => s.tenants().await,
         }
     }
 
@@ -350,6 +389,7 @@ impl Store {
     pub async fn keys(&self) -> Result<Vec<KeyRow>, StoreError> {
         match self {
             Store::Sqlite(s) => s.keys().await,
+            Store::Postgres(s) => s.keys().await,
         }
     }
 
@@ -357,6 +397,7 @@ impl Store {
     pub async fn spend(&self, since_ms: i64) -> Result<Vec<SpendRow>, StoreError> {
         match self {
             Store::Sqlite(s) => s.spend(since_ms).await,
+            Store::Postgres(s) => s.spend(since_ms).await,
         }
     }
 
@@ -364,6 +405,7 @@ impl Store {
     pub async fn insert_shadow(&self, row: &ShadowRow) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.insert_shadow(row).await,
+            Store::Postgres(s) => s.insert_shadow(row).await,
         }
     }
 
@@ -371,6 +413,7 @@ impl Store {
     pub async fn shadows(&self, since_ms: i64) -> Result<Vec<ShadowRow>, StoreError> {
         match self {
             Store::Sqlite(s) => s.shadows(since_ms).await,
+            Store::Postgres(s) => s.shadows(since_ms).await,
         }
     }
 
@@ -378,6 +421,7 @@ impl Store {
     pub async fn split_outcomes(&self, since_ms: i64) -> Result<Vec<SplitOutcome>, StoreError> {
         match self {
             Store::Sqlite(s) => s.split_outcomes(since_ms).await,
+            Store::Postgres(s) => s.split_outcomes(since_ms).await,
         }
     }
 
@@ -386,6 +430,55 @@ impl Store {
     pub async fn close(self) {
         match self {
             Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
+        }
+    }
+
+    /// Whether replicas share this log: learning then follows the shared
+    /// observations ([`Store::learn_events`]) instead of this process's feedback.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    /// The newest shared observation's number (0 without a shared log).
+    pub async fn learn_cursor(&self) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(0),
+            Store::Postgres(s) => s.learn_cursor().await,
+        }
+    }
+
+    /// Up to `limit` shared observations after `cursor` (none without a shared log).
+    pub async fn learn_events(
+        &self,
+        cursor: i64,
+        limit: i64,
+    ) -> Result<Vec<LearnEvent>, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(Vec::new()),
+            Store::Postgres(s) => s.learn_events(cursor, limit).await,
+        }
+    }
+
+    /// Shared spend counters (id, day, usd) of `ids` since `since_day`;
+    /// `None` without a shared log (this process's own totals are the truth).
+    pub async fn key_spend(
+        &self,
+        ids: &[String],
+        since_day: &str,
+    ) -> Result<Option<Vec<(String, String, f64)>>, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(s) => s.key_spend(ids, since_day).await.map(Some),
+        }
+    }
+
+    /// Acknowledged writes not yet in the shared database, and the journal's
+    /// bytes (zeros for SQLite).
+    pub fn journal_backlog(&self) -> (usize, u64) {
+        match self {
+            Store::Sqlite(_) => (0, 0),
+            Store::Postgres(s) => s.journal_backlog(),
         }
     }
 }

@@ -81,7 +81,7 @@ pub struct AttemptRow {
 }
 
 /// A quality judgement of a decision's answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FeedbackRow {
     pub decision_id: String,
     pub source: String,

@@ -70,7 +70,7 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         // Under "full" the journal is only read, if a "normal" run left one.
         let journaled = cfg.synchronous == Synchronous::Normal;
         let opened = if journaled || acklog::path_of(path).exists() {

@@ -65,6 +65,10 @@ pub(super) struct Job {
 pub struct Handle(JoinHandle<()>);
 
 impl Handle {
+    pub(super) fn new(task: JoinHandle<()>) -> Handle {
+        Handle(task)
+    }
+
     pub async fn finished(self) {
         let _ = self.0.await;
     }
@@ -142,7 +146,12 @@ async fn pragma(conn: &mut SqliteConnection, pragma: &'static str) {
     }
 }
 
-async fn fill(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usize, wait: Duration) {
+pub(super) async fn fill(
+    rx: &mut mpsc::Receiver<Job>,
+    batch: &mut Vec<Job>,
+    max: usize,
+    wait: Duration,
+) {
     let deadline = tokio::time::Instant::now() + wait;
     while batch.len() < max {
         match rx.try_recv() {

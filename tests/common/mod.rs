@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod pg;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -12,9 +12,9 @@ use switchyard::pb;
 use switchyard::pb::router_client::RouterClient;
 use switchyard::store::{AttemptRow, DecisionRow, Store};
 
-struct Proc {
-    child: Child,
-    addr: String,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 impl Drop for Proc {
@@ -31,8 +31,15 @@ fn spawn_server(mock: &Mock, dir: &tempfile::TempDir) -> Proc {
 /// [`spawn_server`] with `extra` TOML appended to the mock catalog's config.
 fn spawn_server_with(mock: &Mock, dir: &tempfile::TempDir, extra: &str) -> Proc {
     let db = dir.path().join("switchyard.db");
+    spawn_toml(
+        dir,
+        &(common::mock_config_toml(&mock.base_url(), &db) + extra),
+    )
+}
+
+/// The real binary serving `toml` (written into `dir`) on a free port.
+pub(crate) fn spawn_toml(dir: &tempfile::TempDir, toml: &str) -> Proc {
     let cfg = dir.path().join("switchyard.toml");
-    let toml = common::mock_config_toml(&mock.base_url(), &db) + extra;
     std::fs::write(&cfg, toml).unwrap();
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -50,7 +57,7 @@ fn spawn_server_with(mock: &Mock, dir: &tempfile::TempDir, extra: &str) -> Proc 
     }
 }
 
-async fn connect(p: &Proc) -> RouterClient<tonic::transport::Channel> {
+pub(crate) async fn connect(p: &Proc) -> RouterClient<tonic::transport::Channel> {
     let until = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(c) = RouterClient::connect(p.addr.clone()).await {

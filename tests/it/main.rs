@@ -23,6 +23,7 @@ mod load_and_stop;
 mod otlp;
 mod promotion;
 mod replay;
+mod replicas;
 mod rules;
 mod settings;
 mod static_embed;

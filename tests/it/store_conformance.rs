@@ -1,11 +1,12 @@
 //! The decision log's conformance suite: what every `Store` backend must do,
 //! through the `Store` interface alone. Each backend runs every case on a
 //! fresh database of its own (`open`); the SQLite backend runs it under both
-//! `store.synchronous` settings.
+//! `store.synchronous` settings, the PostgreSQL backend on a database of its
+//! own per case on the real server at 127.0.0.1:5432.
 
 use std::future::Future;
 
-use switchyard::config::{Config, Synchronous};
+use switchyard::config::{Config, StoreBackend, Synchronous};
 use switchyard::store::codec::{pack_f16, pack_f32, unpack_f32};
 use switchyard::store::{
     AttemptRow, DecisionRow, FeedbackRow, KeyRow, PromotionRow, Store, StoreError, WriterHandle,
@@ -42,6 +43,29 @@ async fn sqlite_full_conforms() {
 #[tokio::test]
 async fn sqlite_normal_conforms() {
     suite(|| sqlite(Synchronous::Normal)).await;
+}
+
+#[tokio::test]
+async fn postgres_conforms() {
+    let made = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    suite(|| {
+        let made = std::sync::Arc::clone(&made);
+        async move {
+            let db = crate::common::pg::PgDb::create().await;
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = Config::embedded().store;
+            cfg.backend = StoreBackend::Postgres;
+            cfg.url = db.url.clone();
+            let (store, writer) = Store::open(&dir.path().join("log.db"), &cfg).await.unwrap();
+            made.lock().unwrap().push(db);
+            (store, writer, dir)
+        }
+    })
+    .await;
+    let dbs = std::mem::take(&mut *made.lock().unwrap());
+    for db in dbs {
+        db.drop_db().await;
+    }
 }
 
 fn decision(id: &str, at_ms: i64, context: &[f32]) -> DecisionRow {
