@@ -65,7 +65,8 @@ CREATE TABLE feedback (
 );
 CREATE INDEX feedback_created ON feedback (created_at_ms);
 
--- Every replica records the versions it serves; the newest is "active".
+-- Every replica records the versions it serves; the newest is the active
+-- one (active stays TRUE: replicas do not contend on clearing it).
 CREATE TABLE policy_versions (
     version        TEXT PRIMARY KEY,
     kind           TEXT NOT NULL,

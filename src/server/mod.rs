@@ -141,10 +141,15 @@ const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// refused (the database is away and the journal cannot take more, or the
 /// writer stopped), as `/readyz` says.
 /// It holds the engine weakly: a stopped server's log must be free to close.
+/// Only a shared log (PostgreSQL) can go away under a running server; an
+/// embedded one is not probed (its check takes SQLite's write lock).
 async fn watch_database(
     reporter: tonic_health::server::HealthReporter,
     engine: std::sync::Weak<Engine>,
 ) {
+    if !engine.upgrade().is_some_and(|e| e.store().is_shared()) {
+        return;
+    }
     let mut serving = true;
     loop {
         tokio::time::sleep(HEALTH_EVERY).await;

@@ -27,7 +27,9 @@ fn u32_of(v: Option<i64>) -> Option<u32> {
     v.and_then(|v| u32::try_from(v).ok())
 }
 
-/// Marks `version` the serving one (a version seen before keeps its row).
+/// Records `version` as serving. Replicas each publish their own versions,
+/// so "active" is the newest recorded one: one upsert, with no update of
+/// other rows for replicas' transactions to contend on.
 pub(super) async fn policy_version(
     pool: &PgPool,
     version: &str,
@@ -35,22 +37,18 @@ pub(super) async fn policy_version(
     params: &str,
     at_ms: i64,
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE policy_versions SET active = FALSE WHERE active")
-        .execute(&mut *tx)
-        .await?;
     sqlx::query(
         "INSERT INTO policy_versions (version, kind, created_at_ms, params, active)
          VALUES ($1, $2, $3, $4, TRUE)
-         ON CONFLICT (version) DO UPDATE SET active = TRUE",
+         ON CONFLICT (version) DO UPDATE
+           SET created_at_ms = GREATEST(policy_versions.created_at_ms, excluded.created_at_ms)",
     )
     .bind(version)
     .bind(kind)
     .bind(at_ms)
     .bind(params)
-    .execute(&mut *tx)
+    .execute(pool)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

@@ -85,12 +85,19 @@ async fn intake(mut rx: mpsc::Receiver<Job>, setup: &Setup, wake: &Notify) {
                     params,
                     at_ms,
                 } => {
-                    // Not journaled: a version is recorded again when it next changes.
-                    let r =
-                        super::reads::policy_version(&setup.pool, &version, kind, &params, at_ms)
-                            .await
-                            .map(|()| Done::Unit);
-                    let _ = job.reply.send(r);
+                    // Off the queue (nothing is ordered after it) and not
+                    // journaled: a version is recorded again when it next
+                    // changes. Not tried while the journal holds writes.
+                    if setup.journal.backlog() {
+                        let away = StoreError::CommitFailed("the database is unreachable".into());
+                        let _ = job.reply.send(Err(away));
+                        continue;
+                    }
+                    let pool = setup.pool.clone();
+                    tokio::spawn(async move {
+                        let r = super::reads::policy_version(&pool, &version, kind, &params, at_ms);
+                        let _ = job.reply.send(r.await.map(|()| Done::Unit));
+                    });
                 }
                 w => {
                     entries.push(entry(w));
