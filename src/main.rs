@@ -81,6 +81,10 @@ enum Command {
         max_tokens: usize,
         #[arg(long, default_value_t = 200)]
         epochs: usize,
+        /// When the data has "oos" rows: the in-scope accuracy the calibrated
+        /// out-of-scope threshold may give up on a held-out fold.
+        #[arg(long, default_value_t = 0.02)]
+        oos_max_loss: f64,
         /// Embed with this fast-mode table instead of the full encoder.
         #[arg(long)]
         static_table: Option<PathBuf>,
@@ -95,7 +99,8 @@ enum Command {
         model_dir: PathBuf,
         #[arg(long, default_value_t = 256)]
         max_tokens: usize,
-        /// Predict "oos" when the top probability is below this.
+        /// Predict "oos" when the top probability is below this (default: the
+        /// head's calibrated threshold, if it has one).
         #[arg(long)]
         oos_threshold: Option<f32>,
         /// Embed with this fast-mode table instead of the full encoder.
@@ -230,6 +235,7 @@ fn main() -> anyhow::Result<()> {
             model_dir,
             max_tokens,
             epochs,
+            oos_max_loss,
             static_table,
         } => switchyard::offline::intents::train(
             &model_dir,
@@ -237,6 +243,7 @@ fn main() -> anyhow::Result<()> {
             &out,
             max_tokens,
             epochs,
+            oos_max_loss,
             static_table.as_deref(),
         ),
         Command::EvalIntents {
@@ -260,7 +267,10 @@ fn main() -> anyhow::Result<()> {
                 out.unwrap_or_else(|| model_dir.join(switchyard::offline::distill::TABLE_FILE));
             switchyard::offline::distill::run(&model_dir, &out).map(|_| ())
         }
-        Command::Policy(c) => rt.block_on(c.run()),
+        Command::Policy(c) => match c.run_offline() {
+            Some(done) => done,
+            None => rt.block_on(c.run()),
+        },
         Command::Keys(c) => rt.block_on(c.run()),
         Command::Tenants(c) => rt.block_on(c.run()),
         Command::Spend(a) => rt.block_on(a.run()),

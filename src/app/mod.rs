@@ -74,8 +74,8 @@ impl App {
             Arc::clone(&catalog),
         );
         let rules = Arc::new(crate::rules::Rules::new(&config, &catalog)?);
-        let dim = features::dim(reader.as_deref().map_or(0, |r| r.intent_labels().len()));
-        let variants = variant_policies(&rules, &catalog, dim)?;
+        let layout = layout(reader.as_deref(), &catalog);
+        let variants = variant_policies(&rules, &catalog, &layout)?;
         let engine = Engine::new(Parts {
             rules,
             variants,
@@ -244,13 +244,9 @@ async fn load_reader(config: &Config) -> anyhow::Result<Option<Arc<Reader>>> {
 fn variant_policies(
     rules: &crate::rules::Rules,
     catalog: &Catalog,
-    dim: usize,
+    layout: &features::Layout,
 ) -> anyhow::Result<Vec<Arc<dyn Policy>>> {
-    let arms: Vec<(String, f64)> = catalog
-        .models
-        .iter()
-        .map(|m| (m.name.clone(), m.prior_quality))
-        .collect();
+    let arms = arms(catalog);
     rules
         .variant_policies()
         .iter()
@@ -261,12 +257,35 @@ fn variant_policies(
             let file = crate::policy::file::PolicyFile::load(std::path::Path::new(name))
                 .with_context(|| format!("the A/B variant policy {name:?}"))?;
             let params = file.params.validated()?;
-            let state = file.state.widen(dim).with_context(|| {
+            let state = file.state.widen(layout.dim).with_context(|| {
                 format!("the A/B variant policy {name:?} does not fit this context")
             })?;
-            Ok(Arc::new(Bandit::build(&state, params, &arms)))
+            Ok(Arc::new(Bandit::build_anchored(
+                &state,
+                params,
+                &arms,
+                &layout.anchors,
+            )))
         })
         .collect()
+}
+
+/// The catalog as the bandit sees it: (name, declared prior) in order.
+fn arms(catalog: &Catalog) -> Vec<(String, f64)> {
+    catalog
+        .models
+        .iter()
+        .map(|m| (m.name.clone(), m.prior_quality))
+        .collect()
+}
+
+/// The context the classifier's heads give the bandit, for this catalog.
+fn layout(reader: Option<&Reader>, catalog: &Catalog) -> features::Layout {
+    features::Layout::new(
+        reader.map_or(0, |r| r.intent_labels().len()),
+        reader.map_or(&[], |r| r.quality_models()),
+        &arms(catalog),
+    )
 }
 
 async fn policy(
@@ -279,7 +298,6 @@ async fn policy(
     Ok(match config.routing.policy {
         PolicyKind::Prior => (Arc::new(PriorPolicy), None),
         PolicyKind::Bandit => {
-            let intents = reader.map_or(0, |r| r.intent_labels().len());
             let p = &config.dispatch.policy;
             let follow = Follow {
                 interval: config.store.follow_interval,
@@ -290,10 +308,8 @@ async fn policy(
                 Learning::start(
                     store,
                     catalog,
-                    config.bandit.params,
-                    features::dim(intents),
-                    config.bandit.warm_start.as_deref(),
-                    config.bandit.reload_interval,
+                    &config.bandit,
+                    layout(reader, catalog),
                     follow,
                 )
                 .await?,

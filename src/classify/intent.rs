@@ -38,6 +38,10 @@ pub struct IntentHead {
     /// Row-major `labels.len() × dim`.
     weights: Vec<f32>,
     bias: Vec<f32>,
+    /// Below this top probability the head says [`OOS_LABEL`]: calibrated on
+    /// a held-out fold when the training data has out-of-scope examples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oos_threshold: Option<f32>,
 }
 
 /// Training settings for [`train`].
@@ -75,6 +79,23 @@ pub struct EvalReport {
     pub top_confusions: Vec<(String, String, usize)>,
     /// Share of `oos` examples predicted `oos`; `None` when there are none.
     pub oos_recall: Option<f64>,
+    /// Accuracy on the examples that are not `oos`; `None` when every
+    /// example is in scope (then it is `accuracy`).
+    pub in_scope_accuracy: Option<f64>,
+}
+
+/// How an out-of-scope threshold was chosen, and what it did on the
+/// held-out fold it was chosen on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OosCalibration {
+    pub threshold: f32,
+    /// Held-out in-scope accuracy without a threshold, and with it.
+    pub in_scope_accuracy_before: f64,
+    pub in_scope_accuracy: f64,
+    /// Held-out OOS recall without a threshold, and with it.
+    pub oos_recall_before: f64,
+    pub oos_recall: f64,
+    pub held_out: usize,
 }
 
 impl IntentHead {
@@ -86,7 +107,18 @@ impl IntentHead {
             dim,
             weights,
             bias,
+            oos_threshold: None,
         }
+    }
+
+    /// The calibrated out-of-scope threshold, if any.
+    pub fn oos_threshold(&self) -> Option<f32> {
+        self.oos_threshold
+    }
+
+    pub fn with_oos_threshold(mut self, t: Option<f32>) -> Self {
+        self.oos_threshold = t;
+        self
     }
 
     /// Nearest-centroid head from example utterances' embeddings. `temperature` scales
@@ -288,11 +320,15 @@ pub fn evaluate(
     let mut counts: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
     let mut confusions: BTreeMap<(String, String), usize> = BTreeMap::new();
     let (mut oos_total, mut oos_hit) = (0usize, 0usize);
+    let (mut in_total, mut in_hit) = (0usize, 0usize);
     for (e, truth) in examples {
         let (pred, _) = head.predict_label(e, oos_threshold);
         if truth == OOS_LABEL {
             oos_total += 1;
             oos_hit += usize::from(pred == OOS_LABEL);
+        } else {
+            in_total += 1;
+            in_hit += usize::from(&pred == truth);
         }
         if &pred == truth {
             correct += 1;
@@ -338,7 +374,77 @@ pub fn evaluate(
         },
         top_confusions: top,
         oos_recall: (oos_total > 0).then(|| oos_hit as f64 / oos_total as f64),
+        in_scope_accuracy: (oos_total > 0 && in_total > 0).then(|| in_hit as f64 / in_total as f64),
     }
+}
+
+/// Grid of thresholds tried by [`calibrate_oos`].
+const OOS_GRID: usize = 100;
+/// One example in this many is held out to calibrate on.
+const OOS_FOLD: usize = 5;
+
+/// Chooses an out-of-scope threshold for a head trained like `train` does
+/// on `examples`: trains on four fifths (a fixed interleave of the examples,
+/// so it is deterministic), and on the held-out fifth picks the threshold
+/// with the highest OOS recall whose in-scope accuracy is at most `max_loss`
+/// below the accuracy without a threshold (ties: the lowest threshold).
+/// `None` when the examples have no [`OOS_LABEL`] rows to calibrate on.
+pub fn calibrate_oos(
+    examples: &[(Vec<f32>, String)],
+    opts: &TrainOptions,
+    max_loss: f64,
+) -> Result<Option<OosCalibration>, ClassifyError> {
+    if !examples.iter().any(|(_, l)| l == OOS_LABEL) {
+        return Ok(None);
+    }
+    let (fit, held): (Vec<_>, Vec<_>) = examples
+        .iter()
+        .enumerate()
+        .partition(|(i, _)| i % OOS_FOLD != OOS_FOLD - 1);
+    let fit: Vec<(Vec<f32>, String)> = fit.into_iter().map(|(_, e)| e.clone()).collect();
+    let head = train(&fit, opts)?;
+    // (top label, its probability, truth) per held-out example.
+    let scored: Vec<(String, f32, &str)> = held
+        .iter()
+        .map(|(_, (e, t))| {
+            let (l, p) = head.predict(e).swap_remove(0);
+            (l, p, t.as_str())
+        })
+        .collect();
+    let rates = |t: f32| {
+        let (mut i_n, mut i_ok, mut o_n, mut o_ok) = (0usize, 0usize, 0usize, 0usize);
+        for (l, p, truth) in &scored {
+            let pred = if *p < t { OOS_LABEL } else { l.as_str() };
+            if *truth == OOS_LABEL {
+                o_n += 1;
+                o_ok += usize::from(pred == OOS_LABEL);
+            } else {
+                i_n += 1;
+                i_ok += usize::from(pred == *truth);
+            }
+        }
+        (
+            i_ok as f64 / i_n.max(1) as f64,
+            o_ok as f64 / o_n.max(1) as f64,
+        )
+    };
+    let (acc0, rec0) = rates(0.0);
+    let mut best = (0.0f32, acc0, rec0);
+    for k in 1..OOS_GRID {
+        let t = k as f32 / OOS_GRID as f32;
+        let (acc, rec) = rates(t);
+        if acc >= acc0 - max_loss && rec > best.2 {
+            best = (t, acc, rec);
+        }
+    }
+    Ok(Some(OosCalibration {
+        threshold: best.0,
+        in_scope_accuracy_before: acc0,
+        in_scope_accuracy: best.1,
+        oos_recall_before: rec0,
+        oos_recall: best.2,
+        held_out: scored.len(),
+    }))
 }
 
 #[cfg(test)]
@@ -363,5 +469,40 @@ mod tests {
         // The likeliest label moves, the layout does not.
         assert!(h.probabilities(&[1.0, 0.0])[0] > 0.5);
         assert!(h.probabilities(&[0.0, 1.0])[1] > 0.5);
+    }
+
+    #[test]
+    fn a_calibrated_threshold_catches_out_of_scope_prompts_that_fit_no_intent() {
+        // Two tight intents on two axes; out-of-scope prompts scattered in a
+        // third direction that training labels "oos" too sparsely to learn.
+        let mut ex = Vec::new();
+        for i in 0..200 {
+            let j = (i % 10) as f32 / 100.0;
+            ex.push((vec![1.0, j, 0.0], "a".to_owned()));
+            ex.push((vec![j, 1.0, 0.0], "b".to_owned()));
+            if i % 4 == 0 {
+                let k = (i % 7) as f32 / 7.0;
+                ex.push((
+                    vec![0.5 - k * 0.3, 0.2 + k * 0.3, 0.6],
+                    OOS_LABEL.to_owned(),
+                ));
+            }
+        }
+        let opts = TrainOptions {
+            epochs: 50,
+            ..TrainOptions::default()
+        };
+        let c = calibrate_oos(&ex, &opts, 0.02).unwrap().unwrap();
+        assert!(c.in_scope_accuracy >= c.in_scope_accuracy_before - 0.02);
+        assert!(c.oos_recall >= c.oos_recall_before);
+        let head = train(&ex, &opts)
+            .unwrap()
+            .with_oos_threshold(Some(c.threshold));
+        let r = evaluate(&head, &ex, head.oos_threshold());
+        assert!(r.in_scope_accuracy.unwrap() > 0.95, "{r:?}");
+        assert!(r.oos_recall.is_some());
+        // Without out-of-scope examples there is nothing to calibrate on.
+        let in_scope: Vec<_> = ex.iter().filter(|e| e.1 != OOS_LABEL).cloned().collect();
+        assert_eq!(calibrate_oos(&in_scope, &opts, 0.02).unwrap(), None);
     }
 }

@@ -21,6 +21,7 @@
 pub mod embedder;
 pub mod encoder;
 pub mod intent;
+pub mod quality;
 mod reader;
 pub mod static_embed;
 mod tokenize;

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use super::quality::QualityHead;
 use super::{ClassifierConfig, ClassifyError, Embedder, IntentHead};
 use crate::config::ClassifierSettings;
 
@@ -34,6 +35,9 @@ pub struct Reading {
     pub intent_probs: Vec<f32>,
     /// The user-defined head's intent when it runs beside the default one.
     pub custom_intent: Option<Intent>,
+    /// The quality head's P(good answer) per model, in its model order
+    /// (bandit features; empty without a quality head).
+    pub quality: Vec<f64>,
 }
 
 pub struct Reader {
@@ -43,6 +47,8 @@ pub struct Reader {
     routing_head: Option<IntentHead>,
     /// A user head reported beside the routing head.
     beside_head: Option<IntentHead>,
+    /// Per-model quality predictors whose outputs become routing features.
+    quality_head: Option<QualityHead>,
 }
 
 impl Reader {
@@ -72,11 +78,32 @@ impl Reader {
                 classifier.dim()
             )));
         }
+        let quality_head = s
+            .quality_head
+            .as_deref()
+            .map(QualityHead::load)
+            .transpose()?;
+        if let Some(h) = quality_head
+            .as_ref()
+            .filter(|h| h.dim() != classifier.dim())
+        {
+            return Err(ClassifyError::Intent(format!(
+                "quality head has dimension {} but the encoder {}",
+                h.dim(),
+                classifier.dim()
+            )));
+        }
         Ok(Reader {
             classifier,
             routing_head,
             beside_head,
+            quality_head,
         })
+    }
+
+    /// The quality head's models (the order of `Reading::quality`).
+    pub fn quality_models(&self) -> &[String] {
+        self.quality_head.as_ref().map_or(&[], |h| &h.models)
     }
 
     /// The routing head's labels (the order of `Reading::intent_probs`).
@@ -97,14 +124,19 @@ impl Reader {
             Some(h) => {
                 // Features in label order (`predict` sorts by probability).
                 let probs = h.probabilities(&c.embedding);
+                // Below the head's calibrated threshold the prompt fits no
+                // intent: rules see "oos", not a wrong guess.
                 let intent = h
                     .labels()
                     .iter()
                     .zip(&probs)
                     .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(label, p)| Intent {
-                        label: label.clone(),
-                        confidence: f64::from(*p),
+                    .map(|(label, &p)| Intent {
+                        label: match h.oos_threshold() {
+                            Some(t) if p < t => super::intent::OOS_LABEL.to_owned(),
+                            _ => label.clone(),
+                        },
+                        confidence: f64::from(p),
                     });
                 (intent, probs)
             }
@@ -114,6 +146,10 @@ impl Reader {
             .beside_head
             .as_ref()
             .and_then(|h| best(&h.predict(&c.embedding)));
+        let quality = self
+            .quality_head
+            .as_ref()
+            .map_or_else(Vec::new, |h| h.predict(&c.embedding));
         Ok(Reading {
             embedding: c.embedding,
             tokens: c.tokens,
@@ -122,6 +158,7 @@ impl Reader {
             intent,
             intent_probs,
             custom_intent,
+            quality,
         })
     }
 }

@@ -239,6 +239,8 @@ pub struct BanditConfig {
     pub seed: Option<u64>,
     /// How often the service checks for a promoted policy (`None`: never).
     pub reload_interval: Option<Duration>,
+    /// How far a model with little evidence may be trusted.
+    pub new_models: crate::policy::bandit::NewModels,
 }
 
 #[derive(Debug, Clone)]
@@ -263,6 +265,9 @@ pub struct ClassifierSettings {
     pub max_tokens: usize,
     /// The default task-type head; `None` for none.
     pub intent_head: Option<PathBuf>,
+    /// Per-model quality predictors on the embedding (`classify::quality`);
+    /// `None` for none.
+    pub quality_head: Option<PathBuf>,
     /// User-defined intents by example utterances.
     pub intents: Vec<IntentExamples>,
     /// User intents replace the default head, or are reported beside it.

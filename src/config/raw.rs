@@ -114,6 +114,14 @@ pub(super) struct RawBandit {
     /// Unset by default (the defaults file shows it commented out).
     pub(super) seed: Option<u64>,
     pub(super) reload_interval_ms: u64,
+    #[serde(default = "one")]
+    pub(super) new_model_share: f64,
+    #[serde(default)]
+    pub(super) new_model_evidence: u64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +162,9 @@ pub(super) struct RawClassifier {
     pub(super) queue_depth: usize,
     pub(super) max_tokens: usize,
     pub(super) intent_head: PathBuf,
+    /// Per-model quality head; "" for none.
+    #[serde(default)]
+    pub(super) quality_head: PathBuf,
     pub(super) intents_mode: IntentsMode,
     #[serde(default)]
     pub(super) intents: Vec<RawIntent>,

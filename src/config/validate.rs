@@ -120,7 +120,14 @@ fn validate_bandit(b: RawBandit) -> Result<BanditConfig, ConfigError> {
         b.exploration,
     )
     .map_err(|e| invalid("bandit", e.to_string()))?;
+    if !(b.new_model_share > 0.0 && b.new_model_share <= 1.0) {
+        return Err(invalid("bandit.new_model_share", "must be in (0, 1]"));
+    }
     Ok(BanditConfig {
+        new_models: crate::policy::bandit::NewModels {
+            share: b.new_model_share,
+            evidence: b.new_model_evidence,
+        },
         params,
         warm_start: Some(b.warm_start).filter(|p| !p.as_os_str().is_empty()),
         seed: b.seed,
@@ -206,6 +213,7 @@ fn validate_classifier(
         queue_depth: positive("classifier.queue_depth", c.queue_depth)?,
         max_tokens: c.max_tokens,
         intent_head: Some(intent_head).filter(|p| !p.as_os_str().is_empty()),
+        quality_head: Some(c.quality_head).filter(|p| !p.as_os_str().is_empty()),
         intents,
         intents_replace: c.intents_mode == IntentsMode::Replace,
         static_table,

@@ -347,6 +347,7 @@ impl Engine {
             reading.as_ref().map(|r| r.intent_probs.as_slice()),
             prompt_tokens,
             &shape(&needs, &input.messages),
+            reading.as_ref().map_or(&[], |r| r.quality.as_slice()),
         );
         let intent = reading
             .as_ref()

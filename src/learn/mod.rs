@@ -20,8 +20,10 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 
 use crate::catalog::Catalog;
+use crate::config::BanditConfig;
 use crate::dispatch::Blame;
-use crate::policy::bandit::{Bandit, BanditParams, BanditState};
+use crate::policy::bandit::{Anchor, Bandit, BanditParams, BanditState, NewModels};
+use crate::policy::features::Layout;
 use crate::policy::{Candidate, Context, Decision, Policy};
 use crate::store::codec::unpack_f32;
 use crate::store::{FeedbackOutcome, Store, StoreError};
@@ -55,19 +57,23 @@ pub struct Learning {
 impl Learning {
     /// Rebuilds the state from the log (plus an optional warm start), or from
     /// the promoted policy when one is current (see `promoted`), and starts the
-    /// learner task. `dim` is the context length the engine builds; `reload`
+    /// learner task. `layout` is the context the engine builds; `bandit.reload_interval`
     /// is how often the learner polls for a newly promoted policy (`None`: never).
     /// On a shared log ([`Store::is_shared`]) the state is the warm start plus
     /// the shared observations, and the learner keeps following them (`follow`).
     pub async fn start(
         store: &Store,
         catalog: &Catalog,
-        params: BanditParams,
-        dim: usize,
-        warm_start: Option<&Path>,
-        reload: Option<Duration>,
+        bandit: &BanditConfig,
+        layout: Layout,
         follow: Follow,
     ) -> anyhow::Result<Learning> {
+        let (params, warm_start, reload) = (
+            bandit.params,
+            bandit.warm_start.as_deref(),
+            bandit.reload_interval,
+        );
+        let dim = layout.dim;
         // Read first: a promoted policy loaded below covers at least this much.
         let cursor = store.learn_cursor().await?;
         let mut seen = store.latest_promotion_id().await?;
@@ -100,13 +106,19 @@ impl Learning {
             .iter()
             .map(|m| (m.name.clone(), m.prior_quality))
             .collect();
-        let snapshot = Arc::new(ArcSwap::from_pointee(Bandit::build(&state, params, &arms)));
+        let anchors = layout.anchors;
+        let new_models = bandit.new_models;
+        let snapshot = Arc::new(ArcSwap::from_pointee(
+            Bandit::build_anchored(&state, params, &arms, &anchors).with_new_models(new_models),
+        ));
         record(store, &snapshot.load(), &state, &params, version.as_deref()).await;
         let (tx, rx) = mpsc::unbounded_channel();
         let learner = Learner {
             state,
             params,
             arms,
+            anchors,
+            new_models,
             snapshot: Arc::clone(&snapshot),
             store: store.clone(),
             dim,
@@ -250,6 +262,9 @@ struct Learner {
     state: BanditState,
     params: BanditParams,
     arms: Vec<(String, f64)>,
+    /// Where each model's prior is centred (see `policy::features::Layout`).
+    anchors: Vec<Option<Anchor>>,
+    new_models: NewModels,
     snapshot: Arc<ArcSwap<Bandit>>,
     store: Store,
     dim: usize,
@@ -311,7 +326,8 @@ impl Learner {
     }
 
     async fn publish(&self) {
-        let bandit = Bandit::build(&self.state, self.params, &self.arms);
+        let bandit = Bandit::build_anchored(&self.state, self.params, &self.arms, &self.anchors)
+            .with_new_models(self.new_models);
         record(
             &self.store,
             &bandit,

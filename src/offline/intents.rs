@@ -102,8 +102,13 @@ pub fn train(
     out: &Path,
     max_tokens: usize,
     epochs: usize,
+    oos_max_loss: f64,
     static_table: Option<&Path>,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&oos_max_loss),
+        "--oos-max-loss must be in [0, 1]"
+    );
     let rows = read_jsonl(data)?;
     let c = embedder(model_dir, max_tokens, static_table)?;
     let examples = embed_rows(&c, rows, "embedding")?;
@@ -111,8 +116,21 @@ pub fn train(
         epochs,
         ..TrainOptions::default()
     };
-    let head = intent::train(&examples, &opts)?;
+    let calibration = intent::calibrate_oos(&examples, &opts, oos_max_loss)?;
+    let head = intent::train(&examples, &opts)?
+        .with_oos_threshold(calibration.as_ref().map(|c| c.threshold));
     head.save(out)?;
+    if let Some(c) = &calibration {
+        println!(
+            "oos threshold {:.2}, chosen on {} held-out examples: in-scope accuracy {:.4} -> {:.4}, oos recall {:.4} -> {:.4}",
+            c.threshold,
+            c.held_out,
+            c.in_scope_accuracy_before,
+            c.in_scope_accuracy,
+            c.oos_recall_before,
+            c.oos_recall
+        );
+    }
     let report = intent::evaluate(&head, &examples, None);
     println!(
         "trained {} labels on {} examples; training accuracy {:.4}; wrote {}",
@@ -137,10 +155,15 @@ pub fn eval(
     let rows = read_jsonl(data)?;
     let c = embedder(model_dir, max_tokens, static_table)?;
     let examples = embed_rows(&c, rows, "embedding")?;
+    // The head's calibrated threshold unless one is given.
+    let oos = oos.or(head.oos_threshold());
     let report = intent::evaluate(&head, &examples, oos);
     println!("examples      {}", report.examples);
     println!("accuracy      {:.4}", report.accuracy);
     println!("macro-F1      {:.4}", report.macro_f1);
+    if let Some(a) = report.in_scope_accuracy {
+        println!("in-scope acc  {a:.4}");
+    }
     if let Some(r) = report.oos_recall {
         println!("oos recall    {r:.4} (threshold {})", oos.unwrap_or(0.0));
     }

@@ -6,10 +6,32 @@ use std::path::PathBuf;
 /// Retraining and off-policy evaluation subcommands.
 #[derive(clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Fit a policy from the decision log and write it as a policy directory.
+    /// Fit a policy from the decision log and write it as a policy directory,
+    /// or (--dataset) the router's heads and prior from a routing-outcomes file.
     Train {
-        #[command(flatten)]
-        log: LogArgs,
+        /// The decision log (SQLite file written by `serve`).
+        #[arg(long, required_unless_present = "dataset", conflicts_with = "dataset")]
+        database: Option<PathBuf>,
+        /// Only decisions from this time: Unix ms, YYYY-MM-DD[THH:MM:SSZ], or an age (7d, 12h).
+        #[arg(long, requires = "database")]
+        since: Option<String>,
+        /// Only feedback recorded up to this time (same forms as --since).
+        #[arg(long, requires = "database")]
+        until: Option<String>,
+        /// A routing-outcomes JSONL file (one prompt per line with every
+        /// model's quality and cost) to fit the routing and quality heads and
+        /// the bandit's prior from.
+        #[arg(long, requires = "models")]
+        dataset: Option<PathBuf>,
+        /// The dataset's models and prices (`*.models.json`).
+        #[arg(long, requires = "dataset")]
+        models: Option<PathBuf>,
+        /// Seed of the cross-validation folds (--dataset).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Where prompt embeddings are cached (--dataset).
+        #[arg(long, default_value = "target/eval-cache")]
+        cache_dir: PathBuf,
         #[arg(long)]
         out: PathBuf,
         /// Bandit parameters and catalog priors (embedded defaults when absent).
@@ -91,19 +113,60 @@ impl OpeArgs {
 }
 
 impl PolicyCommand {
+    /// `train --dataset`, which runs outside the async runtime (the
+    /// classifier blocks on its own threads); `None` for every other command.
+    pub fn run_offline(&self) -> Option<anyhow::Result<()>> {
+        let PolicyCommand::Train {
+            dataset: Some(dataset),
+            models: Some(models),
+            seed,
+            cache_dir,
+            out,
+            config,
+            warm_start,
+            fit_sigma,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some((|| {
+            anyhow::ensure!(
+                warm_start.is_none() && !fit_sigma,
+                "--warm-start and --fit-sigma apply to --database"
+            );
+            let config = match config {
+                Some(p) => crate::config::Config::load(p)?,
+                None => crate::config::Config::embedded(),
+            };
+            let a = crate::offline::eval::router::DatasetArgs {
+                dataset,
+                models,
+                out,
+                seed: *seed,
+                cache_dir,
+            };
+            crate::offline::eval::router::train_dataset(&a, &config)
+        })())
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             PolicyCommand::Train {
-                log,
+                database,
+                since,
+                until,
                 out,
                 config,
                 warm_start,
                 fit_sigma,
+                ..
             } => {
                 let args = crate::offline::train::TrainArgs {
-                    database: log.database,
-                    since: log.since,
-                    until: log.until,
+                    database: database
+                        .ok_or_else(|| anyhow::anyhow!("--database or --dataset is required"))?,
+                    since,
+                    until,
                     out,
                     config,
                     warm_start,

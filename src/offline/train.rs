@@ -226,7 +226,7 @@ fn configured_labels(config: &Config, dim: usize) -> Vec<String> {
         .as_deref()
         .and_then(|p| IntentHead::load(p).ok())
         .map(|h| h.labels().to_vec())
-        .filter(|l| crate::policy::features::dim(l.len()) == dim)
+        .filter(|l| crate::policy::features::dim(l.len(), 0) == dim)
         .unwrap_or_default()
 }
 

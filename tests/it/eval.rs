@@ -35,6 +35,7 @@ fn opts(dir: &Path, name: &str, out: &Path, cache: &Path) -> EvalOptions {
         holdout: 0.3,
         limit: ROWS,
         head: HeadChoice::Fit(switchyard::offline::eval::fit::Target::Task),
+        quality: true,
         models_subset: None,
         sweep_points: 8,
         knn_k: 10,
@@ -65,6 +66,7 @@ fn offline_eval_writes_complete_outputs_and_is_reproducible() {
         "summary.json",
         "prior.json",
         "task-head.json",
+        "quality-head.json",
         "frontier.png",
     ] {
         let (x, y) = (
@@ -108,7 +110,10 @@ fn offline_eval_writes_complete_outputs_and_is_reproducible() {
     // The fitted prior is a valid bandit state for the head's context.
     let state: switchyard::policy::bandit::BanditState =
         serde_json::from_str(&std::fs::read_to_string(a.join("prior.json")).unwrap()).unwrap();
-    assert_eq!(state.dim, switchyard::policy::features::dim(s.head.labels));
+    assert_eq!(
+        state.dim,
+        switchyard::policy::features::dim(s.head.labels, s.models.len())
+    );
 }
 
 #[test]

@@ -91,3 +91,85 @@ async fn the_shipped_prior_routes_held_out_prompts_well_before_any_feedback() {
         "with {with:.3} vs best {best_single:.3}"
     );
 }
+
+/// `switchyard train --dataset` fits a router on any routing-outcomes file,
+/// here one with a single task label (no routing head can be fitted), and a
+/// server loads what it wrote: the quality head's predictions are features
+/// and each model's prior starts from its own prediction, so the expected
+/// qualities differ per prompt before any feedback.
+#[tokio::test]
+async fn a_router_trained_on_a_one_task_file_serves_from_its_quality_head() {
+    let Some(dir) = data_dir() else { return };
+    let data = data::load(
+        &dir.join("llmrouter.train.jsonl"),
+        &dir.join("llmrouter.models.json"),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let rows: Vec<&Row> = data
+        .rows
+        .iter()
+        .filter(|r| r.task == "gsm8k")
+        .take(80)
+        .collect();
+    let file = tmp.path().join("gsm8k.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(dir.join("llmrouter.train.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            rows.iter()
+                .any(|r| l.contains(&format!("\"id\": \"{}\"", r.id)))
+        })
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), rows.len(), "every chosen row found by its id");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = tmp.path().join("router");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .current_dir(root())
+        .args(["train", "--dataset"])
+        .arg(&file)
+        .arg("--models")
+        .arg(dir.join("llmrouter.models.json"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("routing head: none (one task label)"),
+        "{stdout}"
+    );
+    let toml = std::fs::read_to_string(out.join("switchyard.toml")).unwrap();
+    assert!(toml.contains("intent_head = \"\"") && toml.contains("quality-head.json"));
+    assert!(!out.join("task-head.json").exists());
+
+    let mut c = Config::load(&root().join("config/llmrouter.toml")).unwrap();
+    c.server.database = tmp.path().join("serve.db");
+    c.classifier.auto_fetch = false;
+    c.classifier.model_dir = root().join("models/all-MiniLM-L6-v2");
+    c.classifier.intent_head = None;
+    c.classifier.quality_head = Some(out.join("quality-head.json"));
+    c.bandit.warm_start = Some(out.join("prior.json"));
+    c.bandit.seed = Some(5);
+    let server = common::Server::start(c).await;
+    let mut client = server.client().await;
+    let mut expected = Vec::new();
+    for r in rows.iter().take(2) {
+        let mut req = common::route_req(&r.prompt);
+        req.cost_weight = Some(0.0);
+        let resp = client.route(req).await.unwrap().into_inner();
+        let q: Vec<f64> = resp.candidates.iter().map(|c| c.expected_quality).collect();
+        assert_eq!(q.len(), data.models.len());
+        expected.push(q);
+    }
+    server.stop().await;
+    assert_ne!(expected[0], expected[1], "predictions depend on the prompt");
+}

@@ -256,20 +256,30 @@ async fn replicas_answer_through_a_postgres_restart() {
         .map(|d| d.path().join("switchyard.db-pg-journal"))
         .collect();
     let watching = std::sync::Arc::clone(&stop);
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = std::sync::Arc::clone(&most);
     let journaled = tokio::spawn(async move {
-        let mut most = 0;
         while !watching.load(std::sync::atomic::Ordering::Relaxed) {
             for j in &journals {
-                most = most.max(std::fs::metadata(j).map_or(0, |m| m.len()));
+                seen.fetch_max(
+                    std::fs::metadata(j).map_or(0, |m| m.len()),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        most
+        seen.load(std::sync::atomic::Ordering::Relaxed)
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // Down for at least 1.5 s and until some write was journaled (a write
+    // may wait out the connect timeout before it is), at most 20 s.
     let pg = tokio::task::spawn_blocking(move || {
         pg.crash();
+        let until = Instant::now() + Duration::from_secs(20);
         std::thread::sleep(Duration::from_millis(1500));
+        while most.load(std::sync::atomic::Ordering::Relaxed) == 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         pg.up();
         pg
     })

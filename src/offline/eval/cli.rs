@@ -32,6 +32,10 @@ pub struct EvalArgs {
     /// "none", or a head file.
     #[arg(long, default_value = "task")]
     head: String,
+    /// Per-model quality head on the full embedding, fed to the bandit:
+    /// "fit" (to the training rows) or "none".
+    #[arg(long, value_enum, default_value = "fit")]
+    quality: QualityArg,
     /// Only these models (comma-separated), e.g. two for APGR/CPT.
     #[arg(long, value_delimiter = ',')]
     models_subset: Option<Vec<String>>,
@@ -53,6 +57,12 @@ pub struct EvalArgs {
     config: Option<PathBuf>,
     #[arg(long, default_value = "target/eval-cache")]
     cache_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QualityArg {
+    Fit,
+    None,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -80,6 +90,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         holdout: a.holdout,
         limit: a.limit,
         head: a.head.parse::<HeadChoice>()?,
+        quality: matches!(a.quality, QualityArg::Fit),
         models_subset: a.models_subset,
         sweep_points: a.sweep_points,
         knn_k: a.knn_k,
@@ -139,6 +150,11 @@ pub fn headline(s: &Summary) -> String {
             o.overall.quality,
             o.overall.cost,
             o.windows.last().map_or(0.0, |w| w.quality)
+        );
+        let l = &o.late_half;
+        out += &format!(
+            "\nlate half ({} steps): objective {:.4}; best single {} {:.4}",
+            l.steps, l.objective, l.best_single_model, l.best_single_objective
         );
     }
     out

@@ -10,7 +10,6 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
 use super::cache::{EmbeddingCache, text_key};
-use crate::classify::Reading;
 use crate::classify::{Embedder, IntentHead};
 use crate::offline::replay::{Dataset, Row};
 use crate::policy::features;
@@ -111,28 +110,28 @@ pub struct Prepared {
     pub prompt_tokens: u32,
 }
 
-/// The service's context for each prompt: estimated tokens and the routing
-/// head's probabilities over the embedding.
-pub fn prepare(rows: &[Row], embeddings: &[Vec<f32>], head: Option<&IntentHead>) -> Vec<Prepared> {
+/// The service's context for each prompt: estimated tokens, the routing
+/// head's probabilities over the embedding and the quality head's
+/// predictions (`quality`, one per row; empty without a quality head).
+pub fn prepare(
+    rows: &[Row],
+    embeddings: &[Vec<f32>],
+    head: Option<&IntentHead>,
+    quality: &[Vec<f64>],
+) -> Vec<Prepared> {
     rows.iter()
         .zip(embeddings)
-        .map(|(r, e)| {
+        .zip(quality)
+        .map(|((r, e), q)| {
             let prompt_tokens = tokens::estimate_prompt_tokens([r.prompt.as_str()]);
-            let reading = head.map(|h| Reading {
-                embedding: Vec::new(),
-                tokens: 0,
-                truncated: false,
-                micros: 0,
-                intent: None,
-                intent_probs: h.probabilities(e),
-                custom_intent: None,
-            });
+            let intent_probs = head.map(|h| h.probabilities(e));
             Prepared {
                 features: features::context(
-                    reading.as_ref().map(|r| r.intent_probs.as_slice()),
+                    intent_probs.as_deref(),
                     prompt_tokens,
                     // The datasets' prompts are plain single-turn chats.
                     &features::Shape::default(),
+                    q,
                 ),
                 prompt_tokens,
             }

@@ -1,4 +1,4 @@
-//! The logistic-regression baseline: per model, a logistic regression of
+//! The quality head (and the logistic-regression baseline): per model, a logistic regression of
 //! quality (P(correct) when quality is 0/1; a soft label otherwise, with the
 //! same cross-entropy loss) on the 384-d MiniLM embedding, L2-regularised.
 //!
@@ -15,6 +15,7 @@
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
+use crate::classify::quality::{QualityHead, sigmoid};
 use crate::offline::replay::{DatasetModel, Row};
 
 /// L2 strengths tried by cross-validation (per-example loss scale).
@@ -22,38 +23,58 @@ pub const LAMBDAS: [f64; 4] = [3e-2, 1e-1, 3e-1, 1.0];
 const FOLDS: usize = 3;
 const ITERS: usize = 100;
 
-/// Fitted per-model logistic regressions.
-#[derive(Debug, Clone)]
-pub struct LogReg {
-    mean: Vec<f64>,
-    scale: Vec<f64>,
-    /// (dim + 1) × models, row-major; the last row is the bias.
-    w: Vec<f64>,
-    models: usize,
-    /// The L2 strength cross-validation chose.
-    pub lambda: f64,
-}
+/// Fits per-model logistic regressions: the quality head the service loads.
+pub struct LogReg;
 
 impl LogReg {
     /// Fits on the training rows, choosing λ by cross-validation (seeded folds).
-    pub fn fit(emb: &[Vec<f32>], rows: &[Row], models: &[DatasetModel], seed: u64) -> LogReg {
-        let y: Vec<Vec<f64>> = rows
-            .iter()
-            .map(|r| models.iter().map(|m| r.outcomes[&m.name].quality).collect())
-            .collect();
-        let lambda = if emb.len() >= 2 * FOLDS {
-            let mut idx: Vec<usize> = (0..emb.len()).collect();
-            idx.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    pub fn fit(emb: &[Vec<f32>], rows: &[Row], models: &[DatasetModel], seed: u64) -> QualityHead {
+        let y = targets(rows, models);
+        let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
+        let lambda = LogReg::cross_validate(emb, &y, &names, seed);
+        LogReg::fit_with(emb, &y, &names, lambda)
+    }
+
+    /// Predictions for each training row from a head fitted without that
+    /// row's fold (`FOLDS` seeded folds, at the given λ): what a head would
+    /// say of prompts it never saw, which is what the bandit must learn to
+    /// trust, not the in-sample fit.
+    pub fn out_of_fold(
+        emb: &[Vec<f32>],
+        rows: &[Row],
+        models: &[DatasetModel],
+        lambda: f64,
+        seed: u64,
+    ) -> Vec<Vec<f64>> {
+        let y = targets(rows, models);
+        let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
+        if emb.len() < 2 * FOLDS {
+            let h = LogReg::fit_with(emb, &y, &names, lambda);
+            return emb.iter().map(|e| h.predict(e)).collect();
+        }
+        let idx = shuffled(emb.len(), seed ^ 0x9e37);
+        let mut out = vec![Vec::new(); emb.len()];
+        for f in 0..FOLDS {
+            let (tr, te) = folds(&idx, f);
+            let (xa, ya) = pick(emb, &y, &tr);
+            let h = LogReg::fit_with(&xa, &ya, &names, lambda);
+            for i in te {
+                out[i] = h.predict(&emb[i]);
+            }
+        }
+        out
+    }
+
+    /// The λ of [`LAMBDAS`] with the least held-out log loss over seeded folds.
+    fn cross_validate(emb: &[Vec<f32>], y: &[Vec<f64>], names: &[String], seed: u64) -> f64 {
+        if emb.len() >= 2 * FOLDS {
+            let idx = shuffled(emb.len(), seed);
             let loss = |l: f64| -> f64 {
                 (0..FOLDS)
                     .map(|f| {
-                        let (tr, te): (Vec<usize>, Vec<usize>) =
-                            idx.iter().partition(|&&i| i % FOLDS != f);
-                        let pick = |ix: &[usize]| -> (Vec<Vec<f32>>, Vec<Vec<f64>>) {
-                            ix.iter().map(|&i| (emb[i].clone(), y[i].clone())).unzip()
-                        };
-                        let ((xa, ya), (xb, yb)) = (pick(&tr), pick(&te));
-                        let m = LogReg::fit_with(&xa, &ya, models.len(), l);
+                        let (tr, te) = folds(&idx, f);
+                        let ((xa, ya), (xb, yb)) = (pick(emb, y, &tr), pick(emb, y, &te));
+                        let m = LogReg::fit_with(&xa, &ya, names, l);
                         xb.iter()
                             .zip(&yb)
                             .map(|(x, t)| log_loss(&m.predict(x), t))
@@ -68,12 +89,12 @@ impl LogReg {
                 .map_or(LAMBDAS[0], |p| p.1)
         } else {
             LAMBDAS[LAMBDAS.len() / 2]
-        };
-        LogReg::fit_with(emb, &y, models.len(), lambda)
+        }
     }
 
-    /// Fits with a given L2 strength `lambda`.
-    pub fn fit_with(x: &[Vec<f32>], y: &[Vec<f64>], models: usize, lambda: f64) -> LogReg {
+    /// Fits with a given L2 strength `lambda`, one regression per name.
+    pub fn fit_with(x: &[Vec<f32>], y: &[Vec<f64>], names: &[String], lambda: f64) -> QualityHead {
+        let models = names.len();
         let d = x.first().map_or(0, Vec::len);
         let n = x.len().max(1) as f64;
         let mut mean = vec![0.0; d];
@@ -141,31 +162,45 @@ impl LogReg {
                 look.iter().zip(&grad).map(|(l, g)| l - step * g).collect(),
             );
         }
-        LogReg {
+        QualityHead {
+            models: names.to_vec(),
             mean,
             scale,
             w,
-            models,
             lambda,
         }
     }
-
-    /// Predicted quality (probability) per model, dataset order.
-    pub fn predict(&self, e: &[f32]) -> Vec<f64> {
-        let m = self.models;
-        let mut s = self.w[self.mean.len() * m..].to_vec();
-        for (j, ((&a, mu), sc)) in e.iter().zip(&self.mean).zip(&self.scale).enumerate() {
-            let v = (f64::from(a) - mu) * sc;
-            s.iter_mut()
-                .zip(&self.w[j * m..(j + 1) * m])
-                .for_each(|(s, w)| *s += v * w);
-        }
-        s.into_iter().map(sigmoid).collect()
-    }
 }
 
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
+/// Quality per training row and model, dataset order.
+fn targets(rows: &[Row], models: &[DatasetModel]) -> Vec<Vec<f64>> {
+    rows.iter()
+        .map(|r| models.iter().map(|m| r.outcomes[&m.name].quality).collect())
+        .collect()
+}
+
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    idx
+}
+
+/// (training, held-out) row indices of fold `f`: every `FOLDS`-th position
+/// of the seeded shuffle `idx`.
+fn folds(idx: &[usize], f: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut split = (Vec::new(), Vec::new());
+    for (pos, &i) in idx.iter().enumerate() {
+        if pos % FOLDS == f {
+            split.1.push(i);
+        } else {
+            split.0.push(i);
+        }
+    }
+    split
+}
+
+fn pick(x: &[Vec<f32>], y: &[Vec<f64>], ix: &[usize]) -> (Vec<Vec<f32>>, Vec<Vec<f64>>) {
+    ix.iter().map(|&i| (x[i].clone(), y[i].clone())).unzip()
 }
 
 fn log_loss(p: &[f64], t: &[f64]) -> f64 {
@@ -216,12 +251,13 @@ mod tests {
             x.push(vec![0.1 * t, 1.0, 0.05]);
             y.push(vec![0.0, 1.0]);
         }
-        let m = LogReg::fit_with(&x, &y, 2, 1e-3);
+        let names = ["a".to_string(), "b".to_string()];
+        let m = LogReg::fit_with(&x, &y, &names, 1e-3);
         let a = m.predict(&[1.0, 0.0, 0.05]);
         let b = m.predict(&[0.0, 1.0, 0.05]);
         assert!(a[0] > 0.8 && a[1] < 0.2, "{a:?}");
         assert!(b[1] > 0.8 && b[0] < 0.2, "{b:?}");
-        let again = LogReg::fit_with(&x, &y, 2, 1e-3);
+        let again = LogReg::fit_with(&x, &y, &names, 1e-3);
         assert_eq!(
             again.predict(&[0.5, 0.5, 0.05]),
             m.predict(&[0.5, 0.5, 0.05])
@@ -232,8 +268,9 @@ mod tests {
     fn stronger_regularisation_shrinks_towards_the_base_rate() {
         let x: Vec<Vec<f32>> = (0..20).map(|i| vec![i as f32 / 20.0, 1.0]).collect();
         let y: Vec<Vec<f64>> = (0..20).map(|i| vec![f64::from(i >= 10)]).collect();
-        let weak = LogReg::fit_with(&x, &y, 1, 1e-4).predict(&[1.0, 1.0])[0];
-        let strong = LogReg::fit_with(&x, &y, 1, 10.0).predict(&[1.0, 1.0])[0];
+        let names = ["a".to_string()];
+        let weak = LogReg::fit_with(&x, &y, &names, 1e-4).predict(&[1.0, 1.0])[0];
+        let strong = LogReg::fit_with(&x, &y, &names, 10.0).predict(&[1.0, 1.0])[0];
         assert!(
             weak > strong && strong > 0.5 && strong < 0.7,
             "{weak} {strong}"

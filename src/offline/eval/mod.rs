@@ -27,13 +27,14 @@ pub mod metrics;
 pub mod plot;
 pub mod report;
 pub mod route;
+pub mod router;
 mod write;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::classify::{IntentHead, intent};
+use crate::classify::intent;
 use crate::config::Config;
 use crate::policy::bandit::{Bandit, BanditState};
 
@@ -71,6 +72,9 @@ pub struct EvalOptions {
     /// Use only this many rows of `dataset` (seeded choice; 0: all).
     pub limit: usize,
     pub head: HeadChoice,
+    /// Fit a per-model quality head on the embedding and feed its
+    /// predictions to the bandit (see `classify::quality`).
+    pub quality: bool,
     pub models_subset: Option<Vec<String>>,
     /// Geometric grid points of the offline sweep (besides cost weight 0).
     pub sweep_points: usize,
@@ -141,37 +145,21 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
         eval.len()
     );
 
-    let cs = &config.classifier;
-    let embedder = crate::offline::intents::embedder(
-        &cs.model_dir,
-        cs.max_tokens,
-        cs.static_table.as_deref(),
-    )?;
-    let mut cache = cache::EmbeddingCache::open(
-        &opts.cache_dir,
-        &cs.model_dir,
-        cs.max_tokens,
-        cs.static_table.as_deref(),
-        embedder.dim(),
-    )?;
-    let emb_train = data::embed(&embedder, &mut cache, &train)?;
-    let emb_eval = data::embed(&embedder, &mut cache, &eval)?;
-    drop(embedder);
+    let [emb_train, emb_eval] = embed_sets(config, &opts.cache_dir, [&train, &eval])?;
 
-    let head = match &opts.head {
-        HeadChoice::Fit(target) => {
-            let h = fit::head(
-                fit::labels(*target, &train, &emb_train, opts.seed),
-                &emb_train,
-            )?;
-            h.save(&opts.out.join("task-head.json"))?;
-            Some(h)
-        }
-        HeadChoice::None => None,
-        HeadChoice::File(p) => Some(IntentHead::load(p)?),
-    };
+    // The quality head is the logistic baseline's fit.
+    let lr = logreg::LogReg::fit(&emb_train, &train, &models, opts.seed);
+    let fitted = router::fit(
+        &train,
+        &emb_train,
+        &models,
+        &opts.head,
+        opts.quality.then_some(&lr),
+        opts.seed,
+        &opts.out,
+    )?;
+    let head = fitted.head.as_ref();
     let head_accuracy = head
-        .as_ref()
         .filter(|_| opts.head == HeadChoice::Fit(fit::Target::Task))
         .map(|h| {
             let ex: Vec<(Vec<f32>, String)> = emb_eval
@@ -181,11 +169,10 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
                 .collect();
             intent::evaluate(h, &ex, None).accuracy
         });
-    let prep_train = data::prepare(&train, &emb_train, head.as_ref());
-    let prep_eval = data::prepare(&eval, &emb_eval, head.as_ref());
+    let prep_eval = fitted.prepare(&eval, &emb_eval);
+    let anchors = &fitted.layout.anchors;
+    let state = fitted.state.clone();
     let costs = fit::CostModel::fit(&train, &models);
-    let state = fit::bandit_state(&train, &prep_train, &models)?;
-    write::json(&opts.out.join("prior.json"), &state)?;
     let refs = report::reference(&eval, &models);
     let params = config.bandit.params;
     let ctx = write::Context {
@@ -193,14 +180,19 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
         models: &models,
         eval: &eval,
         train_rows: train.len(),
-        head: head.as_ref(),
+        head,
         head_accuracy,
         refs: &refs,
     };
     match opts.mode {
         Mode::Offline => {
             let weights = route::sweep(&costs, &prep_eval, models.len(), opts.sweep_points);
-            let bandit = Bandit::build(&state, route::greedy(&params), &route::arms(&models));
+            let bandit = Bandit::build_anchored(
+                &state,
+                route::greedy(&params),
+                &route::arms(&models),
+                anchors,
+            );
             // A model whose sums are unusable falls back to its prior: say so.
             anyhow::ensure!(
                 bandit.degraded().is_empty(),
@@ -226,7 +218,6 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
             bar.finish();
             let knn = fit::Knn::new(opts.knn_k, &emb_train, &train, &models);
             let baseline = route::knn(&knn, &emb_eval, &prep_eval, &costs, &weights);
-            let lr = logreg::LogReg::fit(&emb_train, &train, &models, opts.seed);
             let lr_q: Vec<Vec<f64>> = emb_eval.iter().map(|e| lr.predict(e)).collect();
             let lr_choices = route::predicted(&lr_q, &prep_eval, &costs, &weights);
             write::offline(&ctx, &weights, &router, &baseline, (&lr_choices, lr.lambda))
@@ -244,6 +235,7 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
                 &costs,
                 params,
                 start,
+                anchors,
                 opts.cost_weight,
                 opts.refit_every,
                 opts.seed,
@@ -251,6 +243,34 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
             write::online(&ctx, &choices)
         }
     }
+}
+
+/// Embeds each set of rows with the configured classifier, through the
+/// embedding cache in `cache_dir`.
+pub fn embed_sets<const N: usize>(
+    config: &Config,
+    cache_dir: &Path,
+    sets: [&[crate::offline::replay::Row]; N],
+) -> anyhow::Result<[Vec<Vec<f32>>; N]> {
+    let cs = &config.classifier;
+    let embedder = crate::offline::intents::embedder(
+        &cs.model_dir,
+        cs.max_tokens,
+        cs.static_table.as_deref(),
+    )?;
+    let mut cache = cache::EmbeddingCache::open(
+        cache_dir,
+        &cs.model_dir,
+        cs.max_tokens,
+        cs.static_table.as_deref(),
+        embedder.dim(),
+    )?;
+    let mut out = Vec::with_capacity(N);
+    for rows in sets {
+        out.push(data::embed(&embedder, &mut cache, rows)?);
+    }
+    out.try_into()
+        .map_err(|_| anyhow::anyhow!("one embedding set per input set: this is a bug"))
 }
 
 fn read_state(path: &Path, dim: usize) -> anyhow::Result<BanditState> {

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use super::data::Prepared;
 use super::fit::{CostModel, Knn};
 use crate::offline::replay::{DatasetModel, Row};
-use crate::policy::bandit::{Bandit, BanditParams, BanditState};
+use crate::policy::bandit::{Anchor, Bandit, BanditParams, BanditState};
 use crate::policy::{Candidate, Context, Policy};
 
 /// The prior quality of a model with no data: the catalog's default.
@@ -161,13 +161,14 @@ pub fn online(
     costs: &CostModel,
     params: BanditParams,
     mut state: BanditState,
+    anchors: &[Option<Anchor>],
     cost_weight: f64,
     refit_every: usize,
     seed: u64,
 ) -> anyhow::Result<Choices> {
     let arms = arms(models);
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut bandit = Bandit::build(&state, params, &arms);
+    let mut bandit = Bandit::build_anchored(&state, params, &arms, anchors);
     let mut choices = Vec::with_capacity(rows.len());
     for (i, (r, p)) in rows.iter().zip(prepared).enumerate() {
         let ctx = Context {
@@ -185,7 +186,7 @@ pub fn online(
         )?;
         choices.push(m);
         if (i + 1) % refit_every.max(1) == 0 {
-            bandit = Bandit::build(&state, params, &arms);
+            bandit = Bandit::build_anchored(&state, params, &arms, anchors);
         }
     }
     Ok(choices)

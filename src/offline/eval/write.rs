@@ -42,6 +42,17 @@ pub struct Online {
     pub overall: Point,
     /// Consecutive windows of steps; `setting` is the window's last step.
     pub windows: Vec<Point>,
+    /// The second half of the steps: mean quality − cost_weight × cost of
+    /// the router, and of the best single model on the same prompts.
+    pub late_half: LateHalf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LateHalf {
+    pub steps: usize,
+    pub objective: f64,
+    pub best_single_model: String,
+    pub best_single_objective: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -232,6 +243,7 @@ pub fn online(c: &Context<'_>, choices: &Choices) -> anyhow::Result<Summary> {
         })
         .collect();
     let overall = report::point(choices.len() as f64, choices, c.eval, c.models);
+    let late_half = late_half(c, choices);
     let mut series = vec![Series {
         label: "Router (bandit)".into(),
         color: plot::BLUE,
@@ -262,7 +274,31 @@ pub fn online(c: &Context<'_>, choices: &Choices) -> anyhow::Result<Summary> {
         cost_weight: c.opts.cost_weight,
         overall,
         windows,
+        late_half,
     });
     json(&c.opts.out.join("summary.json"), &s)?;
     Ok(s)
+}
+
+fn late_half(c: &Context<'_>, choices: &Choices) -> LateHalf {
+    let from = choices.len() / 2;
+    let rows = &c.eval[from..];
+    let w = c.opts.cost_weight;
+    let objective = |p: Point| p.quality - w * p.cost;
+    let (best_single_model, best_single_objective) = (0..c.models.len())
+        .map(|m| {
+            let all = vec![m; rows.len()];
+            (
+                c.models[m].name.clone(),
+                objective(report::point(0.0, &all, rows, c.models)),
+            )
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or_default();
+    LateHalf {
+        steps: rows.len(),
+        objective: objective(report::point(0.0, &choices[from..], rows, c.models)),
+        best_single_model,
+        best_single_objective,
+    }
 }

@@ -25,7 +25,12 @@
 //!
 //! where m0 = (prior quality, 0, …, 0): the prior is worth λ pseudo-observations
 //! in every direction, centred on the configured prior quality through the bias
-//! feature x₀ = 1 that the caller puts first. The prior is applied in
+//! feature x₀ = 1 that the caller puts first. A model *anchored* at feature j
+//! (a quality-head prediction, see `policy::features`) with offset δ has
+//! m0 = e_j + δ·e₀ instead: with no data its mean is that prediction plus δ,
+//! and data corrects it. A model the quality head knows is anchored on its own
+//! prediction (δ = 0); a new one on its nearest known model's, shifted by
+//! the difference of their declared priors. The prior is applied in
 //! [`Bandit::build`] and is never part of the sums, so states merge exactly.
 //! Agrawal & Goyal sample θ with covariance v²σ²A⁻¹; [`BanditParams`]'s
 //! `exploration` is that v.
@@ -49,6 +54,32 @@ use self::linalg::Cholesky;
 use self::propensity::Ziggurat;
 use super::{Candidate, Context, Decision, Policy};
 
+/// Where a model's prior mean is centred: m0 = e_feature + offset·e₀.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Anchor {
+    pub feature: usize,
+    pub offset: f64,
+}
+
+/// The bound on a model with little evidence (one added to the catalog since
+/// the policy learned): while it has fewer than `evidence` observations and
+/// a model with more is eligible, it is picked with probability at most
+/// `share`, the rest going to the others in proportion. The bound is part
+/// of the procedure that picks, so logged propensities stay exact.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NewModels {
+    pub share: f64,
+    pub evidence: u64,
+}
+
+impl NewModels {
+    /// No bound.
+    pub const OFF: NewModels = NewModels {
+        share: 1.0,
+        evidence: 0,
+    };
+}
+
 /// One model's posterior: θ̂ and σ²A⁻¹ packed for [`linalg::quadratic_form`].
 #[derive(Debug, Clone)]
 struct Posterior {
@@ -63,6 +94,18 @@ pub struct Bandit {
     params: BanditParams,
     /// Indexed by catalog position; `None` uses the candidate's prior only.
     arms: Vec<Option<Posterior>>,
+    /// Per catalog position, the feature the prior is centred on (if any).
+    anchors: Vec<Option<Anchor>>,
+    /// Per catalog position, the features the model does not read: the
+    /// other models' quality predictions. With all of them a model's
+    /// regression has one coefficient per model of the catalog and overfits
+    /// (measured in docs/evaluation.md); masked, it reads its own
+    /// prediction only. A mask is exact on the stored sums (rows and
+    /// columns of A dropped), so states still merge.
+    masks: Vec<Vec<usize>>,
+    /// Per catalog position, the observations behind the posterior.
+    evidence: Vec<u64>,
+    new_models: NewModels,
     degraded: Vec<String>,
     version: String,
     zig: Ziggurat,
@@ -76,7 +119,28 @@ impl Bandit {
     /// or a matrix that is not positive definite) falls back to its prior and
     /// is listed by [`Bandit::degraded`].
     pub fn build(state: &BanditState, params: BanditParams, arms: &[(String, f64)]) -> Bandit {
+        Bandit::build_anchored(state, params, arms, &[])
+    }
+
+    /// [`Bandit::build`] with each model's prior centred on a feature:
+    /// `anchors[i]` for the catalog's model i (missing or `None`, or a feature
+    /// outside the context: the prior quality through the bias, as `build`).
+    pub fn build_anchored(
+        state: &BanditState,
+        params: BanditParams,
+        arms: &[(String, f64)],
+        anchors: &[Option<Anchor>],
+    ) -> Bandit {
         let d = state.dim;
+        let anchors: Vec<Option<Anchor>> = (0..arms.len())
+            .map(|i| {
+                anchors
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .filter(|a| a.feature < d && a.offset.is_finite())
+            })
+            .collect();
         let mut degraded = Vec::new();
         let mut hash = Sha256::new();
         hash.update((d as u64).to_le_bytes());
@@ -90,12 +154,34 @@ impl Bandit {
         }
         hash.update(params.mc_samples().to_le_bytes());
         let mut n = 0;
+        let mut evidence = Vec::with_capacity(arms.len());
+        // Every feature some model is anchored on: a model reads only its
+        // own of them (see `masks`).
+        let mut anchored: Vec<usize> = anchors.iter().flatten().map(|a| a.feature).collect();
+        anchored.sort_unstable();
+        anchored.dedup();
+        let masks: Vec<Vec<usize>> = anchors
+            .iter()
+            .map(|a| {
+                let own = a.map(|a| a.feature);
+                anchored
+                    .iter()
+                    .copied()
+                    .filter(|&j| Some(j) != own)
+                    .collect()
+            })
+            .collect();
         let posteriors = arms
             .iter()
-            .map(|(name, prior)| {
+            .zip(anchors.iter().zip(&masks))
+            .map(|((name, prior), (anchor, mask))| {
                 hash.update((name.len() as u64).to_le_bytes());
                 hash.update(name.as_bytes());
                 hash.update(prior.to_bits().to_le_bytes());
+                if let Some(a) = anchor {
+                    hash.update((a.feature as u64 + 1).to_le_bytes());
+                    hash.update(a.offset.to_bits().to_le_bytes());
+                }
                 let stats = state.arms.get(name).filter(|s| s.n > 0);
                 let empty = ArmStats::new(d);
                 let used = match stats {
@@ -111,7 +197,8 @@ impl Bandit {
                     hash.update(v.to_bits().to_le_bytes());
                 }
                 n += used.n;
-                let posterior = posterior(used, *prior, &params);
+                evidence.push(used.n);
+                let posterior = posterior(used, *prior, *anchor, mask, &params);
                 if posterior.is_none() && !degraded.contains(name) {
                     degraded.push(name.clone());
                 }
@@ -124,14 +211,69 @@ impl Bandit {
             dim: d,
             params,
             arms: posteriors,
+            anchors,
+            masks,
+            evidence,
+            new_models: NewModels::OFF,
             degraded,
             version: format!("ts-v1-{n}obs-{short:08x}"),
             zig: Ziggurat::new(),
         }
     }
 
+    /// The snapshot with models of little evidence bounded (see [`NewModels`]).
+    pub fn with_new_models(mut self, bound: NewModels) -> Bandit {
+        if bound.share < 1.0 && bound.evidence > 0 {
+            self.version = format!("{}-new{}x{}", self.version, bound.share, bound.evidence);
+            self.new_models = bound;
+        }
+        self
+    }
+
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// `p` (over `order`'s candidates) with each model of little evidence
+    /// capped at the bound's share, the excess spread over the others in
+    /// proportion to their probability. Unchanged when no model or every
+    /// model is new: there is no one to hand the traffic to.
+    fn bound_new(&self, order: &[usize], candidates: &[Candidate], mut p: Vec<f64>) -> Vec<f64> {
+        let b = self.new_models;
+        if b.share >= 1.0 {
+            return p;
+        }
+        let new: Vec<bool> = order
+            .iter()
+            .map(|&i| self.evidence.get(candidates[i].model).copied().unwrap_or(0) < b.evidence)
+            .collect();
+        let old = new.iter().filter(|n| !**n).count();
+        if old == 0 || old == new.len() {
+            return p;
+        }
+        let mut excess = 0.0;
+        for (pi, _) in p
+            .iter_mut()
+            .zip(&new)
+            .filter(|(pi, n)| **n && **pi > b.share)
+        {
+            excess += *pi - b.share;
+            *pi = b.share;
+        }
+        let mass: f64 = p
+            .iter()
+            .zip(&new)
+            .filter(|(_, n)| !**n)
+            .map(|(pi, _)| pi)
+            .sum();
+        for (pi, _) in p.iter_mut().zip(&new).filter(|(_, n)| !**n) {
+            *pi += if mass > 0.0 {
+                excess * *pi / mass
+            } else {
+                excess / old as f64
+            };
+        }
+        p
     }
 
     pub fn params(&self) -> &BanditParams {
@@ -150,6 +292,20 @@ impl Bandit {
     }
 
     fn predict_x(&self, arm: usize, prior: f64, x: &[f64]) -> (f64, f64) {
+        let masked;
+        let x = match self.masks.get(arm).filter(|m| !m.is_empty()) {
+            Some(mask) => {
+                let mut v = x.to_vec();
+                for &j in mask {
+                    if let Some(v) = v.get_mut(j) {
+                        *v = 0.0;
+                    }
+                }
+                masked = v;
+                &masked[..]
+            }
+            None => x,
+        };
         match self.arms.get(arm).and_then(Option::as_ref) {
             Some(p) => {
                 let var = linalg::quadratic_form(&p.cov, x);
@@ -157,7 +313,11 @@ impl Bandit {
             }
             // The prior alone: θ = m0, Cov = (σ²/λ)·I.
             None => {
-                let mean = x.first().map_or(0.0, |x0| prior * x0);
+                let x0 = x.first().copied().unwrap_or(0.0);
+                let mean = match self.anchors.get(arm).copied().flatten() {
+                    Some(a) => x.get(a.feature).copied().unwrap_or(0.0) + a.offset * x0,
+                    None => prior * x0,
+                };
                 let norm = linalg::dot(x, x).sqrt();
                 (
                     mean,
@@ -184,15 +344,36 @@ impl Bandit {
 }
 
 /// θ̂ and σ²A⁻¹ for one model, or `None` when A is not positive definite.
-fn posterior(stats: &ArmStats, prior: f64, params: &BanditParams) -> Option<Posterior> {
+fn posterior(
+    stats: &ArmStats,
+    prior: f64,
+    anchor: Option<Anchor>,
+    mask: &[usize],
+    params: &BanditParams,
+) -> Option<Posterior> {
     let d = stats.dim();
     let mut a = linalg::unpack_symmetric(&stats.xx, d);
+    let mut b = stats.xr.clone();
+    // A masked feature is as if it were always 0: its row, column and sum go.
+    for &j in mask.iter().filter(|&&j| j < d) {
+        for i in 0..d {
+            a[i * d + j] = 0.0;
+            a[j * d + i] = 0.0;
+        }
+        b[j] = 0.0;
+    }
     for i in 0..d {
         a[i * d + i] += params.lambda();
     }
-    let mut b = stats.xr.clone();
+    let (feature, bias) = match anchor {
+        Some(a) => (Some(a.feature), a.offset),
+        None => (None, prior),
+    };
     if let Some(b0) = b.first_mut() {
-        *b0 += params.lambda() * prior;
+        *b0 += params.lambda() * bias;
+    }
+    if let Some(j) = feature {
+        b[j] += params.lambda();
     }
     let chol = Cholesky::new(&a, d).ok()?;
     let theta = chol.solve(&b);
@@ -251,7 +432,8 @@ impl Policy for Bandit {
         } else {
             let samples = self.params.mc_samples();
             let wins = propensity::thompson_wins(&scores, &scales, samples, &self.zig, &mut fast);
-            propensity::mix(&wins, samples, self.params.explore_floor())
+            let p = propensity::mix(&wins, samples, self.params.explore_floor());
+            self.bound_new(&order, &candidates, p)
         };
         let chosen = order[propensity::draw(&p, &mut fast)];
         let best = order[propensity::first_max(&scores)];

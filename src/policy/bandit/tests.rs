@@ -77,6 +77,81 @@ fn a_model_without_data_predicts_its_prior() {
 }
 
 #[test]
+fn an_anchored_model_starts_from_the_feature_it_is_anchored_on() {
+    let anchors = [
+        Some(Anchor {
+            feature: 2,
+            offset: 0.0,
+        }),
+        Some(Anchor {
+            feature: 2,
+            offset: -0.1,
+        }),
+    ];
+    let b = Bandit::build_anchored(
+        &BanditState::new(3),
+        BanditParams::default(),
+        &names(2, 0.5),
+        &anchors,
+    );
+    let (m0, _) = b.predict(0, 0.5, &[1.0, 0.0, 0.75]);
+    let (m1, _) = b.predict(1, 0.5, &[1.0, 0.0, 0.75]);
+    assert!((m0 - 0.75).abs() < 1e-12, "{m0}");
+    assert!((m1 - 0.65).abs() < 1e-12, "{m1}");
+    assert_ne!(
+        b.version(),
+        Bandit::build(
+            &BanditState::new(3),
+            BanditParams::default(),
+            &names(2, 0.5)
+        )
+        .version()
+    );
+}
+
+#[test]
+fn a_model_with_little_evidence_gets_a_bounded_share_with_exact_propensities() {
+    // model-0 is known (and mediocre); model-1 is new with a high prior.
+    let log: Vec<(String, Vec<f32>, f64)> = (0..100)
+        .map(|_| ("model-0".to_string(), vec![1.0], 0.5))
+        .collect();
+    let state = learn(&log, 1);
+    let arms = [("model-0".to_string(), 0.5), ("model-1".to_string(), 0.95)];
+    let bound = NewModels {
+        share: 0.2,
+        evidence: 30,
+    };
+    let b = Bandit::build(&state, BanditParams::default(), &arms).with_new_models(bound);
+    let mut rng = StdRng::seed_from_u64(3);
+    let cands = || vec![cand(0, 0.5, 0.0), cand(1, 0.95, 0.0)];
+    let d = b.decide(&ctx(0.0, vec![1.0]), cands(), &mut rng);
+    let p: Vec<f64> = d.candidates.iter().map(|c| c.probability).collect();
+    assert!(
+        (p[1] - 0.2).abs() < 1e-12 && (p[0] - 0.8).abs() < 1e-12,
+        "{p:?}"
+    );
+    let picks = (0..2000)
+        .filter(|_| b.decide(&ctx(0.0, vec![1.0]), cands(), &mut rng).model == 1)
+        .count();
+    assert!(
+        (300..500).contains(&picks),
+        "new model picked {picks} of 2000"
+    );
+    // Unbounded, the optimistic newcomer takes most of the traffic.
+    let free = Bandit::build(&state, BanditParams::default(), &arms);
+    let d = free.decide(&ctx(0.0, vec![1.0]), cands(), &mut rng);
+    assert!(d.candidates[1].probability > 0.5);
+    // With evidence it is no longer new.
+    let mut state = state;
+    for _ in 0..30 {
+        state.observe("model-1", &[1.0], 0.95).unwrap();
+    }
+    let b = Bandit::build(&state, BanditParams::default(), &arms).with_new_models(bound);
+    let d = b.decide(&ctx(0.0, vec![1.0]), cands(), &mut rng);
+    assert!(d.candidates[1].probability > 0.5);
+}
+
+#[test]
 fn merged_state_decides_like_the_whole_log() {
     let log = log(5, 400, 4);
     let whole = learn(&log, 4);
