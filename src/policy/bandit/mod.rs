@@ -292,33 +292,27 @@ impl Bandit {
     }
 
     fn predict_x(&self, arm: usize, prior: f64, x: &[f64]) -> (f64, f64) {
-        let masked;
-        let x = match self.masks.get(arm).filter(|m| !m.is_empty()) {
-            Some(mask) => {
-                let mut v = x.to_vec();
-                for &j in mask {
-                    if let Some(v) = v.get_mut(j) {
-                        *v = 0.0;
-                    }
-                }
-                masked = v;
-                &masked[..]
-            }
-            None => x,
-        };
         match self.arms.get(arm).and_then(Option::as_ref) {
+            // Masked features have θ = 0 and no covariance (see `posterior`).
             Some(p) => {
                 let var = linalg::quadratic_form(&p.cov, x);
                 (linalg::dot(&p.theta, x), var.max(0.0).sqrt())
             }
-            // The prior alone: θ = m0, Cov = (σ²/λ)·I.
+            // The prior alone: θ = m0, Cov = (σ²/λ)·I over the features the
+            // model reads (a degraded model only: off the common path).
             None => {
+                let mut x = x.to_vec();
+                for &j in self.masks.get(arm).into_iter().flatten() {
+                    if let Some(v) = x.get_mut(j) {
+                        *v = 0.0;
+                    }
+                }
                 let x0 = x.first().copied().unwrap_or(0.0);
                 let mean = match self.anchors.get(arm).copied().flatten() {
                     Some(a) => x.get(a.feature).copied().unwrap_or(0.0) + a.offset * x0,
                     None => prior * x0,
                 };
-                let norm = linalg::dot(x, x).sqrt();
+                let norm = linalg::dot(&x, &x).sqrt();
                 (
                     mean,
                     self.params.sigma() * norm / self.params.lambda().sqrt(),
@@ -377,7 +371,14 @@ fn posterior(
     }
     let chol = Cholesky::new(&a, d).ok()?;
     let theta = chol.solve(&b);
-    let cov = linalg::pack_quadratic(&chol.inverse(), d, params.sigma() * params.sigma());
+    // A masked feature's row and column of A⁻¹ are exactly 0 but its
+    // diagonal (1/λ): dropping that too makes the snapshot read the full
+    // context exactly as if the feature were 0, with no copy per decision.
+    let mut inv = chol.inverse();
+    for &j in mask.iter().filter(|&&j| j < d) {
+        inv[j * d + j] = 0.0;
+    }
+    let cov = linalg::pack_quadratic(&inv, d, params.sigma() * params.sigma());
     Some(Posterior { theta, cov })
 }
 
