@@ -226,6 +226,19 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// Reading what the router did (the console's pages): the admin key,
+    /// except on a server that is open anyway (no API keys and no admin key,
+    /// which `check_open` keeps to loopback unless told otherwise). Changes
+    /// always need the admin key ([`Gate::admin`]).
+    pub fn admin_read(&self, secret: Option<&str>) -> Result<(), Error> {
+        if self.admin.is_none() && !self.required {
+            return Ok(());
+        }
+        self.admin(secret)
+    }
+}
+
 /// Serving without keys on an address others can reach is refused unless
 /// `auth.allow_open` says it is meant.
 pub fn check_open(config: &AuthConfig, addrs: &[std::net::SocketAddr]) -> anyhow::Result<()> {

@@ -148,6 +148,8 @@ pub struct ServerConfig {
     /// Threads running the async runtime (transports, routing, dispatch,
     /// the writer); 0 for one per core. Inference has its own threads.
     pub worker_threads: usize,
+    /// The operator console at `/console` (its data needs the admin key).
+    pub console: bool,
 }
 
 /// SQLite `synchronous` level under WAL.

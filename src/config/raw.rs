@@ -47,6 +47,7 @@ pub(super) struct RawServer {
     pub(super) drain_timeout: Duration,
     pub(super) store_prompts: bool,
     pub(super) worker_threads: usize,
+    pub(super) console: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -38,6 +38,7 @@ pub(super) fn validate(raw: RawConfig, intent_head_set: bool) -> Result<Config, 
         drain_timeout: s.drain_timeout,
         store_prompts: s.store_prompts,
         worker_threads: s.worker_threads,
+        console: s.console,
     };
     let st = raw.store;
     if st.backend == StoreBackend::Postgres && st.url.is_empty() {

@@ -239,6 +239,11 @@ impl Engine {
             .filter(|_| !pinned || self.config.routing.classify_pinned)
     }
 
+    /// Breakers, load and the retry budget, as selection sees them now.
+    pub fn health_snapshot(&self) -> crate::dispatch::health::HealthSnapshot {
+        self.failover.snapshot()
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

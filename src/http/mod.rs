@@ -9,6 +9,8 @@
 
 mod admin;
 mod chat;
+mod console;
+mod console_api;
 mod errors;
 mod messages;
 mod messages_wire;
@@ -56,8 +58,16 @@ impl AppState {
 /// The routes over `engine`.
 pub fn router(engine: Arc<Engine>) -> Router {
     let limit = engine.config.server.max_request_bytes;
+    let console = engine.config.server.console;
     let state = AppState { engine };
-    Router::new()
+    let mut routes = Router::new();
+    if console {
+        routes = routes
+            .route("/console", get(console::redirect))
+            .route("/console/", get(console::index))
+            .route("/console/assets/{name}", get(console::asset));
+    }
+    routes
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/messages", post(messages::messages))
         .route("/v1/models", get(ops::models))
@@ -71,6 +81,15 @@ pub fn router(engine: Arc<Engine>) -> Router {
             get(admin::list_keys).post(admin::create_key),
         )
         .route("/admin/v1/spend", get(admin::spend))
+        .route("/admin/v1/overview", get(console_api::overview))
+        .route("/admin/v1/decisions", get(console_api::decisions))
+        .route("/admin/v1/decisions/{id}", get(console_api::decision))
+        .route("/admin/v1/policies", get(console_api::policies))
+        .route(
+            "/admin/v1/policies/{id}/promote",
+            post(console_api::promote),
+        )
+        .route("/admin/v1/providers", get(console_api::providers))
         .route("/admin/v1/tenants", get(admin::list_tenants))
         .route(
             "/admin/v1/tenants/{tenant}",
@@ -150,7 +169,11 @@ fn secret(headers: &axum::http::HeaderMap) -> Option<&str> {
 /// extensions for the handlers (its tenant, its models).
 async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if matches!(path, "/healthz" | "/readyz") || path.starts_with("/admin/") {
+    if matches!(path, "/healthz" | "/readyz")
+        || path.starts_with("/admin/")
+        || path == "/console"
+        || path.starts_with("/console/")
+    {
         return next.run(req).await;
     }
     match app.engine.gate.check(secret(req.headers())) {

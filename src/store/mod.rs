@@ -14,6 +14,7 @@
 
 mod acklog;
 pub mod codec;
+pub mod console;
 mod frame;
 mod keys;
 mod offline;

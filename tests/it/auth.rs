@@ -17,9 +17,9 @@ use switchyard::pb::router_client::RouterClient;
 use tonic::Code;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const ADMIN: &str = "admin-secret-for-tests";
+pub(crate) const ADMIN: &str = "admin-secret-for-tests";
 
-struct Proc(Child);
+pub(crate) struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -36,17 +36,24 @@ fn keys(db: &std::path::Path, args: &[&str]) -> String {
     common::cli(db, &args)
 }
 
-struct Served {
+pub(crate) struct Served {
     _proc: Proc,
-    http: String,
+    pub(crate) http: String,
     grpc: String,
 }
 
 fn serve(mock: &Mock, dir: &tempfile::TempDir) -> Served {
+    serve_with(mock, dir, "mode = \"keys\"\n")
+}
+
+/// The binary over the mock's catalog, with `auth` lines added to its
+/// `[auth]` table and the admin key [`ADMIN`] in its environment.
+pub(crate) fn serve_with(mock: &Mock, dir: &tempfile::TempDir, auth: &str) -> Served {
     let db = dir.path().join("switchyard.db");
     let cfg = dir.path().join("switchyard.toml");
     let toml = common::mock_config_toml(&mock.base_url(), &db)
-        + "\n[auth]\nmode = \"keys\"\nreload_interval_ms = 100\nadmin_key_env = \"SY_TEST_ADMIN_KEY\"\n";
+        + "\n[auth]\nreload_interval_ms = 100\nadmin_key_env = \"SY_TEST_ADMIN_KEY\"\n"
+        + auth;
     std::fs::write(&cfg, toml).unwrap();
     let (grpc, http) = (free_port(), free_port());
     let child = Command::new(BIN)
@@ -67,7 +74,7 @@ fn serve(mock: &Mock, dir: &tempfile::TempDir) -> Served {
     }
 }
 
-async fn ready(s: &Served) {
+pub(crate) async fn ready(s: &Served) {
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         let r = reqwest::get(format!("{}/readyz", s.http)).await;

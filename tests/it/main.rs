@@ -8,6 +8,7 @@ mod affinity;
 mod auth;
 mod classify;
 mod classify_service;
+mod console_api;
 mod cost;
 mod dispatch_conformance;
 mod durability;

@@ -25,6 +25,7 @@ where
     policy_versions_and_promotions_are_kept(open().await).await;
     offline_reads_join_decisions_with_their_outcomes(open().await).await;
     api_keys_are_kept_and_changed(open().await).await;
+    console_reads_aggregate_and_search_the_log(open().await).await;
 }
 
 async fn sqlite(sync: Synchronous) -> (Store, WriterHandle, tempfile::TempDir) {
@@ -421,5 +422,177 @@ async fn api_keys_are_kept_and_changed(
     assert_eq!(store.keys().await.unwrap(), vec![key.clone()]);
     key.id = "key_missing".into();
     assert!(!store.update_key(&key).await.unwrap());
+    close(store, writer).await;
+}
+
+/// The console's reads: totals, series and latency histograms over a range,
+/// the filtered search with its paging, one decision in full, and a
+/// promotion read back to be recorded again (a rollback).
+async fn console_reads_aggregate_and_search_the_log(
+    (store, writer, _dir): (Store, WriterHandle, tempfile::TempDir),
+) {
+    use switchyard::store::console::{DecisionFilter, Range};
+    // d1 (t=1000): small failed, large answered; d2 (t=2000): small; d3
+    // (t=5000): a route, no attempts. Feedback on d1 and d2.
+    let mut d1 = decision("d1", 1_000, &[1.0]);
+    d1.served_model = Some("large".into());
+    d1.rules = Some("[\"co_ding\"]".into());
+    d1.candidates = "[{\"model\":\"small\",\"probability\":0.25}]".into();
+    let mut a = attempt("large", "ok", Some(200));
+    a.started_at_ms = 1_010;
+    a.latency_ms = 30;
+    let mut e = attempt("small", "error", Some(503));
+    e.started_at_ms = 1_000;
+    store
+        .record_decision_with_attempts(d1, vec![e, a])
+        .await
+        .unwrap();
+    let mut d2 = decision("d2", 2_000, &[1.0]);
+    d2.served_model = Some("small".into());
+    d2.tenant = "u".into();
+    let mut a = attempt("small", "ok", Some(200));
+    a.started_at_ms = 2_000;
+    a.latency_ms = 10;
+    store
+        .record_decision_with_attempts(d2, vec![a])
+        .await
+        .unwrap();
+    let mut d3 = decision("d3", 5_000, &[1.0]);
+    d3.rpc = "route";
+    store.record_decision(d3).await.unwrap();
+    store
+        .record_feedback(feedback("d1", "default", 1.0, 3_000))
+        .await
+        .unwrap();
+    store
+        .record_feedback(feedback("d2", "default", 0.5, 3_000))
+        .await
+        .unwrap();
+    store
+        .record_feedback(feedback("d2", "judge", 0.0, 3_000))
+        .await
+        .unwrap();
+    let all = Range {
+        from_ms: 0,
+        to_ms: 10_000,
+    };
+
+    let by_model = store.decisions_by_model(all).await.unwrap();
+    assert_eq!(by_model.len(), 1);
+    assert_eq!((by_model[0].requests, by_model[0].failed), (3, 0));
+    let groups = store.attempt_groups(all).await.unwrap();
+    let totals = switchyard::store::console::by_model(&groups);
+    assert_eq!(totals["small"].0, 2);
+    assert_eq!(totals["small"].1, 1);
+    assert!((totals["large"].2 - 0.001).abs() < 1e-12);
+    assert_eq!(groups.iter().map(|g| g.day).max(), Some(0));
+
+    let routing = store.routing_series(all, 1_000).await.unwrap();
+    let points: Vec<(i64, i64)> = routing.iter().map(|p| (p.t_ms, p.n)).collect();
+    assert_eq!(points, [(1_000, 1), (2_000, 1), (5_000, 1)]);
+    let rewards = store.reward_series(all, 10_000).await.unwrap();
+    let r: Vec<(&str, i64, f64)> = rewards
+        .iter()
+        .map(|p| (p.model.as_str(), p.n, p.sum))
+        .collect();
+    assert_eq!(r, [("large", 1, 1.0), ("small", 2, 0.5)]);
+    let lat = store.latency_histogram(all).await.unwrap();
+    let l: Vec<(&str, i64, i64)> = lat
+        .iter()
+        .map(|c| (c.model.as_str(), c.latency_ms, c.n))
+        .collect();
+    assert_eq!(l, [("large", 30, 1), ("small", 10, 1)]);
+    // A range is half-open and reads only what falls in it.
+    let early = Range {
+        from_ms: 0,
+        to_ms: 2_000,
+    };
+    assert_eq!(store.latency_histogram(early).await.unwrap().len(), 1);
+
+    let search = |f: DecisionFilter| {
+        let store = store.clone();
+        async move {
+            let f = DecisionFilter { limit: 50, ..f };
+            let rows = store.search_decisions(&f).await.unwrap();
+            rows.into_iter().map(|d| d.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search(DecisionFilter::default()).await, ["d3", "d2", "d1"]);
+    let f = |edit: fn(&mut DecisionFilter)| {
+        let mut f = DecisionFilter::default();
+        edit(&mut f);
+        f
+    };
+    assert_eq!(search(f(|f| f.tenant = "u".into())).await, ["d2"]);
+    assert_eq!(search(f(|f| f.model = "large".into())).await, ["d1"]);
+    assert_eq!(search(f(|f| f.rule = "co_ding".into())).await, ["d1"]);
+    // `_` is no wildcard, and a rule matches by its whole name.
+    assert!(search(f(|f| f.rule = "coXding".into())).await.is_empty());
+    assert!(search(f(|f| f.rule = "co_".into())).await.is_empty());
+    assert_eq!(search(f(|f| f.has_feedback = Some(false))).await, ["d3"]);
+    assert_eq!(
+        search(f(|f| f.has_feedback = Some(true))).await,
+        ["d2", "d1"]
+    );
+    assert_eq!(search(f(|f| f.before = "d2".into())).await, ["d1"]);
+    assert_eq!(
+        search(f(|f| {
+            f.range = Some(Range {
+                from_ms: 1_500,
+                to_ms: 6_000,
+            })
+        }))
+        .await,
+        ["d3", "d2"]
+    );
+    let one = store
+        .search_decisions(&DecisionFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+
+    let d = store.decision_detail("d1").await.unwrap().unwrap();
+    assert_eq!(d.line.served_model.as_deref(), Some("large"));
+    assert_eq!(d.line.rules, Some(serde_json::json!(["co_ding"])));
+    assert_eq!(d.candidates[0]["probability"], 0.25);
+    assert_eq!(d.line.reward, Some(1.0));
+    assert_eq!(d.line.latency_ms, Some(33));
+    let outcomes: Vec<(&str, &str, Option<i64>)> = d
+        .attempts
+        .iter()
+        .map(|a| (a.model.as_str(), a.outcome.as_str(), a.http_status))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("small", "error", Some(503)), ("large", "ok", Some(200))]
+    );
+    assert_eq!(d.feedback.len(), 1);
+    let d2 = store.decision_detail("d2").await.unwrap().unwrap();
+    assert_eq!(d2.line.reward, Some(0.25));
+    assert!(store.decision_detail("missing").await.unwrap().is_none());
+
+    assert!(store.promotions(10).await.unwrap().is_empty());
+    let row = PromotionRow {
+        version: "p1".into(),
+        at_ms: 5,
+        forced: true,
+        estimate: Some(0.7),
+        lower_bound: Some(0.6),
+        baseline: Some(0.5),
+        report: "{\"rows\":3}".into(),
+        policy: "{\"version\":\"p1\"}".into(),
+    };
+    let id = store.record_promotion(row).await.unwrap();
+    let again = store.promotion_row(id).await.unwrap().unwrap();
+    assert_eq!((again.version.as_str(), again.forced), ("p1", true));
+    assert_eq!(again.policy, "{\"version\":\"p1\"}");
+    let newer = store.record_promotion(again).await.unwrap();
+    let list = store.promotions(10).await.unwrap();
+    assert_eq!(list.iter().map(|p| p.id).collect::<Vec<_>>(), [newer, id]);
+    assert_eq!(list[0].estimate, Some(0.7));
+    assert!(store.promotion_row(newer + 1).await.unwrap().is_none());
     close(store, writer).await;
 }

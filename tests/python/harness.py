@@ -30,9 +30,10 @@ def wait_port(port, proc, timeout=20.0):
 
 
 @contextlib.contextmanager
-def serving(tmp, catalog):
+def serving(tmp, catalog, env=None):
     """Serves `catalog` (TOML after [server]; `{mock}` is the mock's
-    host:port) and yields the HTTP front's base URL."""
+    host:port), with `env` added to the server's environment, and yields
+    the HTTP front's base URL."""
     mock_port, grpc_port, http_port = free_port(), free_port(), free_port()
     mock = subprocess.Popen([BIN, "mock-provider", "--listen", f"127.0.0.1:{mock_port}"],
                             stderr=subprocess.DEVNULL)
@@ -44,7 +45,7 @@ def serving(tmp, catalog):
         proc = subprocess.Popen(
             [BIN, "serve", "--config", str(config), "--listen", f"127.0.0.1:{grpc_port}",
              "--http-listen", f"127.0.0.1:{http_port}"],
-            stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+            stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn", **(env or {})})
         wait_port(http_port, proc)
         yield f"http://127.0.0.1:{http_port}"
         proc.terminate()
