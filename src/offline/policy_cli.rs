@@ -32,6 +32,10 @@ pub enum PolicyCommand {
         /// Where prompt embeddings are cached (--dataset).
         #[arg(long, default_value = "target/eval-cache")]
         cache_dir: PathBuf,
+        /// The per-model quality head (--dataset): "auto" keeps it when it
+        /// routes better in cross-validation on the rows, "fit" always, "none" never.
+        #[arg(long, value_enum, default_value = "auto")]
+        quality: crate::offline::eval::QualityChoice,
         #[arg(long)]
         out: PathBuf,
         /// Bandit parameters and catalog priors (embedded defaults when absent).
@@ -121,6 +125,7 @@ impl PolicyCommand {
             models: Some(models),
             seed,
             cache_dir,
+            quality,
             out,
             config,
             warm_start,
@@ -145,6 +150,7 @@ impl PolicyCommand {
                 out,
                 seed: *seed,
                 cache_dir,
+                quality: *quality,
             };
             crate::offline::eval::router::train_dataset(&a, &config)
         })())

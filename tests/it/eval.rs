@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use switchyard::config::Config;
-use switchyard::offline::eval::{self, EvalOptions, HeadChoice, Mode};
+use switchyard::offline::eval::{self, EvalOptions, HeadChoice, Mode, QualityChoice};
 
 const ROWS: usize = 240;
 
@@ -35,7 +35,7 @@ fn opts(dir: &Path, name: &str, out: &Path, cache: &Path) -> EvalOptions {
         holdout: 0.3,
         limit: ROWS,
         head: HeadChoice::Fit(switchyard::offline::eval::fit::Target::Task),
-        quality: true,
+        quality: QualityChoice::Auto,
         models_subset: None,
         sweep_points: 8,
         knn_k: 10,

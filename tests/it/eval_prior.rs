@@ -135,6 +135,7 @@ async fn a_router_trained_on_a_one_task_file_serves_from_its_quality_head() {
         .arg(&out)
         .arg("--cache-dir")
         .arg(tmp.path().join("cache"))
+        .args(["--quality", "fit"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);

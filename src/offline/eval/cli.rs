@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{EvalOptions, HeadChoice, Mode, Summary};
+use super::{EvalOptions, HeadChoice, Mode, QualityChoice, Summary};
 use crate::config::Config;
 
 /// `switchyard eval`'s flags.
@@ -33,9 +33,10 @@ pub struct EvalArgs {
     #[arg(long, default_value = "task")]
     head: String,
     /// Per-model quality head on the full embedding, fed to the bandit:
-    /// "fit" (to the training rows) or "none".
-    #[arg(long, value_enum, default_value = "fit")]
-    quality: QualityArg,
+    /// "auto" (kept when it routes better in cross-validation on the
+    /// training rows), "fit" (always) or "none".
+    #[arg(long, value_enum, default_value = "auto")]
+    quality: QualityChoice,
     /// Only these models (comma-separated), e.g. two for APGR/CPT.
     #[arg(long, value_delimiter = ',')]
     models_subset: Option<Vec<String>>,
@@ -57,12 +58,6 @@ pub struct EvalArgs {
     config: Option<PathBuf>,
     #[arg(long, default_value = "target/eval-cache")]
     cache_dir: PathBuf,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum QualityArg {
-    Fit,
-    None,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -90,7 +85,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         holdout: a.holdout,
         limit: a.limit,
         head: a.head.parse::<HeadChoice>()?,
-        quality: matches!(a.quality, QualityArg::Fit),
+        quality: a.quality,
         models_subset: a.models_subset,
         sweep_points: a.sweep_points,
         knn_k: a.knn_k,
@@ -124,7 +119,12 @@ pub fn headline(s: &Summary) -> String {
         out += &format!("\ntask head accuracy on eval rows {a:.4}");
     }
     let lr = s.logreg.as_ref().map(|l| l.curve.clone());
-    for (name, c) in [("router", &s.router), ("knn", &s.knn), ("logreg", &lr)] {
+    for (name, c) in [
+        ("router", &s.router),
+        ("knn", &s.knn),
+        ("logreg", &lr),
+        ("task-label oracle", &s.task_oracle),
+    ] {
         if let Some(c) = c {
             out += &format!(
                 "\n{name}: frontier area {:.4}; quality at best single's cost {:.4}; matches best single at {}",

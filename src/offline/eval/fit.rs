@@ -185,6 +185,33 @@ impl CostModel {
     }
 }
 
+/// Each model's mean quality per task on `rows`, looked up by task (the mean
+/// over every row for a task the rows do not have).
+pub fn task_means(rows: &[Row], models: &[DatasetModel]) -> impl Fn(&str) -> Vec<f64> {
+    use std::collections::HashMap;
+    let mut sums: HashMap<&str, (Vec<f64>, f64)> = HashMap::new();
+    let mut all = (vec![0.0; models.len()], 0.0);
+    for r in rows {
+        let e = sums
+            .entry(r.task.as_str())
+            .or_insert_with(|| (vec![0.0; models.len()], 0.0));
+        for (j, m) in models.iter().enumerate() {
+            let q = r.outcomes[&m.name].quality;
+            e.0[j] += q;
+            all.0[j] += q;
+        }
+        e.1 += 1.0;
+        all.1 += 1.0;
+    }
+    let mean = |(s, n): &(Vec<f64>, f64)| s.iter().map(|v| v / n.max(1.0)).collect::<Vec<f64>>();
+    let means: HashMap<String, Vec<f64>> = sums
+        .iter()
+        .map(|(t, v)| ((*t).to_owned(), mean(v)))
+        .collect();
+    let overall = mean(&all);
+    move |task| means.get(task).cloned().unwrap_or_else(|| overall.clone())
+}
+
 /// Quality per model predicted by the mean over the `k` most similar training
 /// prompts (cosine similarity of the unit-norm embeddings): the simple learned
 /// router the issue compares against.
@@ -297,6 +324,21 @@ mod tests {
         assert_eq!(l[0], l[1]);
         assert_eq!(l[2], l[3]);
         assert_ne!(l[0], l[2]);
+    }
+
+    #[test]
+    fn task_means_are_per_task_and_overall_for_an_unseen_task() {
+        let models = [model("a", 1.0), model("b", 1.0)];
+        let mut rows = vec![
+            row("x", [1.0, 0.0], [0.0; 2]),
+            row("y", [0.0, 0.0], [0.0; 2]),
+            row("z", [1.0, 1.0], [0.0; 2]),
+        ];
+        rows[2].task = "u".into();
+        let by_task = task_means(&rows, &models);
+        assert_eq!(by_task("t"), vec![0.5, 0.0]);
+        assert_eq!(by_task("u"), vec![1.0, 1.0]);
+        assert_eq!(by_task("never seen"), vec![2.0 / 3.0, 1.0 / 3.0]);
     }
 
     #[test]

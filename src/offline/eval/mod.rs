@@ -28,6 +28,7 @@ pub mod plot;
 pub mod report;
 pub mod route;
 pub mod router;
+pub mod select;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,41 @@ pub enum HeadChoice {
     File(PathBuf),
 }
 
+/// Whether a router gets the per-model quality head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QualityChoice {
+    /// When it routes better in cross-validation on the training rows.
+    Auto,
+    Fit,
+    None,
+}
+
+impl QualityChoice {
+    /// Whether to fit the head; `auto` runs `compare` and says what it chose.
+    pub fn resolve(
+        self,
+        compare: impl FnOnce() -> anyhow::Result<Option<select::Choice>>,
+    ) -> anyhow::Result<bool> {
+        Ok(match self {
+            QualityChoice::Fit => true,
+            QualityChoice::None => false,
+            QualityChoice::Auto => match compare()? {
+                // Too few rows to hold any out: the head, as before.
+                None => true,
+                Some(c) => {
+                    eprintln!(
+                        "quality head: {} (cross-validated frontier area on the training rows: {:.4} with it, {:.4} without)",
+                        if c.keeps_head() { "kept" } else { "left out" },
+                        c.with_head,
+                        c.without
+                    );
+                    c.keeps_head()
+                }
+            },
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
     pub dataset: PathBuf,
@@ -72,9 +108,9 @@ pub struct EvalOptions {
     /// Use only this many rows of `dataset` (seeded choice; 0: all).
     pub limit: usize,
     pub head: HeadChoice,
-    /// Fit a per-model quality head on the embedding and feed its
+    /// Whether to fit a per-model quality head on the embedding and feed its
     /// predictions to the bandit (see `classify::quality`).
-    pub quality: bool,
+    pub quality: QualityChoice,
     pub models_subset: Option<Vec<String>>,
     /// Geometric grid points of the offline sweep (besides cost weight 0).
     pub sweep_points: usize,
@@ -147,6 +183,17 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
 
     let [emb_train, emb_eval] = embed_sets(config, &opts.cache_dir, [&train, &eval])?;
 
+    let keep = opts.quality.resolve(|| {
+        select::quality_head(
+            &train,
+            &emb_train,
+            &models,
+            &opts.head,
+            &config.bandit.params,
+            opts.sweep_points,
+            opts.seed,
+        )
+    })?;
     // The quality head is the logistic baseline's fit.
     let lr = logreg::LogReg::fit(&emb_train, &train, &models, opts.seed);
     let fitted = router::fit(
@@ -154,9 +201,9 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
         &emb_train,
         &models,
         &opts.head,
-        opts.quality.then_some(&lr),
+        keep.then_some(&lr),
         opts.seed,
-        &opts.out,
+        Some(&opts.out),
     )?;
     let head = fitted.head.as_ref();
     let head_accuracy = head
@@ -220,7 +267,17 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
             let baseline = route::knn(&knn, &emb_eval, &prep_eval, &costs, &weights);
             let lr_q: Vec<Vec<f64>> = emb_eval.iter().map(|e| lr.predict(e)).collect();
             let lr_choices = route::predicted(&lr_q, &prep_eval, &costs, &weights);
-            write::offline(&ctx, &weights, &router, &baseline, (&lr_choices, lr.lambda))
+            let by_task = fit::task_means(&train, &models);
+            let task_q: Vec<Vec<f64>> = eval.iter().map(|r| by_task(&r.task)).collect();
+            let task_choices = route::predicted(&task_q, &prep_eval, &costs, &weights);
+            write::offline(
+                &ctx,
+                &weights,
+                &router,
+                &baseline,
+                (&lr_choices, lr.lambda),
+                &task_choices,
+            )
         }
         Mode::Online => {
             let dim = prep_eval.first().map_or(2, |p| p.features.len());

@@ -74,6 +74,10 @@ pub struct Summary {
     pub knn: Option<Curve>,
     /// Offline: the per-model logistic-regression baseline on the same sweep.
     pub logreg: Option<LogRegCurve>,
+    /// Offline: routing by the eval rows' true task label (each model's mean
+    /// quality per task on the training rows), a reference no router can
+    /// use: it reads the answer's label.
+    pub task_oracle: Option<Curve>,
     pub online: Option<Online>,
 }
 
@@ -145,6 +149,7 @@ fn summary(c: &Context<'_>) -> Summary {
         router: None,
         knn: None,
         logreg: None,
+        task_oracle: None,
         online: None,
     }
 }
@@ -190,12 +195,14 @@ pub fn offline(
     router: &[Choices],
     knn: &[Choices],
     (logreg, lambda): (&[Choices], f64),
+    task_oracle: &[Choices],
 ) -> anyhow::Result<Summary> {
     let sets: Vec<(f64, &Choices)> = weights.iter().copied().zip(router).collect();
     decisions(&c.opts.out.join("decisions.jsonl"), c.eval, c.models, &sets)?;
     let r = report::curve(weights, router, c.eval, c.models, c.refs);
     let k = report::curve(weights, knn, c.eval, c.models, c.refs);
     let l = report::curve(weights, logreg, c.eval, c.models, c.refs);
+    let t = report::curve(weights, task_oracle, c.eval, c.models, c.refs);
     let mut series = vec![
         curve_series("Router (bandit)", plot::BLUE, &r),
         curve_series("kNN baseline", plot::ORANGE, &k),
@@ -217,6 +224,7 @@ pub fn offline(
     s.router = Some(r);
     s.knn = Some(k);
     s.logreg = Some(LogRegCurve { lambda, curve: l });
+    s.task_oracle = Some(t);
     json(&c.opts.out.join("summary.json"), &s)?;
     Ok(s)
 }
