@@ -290,7 +290,13 @@ async function providers() {
 async function keys() {
   const [k, spend] = await Promise.all([api("/admin/v1/keys"), api("/admin/v1/spend")]);
   const month = {};
-  for (const r of spend.data) if (!r.shadow && r.key_id) month[r.key_id] = (month[r.key_id] || 0) + r.usd;
+  const today = {};
+  const day = new Date().toISOString().slice(0, 10);
+  for (const r of spend.data) {
+    if (r.shadow || !r.key_id) continue;
+    month[r.key_id] = (month[r.key_id] || 0) + r.usd;
+    if (r.day === day) today[r.key_id] = (today[r.key_id] || 0) + r.usd;
+  }
   const revoke = async (key) => {
     if (!confirm(`Revoke ${key.id}?`)) return;
     try { await api("/admin/v1/keys/" + encodeURIComponent(key.id), { method: "DELETE" }); await route(); } catch (e) { showError(e.message); }
@@ -302,6 +308,7 @@ async function keys() {
       ["rpm", (x) => x.rpm ?? "–", 1], ["tpm", (x) => x.tpm ?? "–", 1],
       ["spend this month", (x) => fmt.usd(month[x.id] || 0), 1],
       ["monthly budget", (x) => (x.budget_month_usd === null ? "–" : fmt.usd(x.budget_month_usd)), 1],
+      ["spend today (UTC)", (x) => fmt.usd(today[x.id] || 0), 1],
       ["daily budget", (x) => (x.budget_day_usd === null ? "–" : fmt.usd(x.budget_day_usd)), 1],
       ["state", (x) => (x.revoked_at_ms ? "revoked" : "active")],
       ["", (x) => (x.revoked_at_ms ? "" : h("button", { class: "revoke", "data-id": x.id, onclick: () => revoke(x) }, "Revoke"))],
