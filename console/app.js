@@ -44,7 +44,7 @@ async function api(path, opts = {}) {
 }
 
 const fmt = {
-  usd: (v) => "$" + (v || 0).toFixed(v >= 1 ? 2 : 6),
+  usd: (v) => (v ? "$" + v.toFixed(v >= 1 ? 2 : 6) : "$0"),
   num: (v) => (v === null || v === undefined ? "–" : Number(v).toLocaleString("en-US")),
   pct: (v) => (100 * (v || 0)).toFixed(1) + "%",
   r: (v) => (v === null || v === undefined ? "–" : Number(v).toFixed(3)),
