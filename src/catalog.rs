@@ -91,6 +91,14 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The models as the bandit sees them: (name, declared prior) in order.
+    pub fn arms(&self) -> Vec<(String, f64)> {
+        self.models
+            .iter()
+            .map(|m| (m.name.clone(), m.prior_quality))
+            .collect()
+    }
+
     /// Builds the catalog, reading each provider's key with `env` (the process
     /// environment in production, a map in tests).
     pub fn new(config: &Config, env: impl Fn(&str) -> Option<String>) -> Self {

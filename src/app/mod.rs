@@ -246,7 +246,7 @@ fn variant_policies(
     catalog: &Catalog,
     layout: &features::Layout,
 ) -> anyhow::Result<Vec<Arc<dyn Policy>>> {
-    let arms = arms(catalog);
+    let arms = catalog.arms();
     rules
         .variant_policies()
         .iter()
@@ -270,21 +270,12 @@ fn variant_policies(
         .collect()
 }
 
-/// The catalog as the bandit sees it: (name, declared prior) in order.
-fn arms(catalog: &Catalog) -> Vec<(String, f64)> {
-    catalog
-        .models
-        .iter()
-        .map(|m| (m.name.clone(), m.prior_quality))
-        .collect()
-}
-
 /// The context the classifier's heads give the bandit, for this catalog.
 fn layout(reader: Option<&Reader>, catalog: &Catalog) -> features::Layout {
     features::Layout::new(
         reader.map_or(0, |r| r.intent_labels().len()),
         reader.map_or(&[], |r| r.quality_models()),
-        &arms(catalog),
+        &catalog.arms(),
     )
 }
 

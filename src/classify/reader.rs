@@ -68,31 +68,21 @@ impl Reader {
             (d, Some(u)) if s.intents_replace || d.is_none() => (Some(u), None),
             (d, u) => (d, u),
         };
-        if let Some(h) = routing_head
-            .as_ref()
-            .filter(|h| h.dim() != classifier.dim())
-        {
-            return Err(ClassifyError::Intent(format!(
-                "intent head has dimension {} but the encoder {}",
-                h.dim(),
+        // A head reads the encoder's vectors: its width must be theirs.
+        let fits = |what: &str, dim: Option<usize>| match dim {
+            Some(d) if d != classifier.dim() => Err(ClassifyError::Intent(format!(
+                "{what} head has dimension {d} but the encoder {}",
                 classifier.dim()
-            )));
-        }
+            ))),
+            _ => Ok(()),
+        };
+        fits("intent", routing_head.as_ref().map(IntentHead::dim))?;
         let quality_head = s
             .quality_head
             .as_deref()
             .map(QualityHead::load)
             .transpose()?;
-        if let Some(h) = quality_head
-            .as_ref()
-            .filter(|h| h.dim() != classifier.dim())
-        {
-            return Err(ClassifyError::Intent(format!(
-                "quality head has dimension {} but the encoder {}",
-                h.dim(),
-                classifier.dim()
-            )));
-        }
+        fits("quality", quality_head.as_ref().map(QualityHead::dim))?;
         Ok(Reader {
             classifier,
             routing_head,

@@ -412,12 +412,13 @@ pub async fn promote(
         .parse()
         .map_err(|_| ApiError::invalid("id", format!("{id:?} is not a promotion id")))?;
     let store = app.engine.store();
-    let Some(row) = store.promotion_row(id).await.map_err(store_err)? else {
+    let Some(mut row) = store.promotion_row(id).await.map_err(store_err)? else {
         return Err(ApiError::from(Error::not_found(
             "id",
             format!("no promotion {id}"),
         )));
     };
+    row.at_ms = crate::clock::now_ms();
     let version = row.version.clone();
     let new_id = store.record_promotion(row).await.map_err(store_err)?;
     tracing::info!(from = id, id = new_id, %version, "policy promoted from the admin API");

@@ -101,11 +101,7 @@ impl Learning {
             let n = c.catch_up(store, &mut state, dim).await?.len();
             tracing::info!(observations = n, "bandit state built from the shared log");
         }
-        let arms: Vec<(String, f64)> = catalog
-            .models
-            .iter()
-            .map(|m| (m.name.clone(), m.prior_quality))
-            .collect();
+        let arms = catalog.arms();
         let anchors = layout.anchors;
         let new_models = bandit.new_models;
         let snapshot = Arc::new(ArcSwap::from_pointee(

@@ -285,7 +285,8 @@ const PROMOTIONS: &str = "SELECT id, version, promoted_at_ms, CAST(forced AS INT
         estimate, lower_bound, baseline, report
      FROM policy_promotions ORDER BY id DESC LIMIT $1";
 
-const PROMOTION_POLICY: &str = "SELECT version, CAST(forced AS INTEGER) AS forced, estimate,
+const PROMOTION_POLICY: &str =
+    "SELECT version, promoted_at_ms, CAST(forced AS INTEGER) AS forced, estimate,
         lower_bound, baseline, report, policy
      FROM policy_promotions WHERE id = $1";
 
@@ -514,7 +515,7 @@ impl Store {
         })
     }
 
-    /// Promotion `id` as a row to record again (a rollback to it).
+    /// Promotion `id` as it was recorded (to record again: a rollback).
     pub async fn promotion_row(&self, id: i64) -> Result<Option<super::PromotionRow>, StoreError> {
         on_pool!(self, |pool| {
             let r = sqlx::query(PROMOTION_POLICY)
@@ -523,7 +524,7 @@ impl Store {
                 .await?;
             Ok(r.map(|r| super::PromotionRow {
                 version: r.get("version"),
-                at_ms: crate::clock::now_ms(),
+                at_ms: r.get("promoted_at_ms"),
                 forced: r.get::<i32, _>("forced") != 0,
                 estimate: r.get("estimate"),
                 lower_bound: r.get("lower_bound"),

@@ -37,7 +37,7 @@ use anyhow::Context;
 
 use crate::classify::intent;
 use crate::config::Config;
-use crate::policy::bandit::{Bandit, BanditState};
+use crate::policy::bandit::BanditState;
 
 pub use write::Summary;
 
@@ -218,7 +218,6 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
         });
     let prep_eval = fitted.prepare(&eval, &emb_eval);
     let anchors = &fitted.layout.anchors;
-    let state = fitted.state.clone();
     let costs = fit::CostModel::fit(&train, &models);
     let refs = report::reference(&eval, &models);
     let params = config.bandit.params;
@@ -234,12 +233,7 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
     match opts.mode {
         Mode::Offline => {
             let weights = route::sweep(&costs, &prep_eval, models.len(), opts.sweep_points);
-            let bandit = Bandit::build_anchored(
-                &state,
-                route::greedy(&params),
-                &route::arms(&models),
-                anchors,
-            );
+            let bandit = fitted.greedy_bandit(&params, &models);
             // A model whose sums are unusable falls back to its prior: say so.
             anyhow::ensure!(
                 bandit.degraded().is_empty(),
@@ -247,21 +241,15 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
                 bandit.degraded()
             );
             let bar = indicatif::ProgressBar::new(weights.len() as u64).with_message("routing");
-            let router: Vec<route::Choices> = weights
-                .iter()
-                .enumerate()
-                .map(|(i, &w)| {
-                    bar.inc(1);
-                    route::offline(
-                        &bandit,
-                        &prep_eval,
-                        &costs,
-                        models.len(),
-                        w,
-                        opts.seed ^ i as u64,
-                    )
-                })
-                .collect();
+            let router = route::offline_sweep(
+                &bandit,
+                &prep_eval,
+                &costs,
+                models.len(),
+                &weights,
+                opts.seed,
+                &bar,
+            );
             bar.finish();
             let knn = fit::Knn::new(opts.knn_k, &emb_train, &train, &models);
             let baseline = route::knn(&knn, &emb_eval, &prep_eval, &costs, &weights);

@@ -106,6 +106,27 @@ pub fn offline(
         .collect()
 }
 
+/// Routes every prompt at each cost weight of the sweep (setting `i` seeded
+/// with `seed ^ i`), ticking `bar` once per setting.
+pub fn offline_sweep(
+    bandit: &Bandit,
+    prepared: &[Prepared],
+    costs: &CostModel,
+    models: usize,
+    weights: &[f64],
+    seed: u64,
+    bar: &indicatif::ProgressBar,
+) -> Vec<Choices> {
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            bar.inc(1);
+            offline(bandit, prepared, costs, models, w, seed ^ i as u64)
+        })
+        .collect()
+}
+
 /// The kNN baseline on the same sweep: see [`predicted`].
 pub fn knn(
     knn: &Knn<'_>,

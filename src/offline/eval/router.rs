@@ -6,11 +6,11 @@
 use std::path::Path;
 
 use super::data::{self, Prepared};
-use super::{HeadChoice, QualityChoice, fit, logreg, select, write};
+use super::{HeadChoice, QualityChoice, fit, logreg, route, select, write};
 use crate::classify::IntentHead;
 use crate::classify::quality::QualityHead;
 use crate::offline::replay::{DatasetModel, Row};
-use crate::policy::bandit::BanditState;
+use crate::policy::bandit::{Bandit, BanditParams, BanditState};
 use crate::policy::features::Layout;
 
 /// What was fitted, and the training rows as the bandit saw them.
@@ -85,6 +85,17 @@ pub fn fit(
 }
 
 impl Router {
+    /// The fitted sums as a bandit that does not explore (see
+    /// [`route::greedy`]), over `models` anchored as the service anchors them.
+    pub fn greedy_bandit(&self, params: &BanditParams, models: &[DatasetModel]) -> Bandit {
+        Bandit::build_anchored(
+            &self.state,
+            route::greedy(params),
+            &route::arms(models),
+            &self.layout.anchors,
+        )
+    }
+
     /// The context of each of `rows` (embedded as `emb`), as the service
     /// would build it with these heads.
     pub fn prepare(&self, rows: &[Row], emb: &[Vec<f32>]) -> Vec<Prepared> {

@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 
 use super::{HeadChoice, fit, logreg, report, route, router};
 use crate::offline::replay::{DatasetModel, Row};
-use crate::policy::bandit::{Bandit, BanditParams};
+use crate::policy::bandit::BanditParams;
 
 /// Folds of the cross-validation: each fold is held out once.
 const FOLDS: usize = 3;
@@ -93,19 +93,15 @@ fn compare(
         let r = router::fit(&fit_rows, &fit_emb, models, head, quality, seed, None)?;
         let prepared = r.prepare(&val_rows, &val_emb);
         let weights = route::sweep(&costs, &prepared, models.len(), sweep_points);
-        let bandit = Bandit::build_anchored(
-            &r.state,
-            route::greedy(params),
-            &route::arms(models),
-            &r.layout.anchors,
+        let choices = route::offline_sweep(
+            &r.greedy_bandit(params, models),
+            &prepared,
+            &costs,
+            models.len(),
+            &weights,
+            seed,
+            &indicatif::ProgressBar::hidden(),
         );
-        let choices: Vec<route::Choices> = weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| {
-                route::offline(&bandit, &prepared, &costs, models.len(), w, seed ^ i as u64)
-            })
-            .collect();
         anyhow::Ok(report::curve(&weights, &choices, &val_rows, models, &refs).frontier_area)
     };
     Ok(Choice {
