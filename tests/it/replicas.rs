@@ -329,6 +329,57 @@ async fn replicas_answer_through_a_postgres_restart() {
     drop(pg);
 }
 
+/// Feedback that reaches PostgreSQL before its decision (which another
+/// replica may still hold in its journal after an outage) is kept, and lands
+/// once the decision does. Feedback for an id that is not a recent decision
+/// id, or for another tenant's decision, is refused at once.
+#[tokio::test]
+async fn feedback_that_arrives_before_its_decision_lands_after_it() {
+    use crate::store_conformance::{decision, feedback};
+    use switchyard::store::{FeedbackRow, StoreError};
+    let db = PgDb::create().await;
+    let (a, b) = (shared_store(&db.url).await, shared_store(&db.url).await);
+    let id = uuid::Uuid::now_v7().to_string();
+    b.record_feedback(feedback(&id, "judge", 0.75, 1))
+        .await
+        .expect("feedback for a decision made a moment ago is kept");
+    a.record_decision(decision(&id, 2, &[1.0])).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(15);
+    while b.feedback(&id).await.unwrap().is_empty() {
+        assert!(Instant::now() < until, "the kept feedback never landed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.feedback(&id).await.unwrap(), [("judge".into(), 0.75)]);
+
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
+    let old = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, hour_ago, 0));
+    let foreign = FeedbackRow {
+        tenant: Some("other".into()),
+        ..feedback(&id, "judge", 0.0, 3)
+    };
+    for f in [
+        feedback("not-a-decision-id", "judge", 0.5, 4),
+        feedback(&uuid::Uuid::new_v4().to_string(), "judge", 0.5, 5),
+        feedback(&old.to_string(), "judge", 0.5, 6),
+        foreign,
+    ] {
+        let id = f.decision_id.clone();
+        let err = b.record_feedback(f).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::DecisionNotFound(_)),
+            "{id}: {err}"
+        );
+    }
+    assert_eq!(b.feedback(&id).await.unwrap(), [("judge".into(), 0.75)]);
+    a.close().await;
+    b.close().await;
+    db.drop_db().await;
+}
+
 /// Keys live in the shared database: one key's rpm (through Redis) and
 /// another's daily budget (through PostgreSQL's spend counters) hold across
 /// three replicas with requests spread round-robin.

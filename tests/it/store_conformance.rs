@@ -69,7 +69,7 @@ async fn postgres_conforms() {
     }
 }
 
-fn decision(id: &str, at_ms: i64, context: &[f32]) -> DecisionRow {
+pub(crate) fn decision(id: &str, at_ms: i64, context: &[f32]) -> DecisionRow {
     DecisionRow {
         id: id.into(),
         created_at_ms: at_ms,
@@ -116,7 +116,7 @@ fn attempt(model: &str, outcome: &'static str, status: Option<u16>) -> AttemptRo
     }
 }
 
-fn feedback(id: &str, source: &str, reward: f64, at_ms: i64) -> FeedbackRow {
+pub(crate) fn feedback(id: &str, source: &str, reward: f64, at_ms: i64) -> FeedbackRow {
     FeedbackRow {
         decision_id: id.into(),
         source: source.into(),

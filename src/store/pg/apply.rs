@@ -32,8 +32,11 @@ static SERVED: LazyLock<String> = LazyLock::new(|| numbered(SET_SERVED));
 pub(super) enum Applied {
     Unit,
     Feedback(FeedbackOutcome),
-    /// Its decision is not in the database (or is another tenant's).
+    /// Its decision is not in the database (yet: another replica may
+    /// still hold it in its journal).
     Missing,
+    /// Its decision is another tenant's: never applied, however long it waits.
+    Foreign,
 }
 
 /// What a batch adds beside its rows: the next observation numbers and spend.
@@ -229,7 +232,7 @@ async fn feedback(
     let (arm, context, tenant): (Option<String>, Option<Vec<u8>>, String) =
         (d.get(0), d.get(1), d.get(2));
     if f.tenant.as_ref().is_some_and(|t| *t != tenant) {
-        return Ok(Applied::Missing);
+        return Ok(Applied::Foreign);
     }
     let before = sqlx::query(
         "SELECT reward, updated_at_ms FROM feedback WHERE decision_id = $1 AND source = $2",

@@ -13,7 +13,9 @@
 //! An entry whose decision is not in the database yet (feedback sent to this
 //! replica for a decision another replica still holds in its own journal) is
 //! an orphan: retried on every pass for [`ORPHAN_TTL`], then dropped with an
-//! error. The file is emptied once nothing is pending and no orphan is left.
+//! error. Feedback that reaches a database without its decision is journaled
+//! too when the decision's id was stamped within that time, since the
+//! decision may be in another replica's journal still. The file is emptied once nothing is pending and no orphan is left.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions, TryLockError};

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc};
@@ -18,7 +18,9 @@ use tokio::sync::{Notify, mpsc};
 use super::super::writer::{Done, Handle, Job, Write, fill};
 use super::super::{FeedbackOutcome, StoreError};
 use super::apply::{self, Applied};
-use super::journal::{Entry, Journal};
+use super::journal::{Entry, Journal, ORPHAN_TTL};
+
+type Reply = tokio::sync::oneshot::Sender<Result<Done, StoreError>>;
 
 /// Journal entries applied per drainer transaction.
 const DRAIN_BATCH: usize = 256;
@@ -114,9 +116,7 @@ async fn intake(mut rx: mpsc::Receiver<Job>, setup: &Setup, wake: &Notify) {
                     if outage.swap(false, Ordering::Relaxed) {
                         tracing::info!("the database answers again");
                     }
-                    for ((reply, e), r) in replies.into_iter().zip(&entries).zip(results) {
-                        let _ = reply.send(answer(e, r));
-                    }
+                    settle(&setup.journal, entries, replies, results, wake);
                     continue;
                 }
                 Err(e) if unreachable(&e) => {
@@ -141,15 +141,14 @@ async fn one_by_one(
     pool: &PgPool,
     journal_: &Journal,
     entries: Vec<Entry>,
-    replies: Vec<tokio::sync::oneshot::Sender<Result<Done, StoreError>>>,
+    replies: Vec<Reply>,
     wake: &Notify,
 ) {
     for (e, reply) in entries.into_iter().zip(replies) {
         if !journal_.backlog() {
             match commit(pool, std::slice::from_ref(&e)).await {
-                Ok(mut r) => {
-                    let r = r.pop().unwrap_or(Applied::Unit);
-                    let _ = reply.send(answer(&e, r));
+                Ok(r) => {
+                    settle(journal_, vec![e], vec![reply], r, wake);
                     continue;
                 }
                 Err(err) if !unreachable(&err) => {
@@ -169,12 +168,7 @@ async fn commit(pool: &PgPool, entries: &[Entry]) -> Result<Vec<Applied>, sqlx::
 }
 
 /// Appends to the journal and acknowledges from it.
-fn journal(
-    journal: &Journal,
-    entries: Vec<Entry>,
-    replies: Vec<tokio::sync::oneshot::Sender<Result<Done, StoreError>>>,
-    wake: &Notify,
-) {
+fn journal(journal: &Journal, entries: Vec<Entry>, replies: Vec<Reply>, wake: &Notify) {
     let feedback: Vec<bool> = entries
         .iter()
         .map(|e| matches!(e, Entry::Feedback(_)))
@@ -210,11 +204,59 @@ fn journal(
     }
 }
 
+/// Replies to committed writes. Feedback whose decision is not in the
+/// database, but whose id says it was made within [`ORPHAN_TTL`], is
+/// journaled rather than refused: after an outage another replica may still
+/// hold that decision in its own journal (the client had the id from it), so
+/// the drainer applies the feedback once the decision lands.
+fn settle(
+    journal_: &Journal,
+    entries: Vec<Entry>,
+    replies: Vec<Reply>,
+    results: Vec<Applied>,
+    wake: &Notify,
+) {
+    let (mut parked, mut waiting) = (Vec::new(), Vec::new());
+    for ((e, reply), r) in entries.into_iter().zip(replies).zip(results) {
+        match (&e, r) {
+            (Entry::Feedback(f), Applied::Missing) if lately_made(&f.decision_id) => {
+                parked.push(e);
+                waiting.push(reply);
+            }
+            (_, r) => {
+                let _ = reply.send(answer(&e, r));
+            }
+        }
+    }
+    if !parked.is_empty() {
+        journal(journal_, parked, waiting, wake);
+    }
+}
+
+/// Whether `id` is a decision id (UUIDv7) stamped within [`ORPHAN_TTL`] of
+/// now, allowing replicas' clocks a minute's disagreement.
+fn lately_made(id: &str) -> bool {
+    const SKEW: Duration = Duration::from_secs(60);
+    let Some(stamp) = uuid::Uuid::parse_str(id)
+        .ok()
+        .filter(|u| u.get_version_num() == 7)
+        .and_then(|u| u.get_timestamp())
+    else {
+        return false;
+    };
+    let (secs, nanos) = stamp.to_unix();
+    let made = UNIX_EPOCH + Duration::new(secs, nanos);
+    match SystemTime::now().duration_since(made) {
+        Ok(age) => age < ORPHAN_TTL,
+        Err(ahead) => ahead.duration() < SKEW,
+    }
+}
+
 fn answer(e: &Entry, r: Applied) -> Result<Done, StoreError> {
     match r {
         Applied::Unit => Ok(Done::Unit),
         Applied::Feedback(o) => Ok(Done::Feedback(Box::new(o))),
-        Applied::Missing => Err(StoreError::DecisionNotFound(match e {
+        Applied::Missing | Applied::Foreign => Err(StoreError::DecisionNotFound(match e {
             Entry::Feedback(f) => f.decision_id.clone(),
             Entry::Attempts { decision_id, .. } => decision_id.clone(),
             Entry::Decision { row, .. } => row.id.clone(),
@@ -282,13 +324,20 @@ async fn drain(pool: PgPool, journal: Arc<Journal>, wake: Arc<Notify>) {
     }
 }
 
+/// The entries whose decision is not in the database yet; feedback for
+/// another tenant's decision is dropped, as it would have been refused.
 fn missing(entries: Vec<Entry>, results: Vec<Applied>) -> Vec<Entry> {
-    entries
-        .into_iter()
-        .zip(results)
-        .filter(|(_, r)| matches!(r, Applied::Missing))
-        .map(|(e, _)| e)
-        .collect()
+    let mut out = Vec::new();
+    for (e, r) in entries.into_iter().zip(results) {
+        match r {
+            Applied::Missing => out.push(e),
+            Applied::Foreign => {
+                tracing::error!(entry = ?e, "dropping journaled feedback for another tenant's decision");
+            }
+            Applied::Unit | Applied::Feedback(_) => {}
+        }
+    }
+    out
 }
 
 async fn retry_orphans(pool: &PgPool, journal: &Journal) {
@@ -299,8 +348,8 @@ async fn retry_orphans(pool: &PgPool, journal: &Journal) {
     let mut still = Vec::new();
     for (since, e) in orphans {
         match commit(pool, std::slice::from_ref(&e)).await {
-            Ok(r) if !matches!(r.first(), Some(Applied::Missing)) => {}
-            _ => still.push((since, e)),
+            Ok(r) => still.extend(missing(vec![e], r).into_iter().map(|e| (since, e))),
+            Err(_) => still.push((since, e)),
         }
     }
     journal.keep_orphans(still);
