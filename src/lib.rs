@@ -14,6 +14,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod catalog;
 pub mod classify;
 pub mod clock;

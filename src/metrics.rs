@@ -67,6 +67,9 @@ pub struct Metrics {
     rules: Counters,
     shadows: Counters,
     shadow_cost: CostCounters,
+    cache: Counters,
+    cache_saved: CostCounters,
+    cache_evictions: Counters,
     classify: Histogram,
     classify_pending: Gauge,
     learner_lag: Histogram,
@@ -138,6 +141,24 @@ impl Metrics {
             "Shadow calls' cost in USD by model (charged to no budget)",
             shadow_cost.clone(),
         );
+        let cache = Counters::default();
+        registry.register(
+            "switchyard_cache_requests",
+            "Requests that looked in the response cache, by outcome (hit, miss, bypass)",
+            cache.clone(),
+        );
+        let cache_saved = CostCounters::default();
+        registry.register(
+            "switchyard_cache_saved_usd",
+            "Provider cost in USD not spent because the cache answered, by model",
+            cache_saved.clone(),
+        );
+        let cache_evictions = Counters::default();
+        registry.register(
+            "switchyard_cache_evictions",
+            "Answers the cache let go, by cause (size, expired)",
+            cache_evictions.clone(),
+        );
         let classify = Histogram::new(CLASSIFY_BUCKETS);
         registry.register(
             "switchyard_classify_duration_seconds",
@@ -170,6 +191,9 @@ impl Metrics {
             rules,
             shadows,
             shadow_cost,
+            cache,
+            cache_saved,
+            cache_evictions,
             classify,
             classify_pending,
             learner_lag,
@@ -260,6 +284,26 @@ impl Metrics {
             let labels = vec![("model", model.into())];
             self.shadow_cost.get_or_create(&labels).inc_by(usd);
         }
+    }
+
+    /// A request that looked in the cache and did not take an answer from it.
+    pub fn cache_lookup(&self, outcome: &'static str) {
+        let labels = vec![("outcome", outcome.into())];
+        self.cache.get_or_create(&labels).inc();
+    }
+
+    /// A request the cache answered with `model`'s answer, first bought for `usd`.
+    pub fn cache_hit(&self, model: &str, usd: f64) {
+        self.cache_lookup("hit");
+        if usd.is_finite() && usd > 0.0 {
+            let labels = vec![("model", model.into())];
+            self.cache_saved.get_or_create(&labels).inc_by(usd);
+        }
+    }
+
+    pub fn cache_evicted(&self, cause: &'static str) {
+        let labels = vec![("cause", cause.into())];
+        self.cache_evictions.get_or_create(&labels).inc();
     }
 
     pub fn feedback(&self, source: &str, replaced: bool) {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod bandit;
+mod cache;
 mod dispatch_policy;
 mod layers;
 mod raw;
@@ -23,6 +24,7 @@ mod tests;
 mod validate;
 
 pub use bandit::{BanditParams, InvalidParams};
+pub use cache::CacheConfig;
 pub use dispatch_policy::{BackoffConfig, BreakerConfig, FailurePolicy};
 use raw::RawConfig;
 pub use routes::{Match, Profile, RouteRule, Shadow, Split, Sticky, Then, language};
@@ -73,6 +75,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub cache: CacheConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
     /// Rules evaluated in order before the policy.

@@ -23,6 +23,7 @@ pub(super) struct RawConfig {
     pub(super) telemetry: super::telemetry::RawTelemetry,
     pub(super) auth: RawAuth,
     pub(super) limits: RawLimits,
+    pub(super) cache: super::cache::RawCache,
     #[serde(default)]
     pub(super) providers: Vec<RawProvider>,
     #[serde(default)]

@@ -97,6 +97,7 @@ pub(super) fn validate(raw: RawConfig, intent_head_set: bool) -> Result<Config, 
     };
     Ok(Config {
         limits,
+        cache: super::cache::validate(raw.cache)?,
         routes: raw.routes,
         profiles: raw.profiles,
         server,

@@ -109,7 +109,7 @@ pub struct ToolCall {
 }
 
 /// A function the model may call.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Tool {
     pub name: String,
     pub description: Option<String>,
@@ -118,7 +118,7 @@ pub struct Tool {
     pub strict: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum ToolChoice {
     Auto,
     None,
@@ -129,7 +129,7 @@ pub enum ToolChoice {
 }
 
 /// The request's tools and how the model may use them.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Tools {
     pub defs: Vec<Tool>,
     pub choice: Option<ToolChoice>,
@@ -138,7 +138,7 @@ pub struct Tools {
 }
 
 /// The shape the answer must take (OpenAI's `response_format`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub enum ResponseFormat {
     /// Any JSON object.
     JsonObject,
@@ -188,7 +188,7 @@ pub struct ChatRequest {
 /// one is not eligible for the request ([`ProviderKind::lacks`]).
 ///
 /// [`ProviderKind::lacks`]: crate::config::ProviderKind::lacks
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Sampling {
     pub top_p: Option<f64>,
     pub seed: Option<i64>,

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Engine, RouteInput, Routed, Rpc, validate};
+use super::{Engine, RouteInput, Routed, Rpc, cached, validate};
+use crate::cache::{Answer, Key, Status};
 use crate::config::Capability;
 use crate::dispatch::failover::{Failed, Served, elapsed_ms};
 use crate::dispatch::{
@@ -42,6 +43,9 @@ pub struct CompleteInput {
     pub user: Option<String>,
     pub tools: Tools,
     pub response_format: Option<ResponseFormat>,
+    /// Skip the response cache (`cache-control: no-cache`): neither served
+    /// from it nor kept in it.
+    pub bypass_cache: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +62,8 @@ pub struct Completed {
     pub attempts: Vec<AttemptRow>,
     /// What the rules did (matched rules, profile, A/B arm).
     pub explained: super::Explained,
+    /// Whether the response cache answered.
+    pub cache: Status,
 }
 
 /// What a streamed completion yields, in order: one `Start`, any number of
@@ -68,6 +74,7 @@ pub enum StreamItem {
         decision_id: String,
         model: String,
         provider: String,
+        cache: Status,
     },
     Delta(String),
     ToolCall(ToolCallDelta),
@@ -92,6 +99,8 @@ struct Prepared {
     /// What the request asks of a model (a shadow must meet it too).
     needs: eligibility::Needs,
     deadline: Instant,
+    /// Where the response cache keeps the answer, and what it said.
+    cache: (Option<Key>, Status),
 }
 
 impl Engine {
@@ -146,13 +155,19 @@ impl Engine {
                 response_format: input.response_format.clone(),
             },
             deadline: Instant::now() + deadline,
+            cache: (None, Status::Off),
         })
     }
 
     /// Complete: route, call providers under the failure policy (retries,
     /// fallback, breaker) within the deadline, log every attempt, answer.
     pub async fn complete(self: &Arc<Self>, input: &CompleteInput) -> Result<Completed, Error> {
-        let p = self.prepare(input, Rpc::Complete).await?;
+        let looked = self.look_up(input);
+        if let Some(hit) = &looked.hit {
+            return self.serve_cached(input, Rpc::Complete, hit).await;
+        }
+        let mut p = self.prepare(input, Rpc::Complete).await?;
+        p.cache = (looked.key, looked.status);
         self.shadow(&p);
         let engine = Arc::clone(self);
         tokio::spawn(async move { engine.dispatch(p).await })
@@ -198,7 +213,7 @@ impl Engine {
                 self.log_decision(*row, rows.clone()).await?;
                 self.metrics.cost(&model.name, &tenant, cost);
                 self.learn_output(&p.routed, m, usage.completion_tokens);
-                Ok(Completed {
+                let done = Completed {
                     decision_id: id,
                     model: model.name.clone(),
                     provider: self.catalog.provider_of(m).name.clone(),
@@ -210,7 +225,10 @@ impl Engine {
                     cost_usd: cost,
                     attempts: rows,
                     explained: p.routed.explained.clone(),
-                })
+                    cache: p.cache.1,
+                };
+                self.keep(p.cache.0, cached::answer_of(&done));
+                Ok(done)
             }
             Err(f) => {
                 let n = rows.len();
@@ -298,7 +316,13 @@ impl Engine {
         self: &Arc<Self>,
         input: &CompleteInput,
     ) -> Result<mpsc::Receiver<Result<StreamItem, Error>>, Error> {
-        let p = self.prepare(input, Rpc::CompleteStream).await?;
+        let looked = self.look_up(input);
+        if let Some(hit) = &looked.hit {
+            let c = self.serve_cached(input, Rpc::CompleteStream, hit).await?;
+            return Ok(cached::replay(c));
+        }
+        let mut p = self.prepare(input, Rpc::CompleteStream).await?;
+        p.cache = (looked.key, looked.status);
         self.shadow(&p);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let (opened_tx, opened_rx) = oneshot::channel();
@@ -380,9 +404,13 @@ impl Engine {
             decision_id: id.clone(),
             model: model.name.clone(),
             provider: self.catalog.provider_of(m).name.clone(),
+            cache: p.cache.1,
         };
         let mut client_gone = tx.send(Ok(start)).await.is_err();
         let mut text = String::new();
+        // The answer as the cache keeps it (`text` also counts tool calls,
+        // for estimating usage).
+        let (mut content, mut calls) = (String::new(), cached::Assembled::default());
         let mut next = Some(Ok(first));
         while !client_gone {
             let event = match next.take() {
@@ -398,11 +426,17 @@ impl Engine {
             match event {
                 Ok(StreamEvent::Delta(d)) => {
                     text.push_str(&d);
+                    if p.cache.0.is_some() {
+                        content.push_str(&d);
+                    }
                     client_gone = tx.send(Ok(StreamItem::Delta(d))).await.is_err();
                 }
                 Ok(StreamEvent::ToolCall(c)) => {
                     text.push_str(c.name.as_deref().unwrap_or(""));
                     text.push_str(&c.arguments);
+                    if p.cache.0.is_some() {
+                        calls.add(&c);
+                    }
                     client_gone = tx.send(Ok(StreamItem::ToolCall(c))).await.is_err();
                 }
                 Ok(StreamEvent::Done {
@@ -423,6 +457,19 @@ impl Engine {
                         .await;
                     self.learn_output(&p.routed, m, usage.completion_tokens);
                     self.metrics.cost(&model.name, &tenant, cost);
+                    self.keep(
+                        p.cache.0,
+                        Answer {
+                            decision_id: id.clone(),
+                            model: model.name.clone(),
+                            provider: self.catalog.provider_of(m).name.clone(),
+                            content,
+                            tool_calls: calls.calls(),
+                            finish_reason: finish_reason.clone(),
+                            usage,
+                            cost_usd: cost,
+                        },
+                    );
                     let end = StreamItem::End {
                         finish_reason,
                         usage,
@@ -487,7 +534,11 @@ impl Engine {
 
     /// Logs a Complete's decision with its attempts; an error means nothing
     /// of it is durable, so nothing may be acknowledged.
-    async fn log_decision(&self, row: DecisionRow, attempts: Vec<AttemptRow>) -> Result<(), Error> {
+    pub(super) async fn log_decision(
+        &self,
+        row: DecisionRow,
+        attempts: Vec<AttemptRow>,
+    ) -> Result<(), Error> {
         for a in &attempts {
             self.metrics.attempt(&a.provider, &a.model, a.outcome);
         }

@@ -4,6 +4,7 @@
 //! one request.
 
 pub mod affinity;
+mod cached;
 mod complete;
 pub mod output_tokens;
 mod prompt;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use cached::CACHE_POLICY;
 pub use complete::{CompleteInput, Completed, StreamItem};
 pub use prompt::text_to_read;
 
@@ -151,6 +153,8 @@ pub struct Parts {
     pub rules: Arc<Rules>,
     /// One per [`Rules::variant_policies`] entry: the A/B variants' policies.
     pub variants: Vec<Arc<dyn Policy>>,
+    /// The response cache, when `cache.enabled`.
+    pub cache: Option<Arc<crate::cache::Cache>>,
 }
 
 pub struct Engine {
@@ -179,6 +183,7 @@ pub struct Engine {
     pub rules: Arc<Rules>,
     /// The policies A/B splits try as variants.
     variants: Vec<Arc<dyn Policy>>,
+    cache: Option<Arc<crate::cache::Cache>>,
 }
 
 impl Engine {
@@ -194,6 +199,7 @@ impl Engine {
             gate: p.gate,
             rules: p.rules,
             variants: p.variants,
+            cache: p.cache,
             policy: p.policy,
             learning: p.learning,
             reader: p.reader,
@@ -638,6 +644,7 @@ impl Engine {
                 .then(|| serde_json::to_string(&r.explained.rules).unwrap_or_default()),
             profile: r.explained.profile.clone(),
             split: r.explained.split.clone(),
+            cached_from: None,
         }
     }
 

@@ -22,6 +22,7 @@ use super::AppState;
 use super::errors::{ApiError, bad_body};
 use super::wire;
 use crate::auth::Principal;
+use crate::cache::Status;
 use crate::dispatch::Usage;
 use crate::engine::{CompleteInput, Completed, StreamItem};
 use crate::store::AttemptRow;
@@ -39,6 +40,7 @@ pub(super) struct Started {
     pub decision_id: String,
     pub model: String,
     pub provider: String,
+    pub cache: Status,
     pub rx: mpsc::Receiver<Result<StreamItem, crate::error::Error>>,
     pub permit: OwnedSemaphorePermit,
 }
@@ -59,7 +61,21 @@ pub(super) fn keyed(
         app.engine
             .apply_key(&k, &mut input.route, input.model.as_deref())?;
     }
+    input.bypass_cache = bypasses_cache(|h| headers.get(h).and_then(|v| v.to_str().ok()));
     Ok(())
+}
+
+/// Whether the request asks to skip the response cache: `cache-control:
+/// no-cache` (or `no-store`), or `x-switchyard-cache: bypass`. The gRPC
+/// service reads the same names from the call's metadata.
+pub fn bypasses_cache<'a>(header: impl Fn(&str) -> Option<&'a str>) -> bool {
+    let no_cache = header("cache-control").is_some_and(|v| {
+        v.split(',')
+            .map(|d| d.trim().to_ascii_lowercase())
+            .any(|d| d == "no-cache" || d == "no-store")
+    });
+    no_cache
+        || header("x-switchyard-cache").is_some_and(|v| v.trim().eq_ignore_ascii_case("bypass"))
 }
 
 /// Admits `input` and runs it, plain or streamed, the same for both fronts;
@@ -82,12 +98,14 @@ pub(super) async fn answer(
             decision_id,
             model,
             provider,
+            cache,
         })) => {
             tracing::Span::current().record("decision_id", decision_id.as_str());
             Ok(Answered::Stream(Started {
                 decision_id,
                 model,
                 provider,
+                cache,
                 rx,
                 permit,
             }))
@@ -113,6 +131,7 @@ pub async fn completions(
         decision_id,
         model,
         provider,
+        cache,
         rx,
         permit,
     } = match answer(&app, &input, streaming).await? {
@@ -136,7 +155,7 @@ pub async fn completions(
     let stream =
         futures::stream::once(async move { Ok::<_, Infallible>(data(&first)) }).chain(events);
     let mut resp = Sse::new(stream).into_response();
-    decision_headers(resp.headers_mut(), &decision_id, &model, &provider);
+    decision_headers(resp.headers_mut(), &decision_id, &model, &provider, cache);
     Ok(resp)
 }
 
@@ -249,6 +268,9 @@ pub(super) fn answered(mut body: Value, c: &Completed) -> Response {
         "usage_estimated": c.usage_estimated,
         "attempts": c.attempts.iter().map(attempt).collect::<Vec<_>>(),
     });
+    if c.cache != Status::Off {
+        body["switchyard"]["cache"] = json!(c.cache.as_str());
+    }
     // What the rules did, when they did anything.
     let x = &c.explained;
     if !x.rules.is_empty() {
@@ -262,7 +284,13 @@ pub(super) fn answered(mut body: Value, c: &Completed) -> Response {
             json!({"rule": a.rule, "arm": a.arm, "probability": a.probability});
     }
     let mut resp = axum::Json(body).into_response();
-    decision_headers(resp.headers_mut(), &c.decision_id, &c.model, &c.provider);
+    decision_headers(
+        resp.headers_mut(),
+        &c.decision_id,
+        &c.model,
+        &c.provider,
+        c.cache,
+    );
     resp
 }
 
@@ -291,12 +319,23 @@ fn attempt(a: &AttemptRow) -> Value {
     })
 }
 
-pub(super) fn decision_headers(h: &mut HeaderMap, decision_id: &str, model: &str, provider: &str) {
+/// The decision's headers, and `x-switchyard-cache` when a cache is on.
+pub(super) fn decision_headers(
+    h: &mut HeaderMap,
+    decision_id: &str,
+    model: &str,
+    provider: &str,
+    cache: Status,
+) {
     for (name, value) in [
         ("x-switchyard-decision-id", decision_id),
         ("x-switchyard-model", model),
         ("x-switchyard-provider", provider),
+        ("x-switchyard-cache", cache.as_str()),
     ] {
+        if value.is_empty() {
+            continue;
+        }
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(HeaderName::from_static(name), v);
         }

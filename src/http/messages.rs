@@ -83,6 +83,7 @@ pub async fn messages(
         decision_id,
         model,
         provider,
+        cache,
         rx,
         permit,
     } = match answer(&app, &input, streaming).await? {
@@ -107,7 +108,7 @@ pub async fn messages(
     });
     let stream = futures::stream::once(async move { Ok(start) }).chain(events);
     let mut resp = Sse::new(stream).into_response();
-    decision_headers(resp.headers_mut(), &decision_id, &model, &provider);
+    decision_headers(resp.headers_mut(), &decision_id, &model, &provider, cache);
     Ok(resp)
 }
 

@@ -183,6 +183,8 @@ impl MessagesBody {
             user,
             tools,
             response_format: None,
+            // Set from the headers with the key (`chat::keyed`).
+            bypass_cache: false,
         })
     }
 }

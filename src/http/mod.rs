@@ -31,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument as _;
 
+pub use chat::bypasses_cache;
 pub use errors::ApiError;
 pub use wire::AUTO_MODEL;
 

@@ -396,6 +396,8 @@ impl ChatBody {
             response_format,
             deadline_ms,
             stop,
+            // Set from the headers with the key (`chat::keyed`).
+            bypass_cache: false,
         })
     }
 }

@@ -62,8 +62,11 @@ impl RouterService {
     fn complete_input(&self, req: Request<pb::CompleteRequest>) -> Result<CompleteInput, Status> {
         let key = principal(&req);
         let headers = self.rule_headers(req.metadata());
+        let m = req.metadata();
+        let bypass = crate::http::bypasses_cache(|h| m.get(h).and_then(|v| v.to_str().ok()));
         let mut input = complete_input(req.into_inner())?;
         input.route.headers = headers;
+        input.bypass_cache = bypass;
         if let Some(k) = &key {
             self.engine
                 .apply_key(k, &mut input.route, input.model.as_deref())?;
@@ -243,6 +246,8 @@ fn complete_input(mut r: pb::CompleteRequest) -> Result<CompleteInput, Status> {
         user: r.user,
         tools,
         response_format,
+        // Set from the call's metadata (`Service::complete_input`).
+        bypass_cache: false,
     })
 }
 
@@ -373,6 +378,7 @@ impl pb::router_server::Router for RouterService {
                 attempts: c.attempts.iter().map(attempt).collect(),
                 finish_reason: c.finish_reason,
                 provider: c.provider,
+                cache: c.cache.as_str().into(),
             }))
         })
         .await
@@ -468,10 +474,12 @@ fn chunk(item: StreamItem) -> pb::CompleteChunk {
             decision_id,
             model,
             provider,
+            cache,
         } => pb::CompleteChunk {
             decision_id,
             model,
             provider,
+            cache: cache.as_str().into(),
             ..Default::default()
         },
         StreamItem::Delta(delta) => pb::CompleteChunk {

@@ -172,6 +172,7 @@ mod tests {
             rules: None,
             profile: None,
             split: None,
+            cached_from: None,
         }
     }
 

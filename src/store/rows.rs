@@ -51,6 +51,10 @@ pub struct DecisionRow {
     /// The A/B arm the request fell in.
     #[serde(default)]
     pub split: Option<SplitRow>,
+    /// The decision whose answer the response cache served again; such a
+    /// decision has no attempts and no context.
+    #[serde(default)]
+    pub cached_from: Option<String>,
 }
 
 /// An A/B assignment: the rule, the arm and the arm's probability.

@@ -12,8 +12,9 @@ pub(super) type Q<'q> = Query<'q, Sqlite, SqliteArguments>;
 pub(super) const INSERT_DECISION: &str = "INSERT INTO decisions (id, created_at_ms, tenant, rpc, \
      model, provider, pinned, propensity, explored, policy_version, cost_weight, max_cost_usd, \
      prompt_tokens, output_tokens, message_count, features, intent, candidates, metadata, prompt, \
-     context, served_model, key_id, rules, profile, ab_rule, ab_arm, ab_probability) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     context, served_model, key_id, rules, profile, ab_rule, ab_arm, ab_probability, \
+     cached_from) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO attempts (decision_id, seq, model, provider, \
      outcome, error, http_status, started_at_ms, latency_ms, prompt_tokens, completion_tokens, \
@@ -54,6 +55,7 @@ macro_rules! decision_binds {
             .bind(d.split.as_ref().map(|s| &s.rule))
             .bind(d.split.as_ref().map(|s| &s.arm))
             .bind(d.split.as_ref().map(|s| s.probability))
+            .bind(&d.cached_from)
     }};
 }
 

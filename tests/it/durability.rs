@@ -235,6 +235,7 @@ fn decision_row(id: &str) -> DecisionRow {
         rules: None,
         profile: None,
         split: None,
+        cached_from: None,
     }
 }
 

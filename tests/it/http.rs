@@ -61,7 +61,7 @@ async fn pinned_and_auto_answers_carry_the_decision() {
 }
 
 /// Parses an SSE body into its `data:` payloads.
-fn sse_data(body: &str) -> Vec<String> {
+pub(crate) fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")
         .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")))
         .map(str::to_owned)

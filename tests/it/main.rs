@@ -6,6 +6,7 @@ mod common;
 
 mod affinity;
 mod auth;
+mod cache;
 mod classify;
 mod classify_service;
 mod console_api;

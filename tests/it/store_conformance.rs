@@ -97,6 +97,7 @@ pub(crate) fn decision(id: &str, at_ms: i64, context: &[f32]) -> DecisionRow {
         rules: None,
         profile: None,
         split: None,
+        cached_from: None,
     }
 }
 

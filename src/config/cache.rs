@@ -1,0 +1,41 @@
+//! The `[cache]` section: answers served again, without a provider call, to
+//! a request identical to one already answered (see docs/cache.md).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, invalid};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCache {
+    pub(super) enabled: bool,
+    pub(super) max_mb: u64,
+    pub(super) ttl_secs: u64,
+}
+
+/// The exact response cache; `enabled: false` is off.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// What the cached answers may take in memory, in bytes; the least
+    /// recently used go first past it.
+    pub max_bytes: u64,
+    /// How long an answer is served again after it was first given.
+    pub ttl: Duration,
+}
+
+pub(super) fn validate(c: RawCache) -> Result<CacheConfig, ConfigError> {
+    if c.max_mb == 0 {
+        return Err(invalid("cache.max_mb", "must be positive"));
+    }
+    if c.ttl_secs == 0 {
+        return Err(invalid("cache.ttl_secs", "must be positive"));
+    }
+    Ok(CacheConfig {
+        enabled: c.enabled,
+        max_bytes: c.max_mb.saturating_mul(1 << 20),
+        ttl: Duration::from_secs(c.ttl_secs),
+    })
+}

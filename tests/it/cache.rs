@@ -1,0 +1,294 @@
+//! The exact response cache over the real server and the mock provider: a
+//! repeated request is answered without a provider call, plain or streamed,
+//! on both HTTP fronts and over gRPC; what tells requests apart (tenant,
+//! model, tools, response format, settings) keeps their answers apart;
+//! bypass and expiry work; hits are logged with no attempt and no cost.
+
+use std::time::Duration;
+
+use crate::common;
+use crate::http::sse_data;
+
+use common::http::{chat, post, url};
+use common::{Env, complete_req};
+use serde_json::{Value, json};
+use switchyard::config::Capability;
+
+async fn cached_env(ttl: Duration) -> Env {
+    Env::start_with(|c| {
+        c.cache.enabled = true;
+        c.cache.ttl = ttl;
+        for m in c.models.iter_mut().filter(|m| m.name == "mid") {
+            m.capabilities = vec![Capability::Tools, Capability::JsonSchema];
+        }
+    })
+    .await
+}
+
+/// Sends `body` with `headers`; returns the cache header, the decision id
+/// and the body.
+async fn send(
+    env: &Env,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (String, String, reqwest::Response) {
+    let mut req = reqwest::Client::new().post(url(env, path)).json(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{path} {body}");
+    let h = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    (h("x-switchyard-cache"), h("x-switchyard-decision-id"), resp)
+}
+
+fn text_of(v: &Value) -> String {
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A streamed answer's text, from OpenAI chunks.
+fn streamed_text(body: &str) -> String {
+    let events = sse_data(body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{body}");
+    events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_repeated_request_is_answered_without_a_provider_call_plain_and_streamed() {
+    let env = cached_env(Duration::from_secs(600)).await;
+    let body = chat("mid", "Say hello.");
+    let (cache, first_id, resp) = send(&env, "/v1/chat/completions", &body, &[]).await;
+    assert_eq!(cache, "miss");
+    let first: Value = resp.json().await.unwrap();
+    assert_eq!(text_of(&first), "[mid-1] Say hello.");
+    assert_eq!(env.mock.requests("mid-1").await, 1);
+
+    let (cache, id, resp) = send(&env, "/v1/chat/completions", &body, &[]).await;
+    assert_eq!(cache, "hit");
+    assert_ne!(id, first_id, "a hit is a decision of its own");
+    let hit: Value = resp.json().await.unwrap();
+    assert_eq!(text_of(&hit), text_of(&first));
+    assert_eq!(hit["usage"], first["usage"]);
+    assert_eq!(hit["switchyard"]["cache"], "hit");
+    assert_eq!(hit["switchyard"]["cost_usd"], 0.0);
+    assert_eq!(hit["switchyard"]["attempts"], json!([]));
+    assert_eq!(env.mock.requests("mid-1").await, 1, "no provider call");
+    let d = env.logged_decision(&id).await;
+    assert_eq!(
+        (
+            d.attempts,
+            d.policy_version.as_str(),
+            d.served_model.as_deref()
+        ),
+        (0, switchyard::engine::CACHE_POLICY, Some("mid"))
+    );
+    assert_eq!(d.features, None, "a hit carries no context to learn from");
+
+    // The same request streamed is replayed as a stream, text byte for byte.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let (cache, _, resp) = send(&env, "/v1/chat/completions", &streamed, &[]).await;
+    assert_eq!(cache, "hit");
+    assert_eq!(streamed_text(&resp.text().await.unwrap()), text_of(&first));
+    assert_eq!(env.mock.requests("mid-1").await, 1);
+
+    // A streamed miss is kept whole, and served again streamed and plain.
+    let mut streamed = chat("mid", "one two three four");
+    streamed["stream"] = json!(true);
+    let (cache, _, resp) = send(&env, "/v1/chat/completions", &streamed, &[]).await;
+    assert_eq!(cache, "miss");
+    let original = streamed_text(&resp.text().await.unwrap());
+    assert_eq!(original, "[mid-1] one two three four");
+    let (cache, _, resp) = send(&env, "/v1/chat/completions", &streamed, &[]).await;
+    assert_eq!(cache, "hit");
+    assert_eq!(streamed_text(&resp.text().await.unwrap()), original);
+    let (cache, _, resp) = send(
+        &env,
+        "/v1/chat/completions",
+        &chat("mid", "one two three four"),
+        &[],
+    )
+    .await;
+    assert_eq!(cache, "hit");
+    assert_eq!(text_of(&resp.json().await.unwrap()), original);
+    assert_eq!(env.mock.requests("mid-1").await, 2);
+
+    // The same request through the Anthropic front is the same request.
+    let msg = json!({"model": "mid", "max_tokens": 32,
+        "messages": [{"role": "user", "content": "Say hello."}]});
+    let (cache, _, resp) = send(&env, "/v1/messages", &msg, &[]).await;
+    assert_eq!(cache, "hit");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["content"][0]["text"], "[mid-1] Say hello.");
+    let mut msg = msg;
+    msg["max_tokens"] = json!(33);
+    let (cache, _, _) = send(&env, "/v1/messages", &msg, &[]).await;
+    assert_eq!(cache, "miss");
+
+    let metrics = reqwest::get(url(&env, "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "switchyard_cache_requests_total{outcome=\"hit\"} 5",
+        "switchyard_cache_requests_total{outcome=\"miss\"} 3",
+        "switchyard_cache_entries 3",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    assert!(metrics.contains("switchyard_cache_saved_usd_total{model=\"mid\"}"));
+}
+
+#[tokio::test]
+async fn answers_stay_apart_by_tenant_model_tools_format_and_settings() {
+    let env = cached_env(Duration::from_secs(600)).await;
+    let body = chat("mid", "What is 2+2?");
+    let (cache, _, _) = send(&env, "/v1/chat/completions", &body, &[]).await;
+    assert_eq!(cache, "miss");
+    let (cache, _, _) = send(&env, "/v1/chat/completions", &body, &[]).await;
+    assert_eq!(cache, "hit");
+
+    let tools = json!([{"type": "function", "function": {"name": "add",
+        "parameters": {"type": "object", "properties": {"a": {"type": "number"}}}}}]);
+    let mut other = Vec::new();
+    other.push(chat("strong", "What is 2+2?"));
+    let mut b = body.clone();
+    b["tools"] = tools.clone();
+    other.push(b);
+    let mut b = body.clone();
+    b["tools"] = tools;
+    b["tools"][0]["function"]["name"] = json!("plus");
+    other.push(b);
+    let mut b = body.clone();
+    b["response_format"] = json!({"type": "json_object"});
+    other.push(b);
+    let mut b = body.clone();
+    b["temperature"] = json!(0.5);
+    other.push(b);
+    let mut b = body.clone();
+    b["max_tokens"] = json!(31);
+    other.push(b);
+    let mut b = body.clone();
+    b["messages"][0]["content"] = json!("What is 2+3?");
+    other.push(b);
+    for b in &other {
+        let (cache, _, resp) = send(&env, "/v1/chat/completions", b, &[]).await;
+        assert_eq!(cache, "miss", "{b}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(
+            v["switchyard"]["attempts"].as_array().unwrap().len(),
+            1,
+            "{b}"
+        );
+    }
+    // Another tenant asking the same is a miss; then a hit of its own.
+    let tenant = [("x-switchyard-tenant", "other-tenant")];
+    let (cache, _, _) = send(&env, "/v1/chat/completions", &body, &tenant).await;
+    assert_eq!(cache, "miss");
+    let (cache, _, _) = send(&env, "/v1/chat/completions", &body, &tenant).await;
+    assert_eq!(cache, "hit");
+
+    // Bypass: neither served from the cache nor counted as a hit.
+    let before = env.mock.requests("mid-1").await;
+    for h in [
+        ("cache-control", "no-cache"),
+        ("cache-control", "max-age=0, no-store"),
+        ("x-switchyard-cache", "bypass"),
+    ] {
+        let (cache, _, resp) = send(&env, "/v1/chat/completions", &body, &[h]).await;
+        assert_eq!(cache, "bypass", "{h:?}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["switchyard"]["attempts"].as_array().unwrap().len(), 1);
+    }
+    assert_eq!(env.mock.requests("mid-1").await, before + 3);
+}
+
+#[tokio::test]
+async fn an_answer_expires_after_its_ttl() {
+    let env = cached_env(Duration::from_millis(400)).await;
+    let body = chat("mid", "Say hello.");
+    let (cache, _, _) = send(&env, "/v1/chat/completions", &body, &[]).await;
+    assert_eq!(cache, "miss");
+    let (cache, _, _) = send(&env, "/v1/chat/completions", &body, &[]).await;
+    assert_eq!(cache, "hit");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (cache, _, resp) = send(&env, "/v1/chat/completions", &body, &[]).await;
+    assert_eq!(cache, "miss");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["switchyard"]["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(env.mock.requests("mid-1").await, 2);
+}
+
+#[tokio::test]
+async fn grpc_calls_say_what_the_cache_did() {
+    let env = cached_env(Duration::from_secs(600)).await;
+    let mut c = env.server.client().await;
+    let first = c
+        .complete(complete_req("Say hello.", Some("mid")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.cache, "miss");
+    let hit = c
+        .complete(complete_req("Say hello.", Some("mid")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (hit.cache.as_str(), hit.content.as_str()),
+        ("hit", first.content.as_str())
+    );
+    assert_eq!((hit.cost_usd, hit.attempts.len()), (0.0, 0));
+    let mut chunks = c
+        .complete_stream(complete_req("Say hello.", Some("mid")))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut text = String::new();
+    let start = chunks.message().await.unwrap().unwrap();
+    assert_eq!(start.cache, "hit");
+    while let Some(ch) = chunks.message().await.unwrap() {
+        text.push_str(&ch.delta);
+    }
+    assert_eq!(text, first.content);
+    let mut req = tonic::Request::new(complete_req("Say hello.", Some("mid")));
+    req.metadata_mut()
+        .insert("cache-control", "no-cache".parse().unwrap());
+    let bypassed = c.complete(req).await.unwrap().into_inner();
+    assert_eq!(
+        (bypassed.cache.as_str(), bypassed.attempts.len()),
+        ("bypass", 1)
+    );
+    assert_eq!(env.mock.requests("mid-1").await, 2);
+}
+
+#[tokio::test]
+async fn without_a_cache_nothing_is_said_and_every_request_is_called() {
+    let env = Env::start().await;
+    for _ in 0..2 {
+        let resp = post(&env, "/v1/chat/completions", chat("mid", "Say hello.")).await;
+        assert!(resp.headers().get("x-switchyard-cache").is_none());
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["switchyard"].get("cache"), None);
+    }
+    assert_eq!(env.mock.requests("mid-1").await, 2);
+}
