@@ -30,6 +30,7 @@ pub mod mock;
 pub mod modelfetch;
 pub mod offline;
 pub mod policy;
+pub mod redis_link;
 pub mod rules;
 pub mod server;
 pub mod store;

@@ -77,7 +77,7 @@ impl App {
         let layout = layout(reader.as_deref(), &catalog);
         let variants = variant_policies(&rules, &catalog, &layout)?;
         let engine = Engine::new(Parts {
-            cache: crate::cache::Cache::new(&config.cache, &metrics),
+            cache: crate::cache::Cache::new(&config.cache, &metrics)?,
             rules,
             variants,
             output_tokens: OutputTokens::load(&store).await?,

@@ -7,22 +7,17 @@
 //! When Redis cannot be reached within `limits.redis_timeout_ms`, a key's
 //! `on_unreachable` (else `limits.on_unreachable`) decides: "open" admits
 //! (availability first: the limit is not enforced meanwhile), "closed"
-//! refuses with 503 / UNAVAILABLE. The connection is made on first use and
-//! remade after a failure, so a server starts (and serves, if open) while
-//! Redis is down. After a failure Redis is not asked again for
-//! [`RETRY_AFTER`]: requests meanwhile meet `on_unreachable` at once
-//! instead of each waiting out a timeout, and one warning is logged per
-//! outage, not one per request.
+//! refuses with 503 / UNAVAILABLE. How the connection behaves under faults
+//! is [`RedisLink`]'s: a server starts (and serves, if open) while Redis is
+//! down, and after a failure requests meet `on_unreachable` at once for a
+//! moment instead of each waiting out a timeout.
 
-use std::sync::Mutex as SyncMutex;
-use std::time::{Duration, Instant};
-
-use redis::aio::ConnectionManager;
-use tokio::sync::Mutex;
+use std::time::Duration;
 
 use super::limits::{refused, too_large};
 use crate::config::{LimitsConfig, OnUnreachable};
 use crate::error::Error;
+use crate::redis_link::{RedisLink, Unreachable};
 use crate::store::KeyRow;
 
 /// Admits a request under its requests- and tokens-per-minute limits, or
@@ -69,97 +64,36 @@ redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - no
 return 1
 "#;
 
-/// How long after a failure Redis is left alone.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
-
 pub struct SharedLimits {
-    client: redis::Client,
-    /// Made on first use; dropped after a failure so the next call reconnects.
-    conn: Mutex<Option<ConnectionManager>>,
-    timeout: Duration,
-    /// Set by a failure: until then, Redis counts as unreachable.
-    down_until: SyncMutex<Option<Instant>>,
+    redis: RedisLink,
     on_unreachable: OnUnreachable,
     admit: redis::Script,
     settle: redis::Script,
 }
 
-/// A failure to reach Redis (or a reply it should not give).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Unreachable(String);
-
 impl SharedLimits {
     pub fn new(config: &LimitsConfig) -> anyhow::Result<SharedLimits> {
-        let client = redis::Client::open(config.redis_url.as_str())
-            .map_err(|e| anyhow::anyhow!("limits.redis_url {:?}: {e}", config.redis_url))?;
         Ok(SharedLimits {
-            client,
-            conn: Mutex::new(None),
-            timeout: config.redis_timeout,
-            down_until: SyncMutex::new(None),
+            redis: RedisLink::open(
+                &config.redis_url,
+                "limits.redis_url",
+                config.redis_timeout,
+                "the shared rate limiter",
+            )?,
             on_unreachable: config.on_unreachable,
             admit: redis::Script::new(ADMIT),
             settle: redis::Script::new(SETTLE),
         })
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, Unreachable> {
-        let down = *self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-        if down.is_some_and(|until| Instant::now() < until) {
-            return Err(Unreachable("down; not retried yet".into()));
-        }
-        let mut conn = self.conn.lock().await;
-        if let Some(c) = conn.as_ref() {
-            return Ok(c.clone());
-        }
-        let c = tokio::time::timeout(self.timeout, ConnectionManager::new(self.client.clone()))
-            .await
-            .map_err(|_| Unreachable("connecting timed out".into()))?
-            .map_err(|e| Unreachable(e.to_string()))?;
-        *conn = Some(c.clone());
-        Ok(c)
-    }
-
-    /// Runs `script` within the timeout. A failure drops the connection
-    /// and leaves Redis alone for [`RETRY_AFTER`]; a success ends an outage.
+    /// Runs `script` through the link (its timeout, its pause after a failure).
     async fn run<T: redis::FromRedisValue>(
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, Unreachable> {
-        let result = match self.connection().await {
-            Ok(mut c) => {
-                match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut c)).await {
-                    Ok(Ok(v)) => Ok(v),
-                    Ok(Err(e)) => Err(Unreachable(e.to_string())),
-                    Err(_) => Err(Unreachable("timed out".into())),
-                }
-            }
-            Err(e) => Err(e),
-        };
-        let failed_now = {
-            let mut down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-            match &result {
-                Ok(_) => {
-                    if down.take().is_some() {
-                        tracing::info!("the shared rate limiter is reachable again");
-                    }
-                    false
-                }
-                Err(e) if down.is_none_or(|until| Instant::now() >= until) => {
-                    if down.is_none() {
-                        tracing::warn!(error = %e, "the shared rate limiter is unreachable; keys meet their on_unreachable until it is back");
-                    }
-                    *down = Some(Instant::now() + RETRY_AFTER);
-                    true
-                }
-                Err(_) => false,
-            }
-        };
-        if failed_now {
-            *self.conn.lock().await = None;
-        }
-        result
+        self.redis
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await
     }
 
     /// Admits a request of `tokens` estimated prompt tokens under `key`'s

@@ -13,6 +13,9 @@ pub(super) struct RawCache {
     pub(super) enabled: bool,
     pub(super) max_mb: u64,
     pub(super) ttl_secs: u64,
+    pub(super) redis_url: String,
+    #[serde(rename = "redis_timeout_ms", deserialize_with = "super::raw::millis")]
+    pub(super) redis_timeout: Duration,
 }
 
 /// The exact response cache; `enabled: false` is off.
@@ -24,6 +27,11 @@ pub struct CacheConfig {
     pub max_bytes: u64,
     /// How long an answer is served again after it was first given.
     pub ttl: Duration,
+    /// Where replicas share their answers; `None`: each keeps its own.
+    pub redis_url: Option<String>,
+    /// A Redis call slower than this counts as Redis unreachable (the
+    /// request goes on as a miss).
+    pub redis_timeout: Duration,
 }
 
 pub(super) fn validate(c: RawCache) -> Result<CacheConfig, ConfigError> {
@@ -33,9 +41,14 @@ pub(super) fn validate(c: RawCache) -> Result<CacheConfig, ConfigError> {
     if c.ttl_secs == 0 {
         return Err(invalid("cache.ttl_secs", "must be positive"));
     }
+    if c.redis_timeout.is_zero() {
+        return Err(invalid("cache.redis_timeout_ms", "must be positive"));
+    }
     Ok(CacheConfig {
         enabled: c.enabled,
         max_bytes: c.max_mb.saturating_mul(1 << 20),
         ttl: Duration::from_secs(c.ttl_secs),
+        redis_url: Some(c.redis_url).filter(|u| !u.trim().is_empty()),
+        redis_timeout: c.redis_timeout,
     })
 }

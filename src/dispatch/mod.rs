@@ -101,7 +101,7 @@ impl ChatMessage {
 }
 
 /// A call the model asked for: OpenAI's shape, arguments as JSON text.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ToolCall {
     pub id: String,
     pub name: String,
@@ -276,7 +276,7 @@ pub fn images(messages: &[ChatMessage]) -> impl Iterator<Item = &str> {
 }
 
 /// Token usage as the provider reported it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,

@@ -96,7 +96,7 @@ pub(super) struct Lookup {
 }
 
 impl Engine {
-    pub(super) fn look_up(&self, input: &CompleteInput) -> Lookup {
+    pub(super) async fn look_up(&self, input: &CompleteInput) -> Lookup {
         let Some(cache) = &self.cache else {
             return Lookup {
                 status: Status::Off,
@@ -116,6 +116,7 @@ impl Engine {
         // An answer from a model no longer in the catalog is not served.
         let hit = cache
             .get(&key)
+            .await
             .filter(|a| self.catalog.model_index(&a.model).is_some());
         Lookup {
             status: if hit.is_some() {
@@ -284,5 +285,6 @@ pub(super) fn answer_of(c: &Completed) -> Answer {
         finish_reason: c.finish_reason.clone(),
         usage: c.usage,
         cost_usd: c.cost_usd,
+        made_at_ms: now_ms(),
     }
 }

@@ -162,7 +162,7 @@ impl Engine {
     /// Complete: route, call providers under the failure policy (retries,
     /// fallback, breaker) within the deadline, log every attempt, answer.
     pub async fn complete(self: &Arc<Self>, input: &CompleteInput) -> Result<Completed, Error> {
-        let looked = self.look_up(input);
+        let looked = self.look_up(input).await;
         if let Some(hit) = &looked.hit {
             return self.serve_cached(input, Rpc::Complete, hit).await;
         }
@@ -316,7 +316,7 @@ impl Engine {
         self: &Arc<Self>,
         input: &CompleteInput,
     ) -> Result<mpsc::Receiver<Result<StreamItem, Error>>, Error> {
-        let looked = self.look_up(input);
+        let looked = self.look_up(input).await;
         if let Some(hit) = &looked.hit {
             let c = self.serve_cached(input, Rpc::CompleteStream, hit).await?;
             return Ok(cached::replay(c));
@@ -468,6 +468,7 @@ impl Engine {
                             finish_reason: finish_reason.clone(),
                             usage,
                             cost_usd: cost,
+                            made_at_ms: crate::clock::now_ms(),
                         },
                     );
                     let end = StreamItem::End {

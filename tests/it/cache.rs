@@ -10,9 +10,11 @@ use crate::common;
 use crate::http::sse_data;
 
 use common::http::{chat, post, url};
-use common::{Env, complete_req};
+use common::{Env, Mock, Server, complete_req};
 use serde_json::{Value, json};
 use switchyard::config::Capability;
+
+const REDIS: &str = "redis://127.0.0.1:6379";
 
 async fn cached_env(ttl: Duration) -> Env {
     Env::start_with(|c| {
@@ -33,7 +35,17 @@ async fn send(
     body: &Value,
     headers: &[(&str, &str)],
 ) -> (String, String, reqwest::Response) {
-    let mut req = reqwest::Client::new().post(url(env, path)).json(body);
+    send_to(&env.server, path, body, headers).await
+}
+
+async fn send_to(
+    server: &Server,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (String, String, reqwest::Response) {
+    let address = format!("http://{}{path}", server.http_addr);
+    let mut req = reqwest::Client::new().post(address).json(body);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -291,4 +303,53 @@ async fn without_a_cache_nothing_is_said_and_every_request_is_called() {
         assert_eq!(v["switchyard"].get("cache"), None);
     }
     assert_eq!(env.mock.requests("mid-1").await, 2);
+}
+
+/// With `cache.redis_url`, one replica's answer is a hit on another, with no
+/// provider call; with Redis unreachable each replica still caches its own.
+#[tokio::test]
+async fn replicas_share_answers_through_redis() {
+    let mock = Mock::start().await;
+    let replica = |redis: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Env::config_for(&mock, &dir);
+        config.cache.enabled = true;
+        config.cache.redis_url = Some(redis.into());
+        (config, dir)
+    };
+    let mut servers = Vec::new();
+    let mut dirs = Vec::new();
+    for redis in [REDIS, REDIS, "redis://127.0.0.1:1"] {
+        let (config, dir) = replica(redis);
+        servers.push(Server::start(config).await);
+        dirs.push(dir);
+    }
+    // A tenant of this run only: Redis outlives the test.
+    let tenant = format!("cache-{}", uuid::Uuid::new_v4());
+    let headers = [("x-switchyard-tenant", tenant.as_str())];
+    let body = chat("mid", "Say hello.");
+    let (cache, _, _) = send_to(&servers[0], "/v1/chat/completions", &body, &headers).await;
+    assert_eq!(cache, "miss");
+    // The answer reaches Redis off the request path.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (cache, _, resp) = send_to(&servers[1], "/v1/chat/completions", &body, &headers).await;
+        if cache == "hit" {
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(text_of(&v), "[mid-1] Say hello.");
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "never shared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let called = mock.requests("mid-1").await;
+    // Without Redis: a miss, then its own hit; requests are answered throughout.
+    let (cache, _, _) = send_to(&servers[2], "/v1/chat/completions", &body, &headers).await;
+    assert_eq!(cache, "miss");
+    let (cache, _, _) = send_to(&servers[2], "/v1/chat/completions", &body, &headers).await;
+    assert_eq!(cache, "hit");
+    assert_eq!(mock.requests("mid-1").await, called + 1);
+    for s in servers {
+        s.stop().await;
+    }
 }
