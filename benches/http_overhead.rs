@@ -20,6 +20,11 @@
 //! `synchronous`, as the `baseline` targets, so two builds are compared in
 //! one run on the same machine state.
 //!
+//! The `cached` server is this build with the response cache on: every
+//! measured request repeats the warm-up's, so its pinned target is a cache
+//! hit each time, measured in the same slices as the plain server's pinned
+//! requests (each a provider call).
+//!
 //! The `governed` server is this build with governance on: `auth.mode =
 //! "keys"` (the requests carry a key with rate limits and budgets) and
 //! `[[routes]]` rules (a tier ceiling, a language rule, a regex rule, an A/B
@@ -228,6 +233,7 @@ fn main() -> anyhow::Result<()> {
         (bin, "normal", "switchyard"),
         (bin, "full", "switchyard"),
         (bin, "normal", "governed"),
+        (bin, "normal", "cached"),
     ];
     if let Some(b) = &baseline {
         servers_to_start.push((b.as_str(), "normal", "baseline"));
@@ -242,6 +248,9 @@ fn main() -> anyhow::Result<()> {
         } else {
             None
         };
+        if who == "cached" {
+            toml.push_str("[cache]\nenabled = true\n");
+        }
         std::fs::write(&cfg, toml)?;
         let (grpc, http) = (free_port(), free_port());
         servers.push(spawn(

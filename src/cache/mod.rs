@@ -223,6 +223,12 @@ impl Cache {
         Some(answer)
     }
 
+    /// The bytes the entries are estimated to take: what `cache.max_mb` bounds.
+    pub fn weighted_bytes(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
+    }
+
     /// Counts a request that skipped the cache.
     pub fn bypassed(&self) {
         self.metrics.cache_lookup("bypass");

@@ -205,6 +205,8 @@ pub async fn overview(
                 "model": m,
                 "requests": chosen,
                 "failed": d.map_or(0, |d| d.failed),
+                "cached": d.map_or(0, |d| d.cached),
+                "cache_saved_usd": d.map_or(0.0, |d| d.saved_usd),
                 "share": if requests > 0 { chosen as f64 / requests as f64 } else { 0.0 },
                 "attempts": attempts,
                 "attempt_errors": errors,
@@ -238,6 +240,8 @@ pub async fn overview(
         "totals": {
             "requests": requests,
             "failed": failed,
+            "cache_hits": decided.iter().map(|d| d.cached).sum::<i64>(),
+            "cache_saved_usd": decided.iter().map(|d| d.saved_usd).sum::<f64>(),
             "attempts": groups.iter().map(|g| g.attempts).sum::<i64>(),
             "attempt_errors": groups.iter().map(|g| g.errors).sum::<i64>(),
             "spend_usd": groups.iter().map(|g| g.usd).sum::<f64>(),

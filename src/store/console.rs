@@ -61,6 +61,10 @@ pub struct ModelDecisions {
     pub requests: i64,
     /// Completions no attempt answered.
     pub failed: i64,
+    /// Requests the response cache answered with this model's answer.
+    pub cached: i64,
+    /// What those answers cost when first given: what the cache saved.
+    pub saved_usd: f64,
 }
 
 /// Provider attempts per (UTC day, tenant, key, model): calls, errors, spend.
@@ -149,6 +153,8 @@ pub struct DecisionDetail {
     pub ab_probability: Option<f64>,
     /// Only when the server stores prompts.
     pub prompt: Option<String>,
+    /// The decision whose answer the response cache served again.
+    pub cached_from: Option<String>,
     pub attempts: Vec<AttemptLine>,
     pub feedback: Vec<FeedbackLine>,
 }
@@ -194,7 +200,12 @@ pub struct PromotionLine {
 
 const DECISIONS_BY_MODEL: &str = "SELECT model, COUNT(*) AS n,
         CAST(SUM(CASE WHEN rpc <> 'route' AND served_model IS NULL THEN 1 ELSE 0 END) AS BIGINT)
-            AS failed
+            AS failed,
+        CAST(SUM(CASE WHEN cached_from IS NULL THEN 0 ELSE 1 END) AS BIGINT) AS cached,
+        CAST(COALESCE(SUM(CASE WHEN cached_from IS NULL THEN 0 ELSE
+            (SELECT COALESCE(SUM(a.cost_usd), 0) FROM attempts a
+             WHERE a.decision_id = decisions.cached_from) END), 0) AS DOUBLE PRECISION)
+            AS saved_usd
      FROM decisions WHERE created_at_ms >= $1 AND created_at_ms < $2
      GROUP BY model ORDER BY model";
 
@@ -267,7 +278,8 @@ const DETAIL: &str = concat!(
     line_columns!(),
     ", d.key_id, d.provider, CAST(d.pinned AS INTEGER) AS pinned,
         d.cost_weight, d.max_cost_usd, d.prompt_tokens, d.output_tokens, d.message_count,
-        d.candidates, d.metadata, d.profile, d.ab_rule, d.ab_arm, d.ab_probability, d.prompt
+        d.candidates, d.metadata, d.profile, d.ab_rule, d.ab_arm, d.ab_probability, d.prompt,
+        d.cached_from
      FROM decisions d WHERE d.id = $1"
 );
 
@@ -328,6 +340,8 @@ impl Store {
             model: r.get("model"),
             requests: r.get("n"),
             failed: r.get("failed"),
+            cached: r.get("cached"),
+            saved_usd: r.get("saved_usd"),
         })
     }
 
@@ -465,6 +479,7 @@ impl Store {
                 ab_arm: r.get("ab_arm"),
                 ab_probability: r.get("ab_probability"),
                 prompt: r.get("prompt"),
+                cached_from: r.get("cached_from"),
                 attempts: attempts
                     .iter()
                     .map(|a| AttemptLine {

@@ -167,7 +167,40 @@ async fn a_repeated_request_is_answered_without_a_provider_call_plain_and_stream
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
-    assert!(metrics.contains("switchyard_cache_saved_usd_total{model=\"mid\"}"));
+    let saved: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("switchyard_cache_saved_usd_total{model=\"mid\"} "))
+        .expect("saved spend is counted")
+        .parse()
+        .unwrap();
+    assert!(saved > 0.0);
+
+    // The console's overview counts the same hits, and what they saved from
+    // the first answers' attempts in the log.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let o: Value = reqwest::get(url(&env, "/admin/v1/overview"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let t = &o["totals"];
+        if t["requests"] == 8 {
+            assert_eq!(t["cache_hits"], 5, "{o}");
+            let logged = t["cache_saved_usd"].as_f64().unwrap();
+            assert!((logged - saved).abs() < 1e-12, "{logged} vs {saved}");
+            let mid = o["models"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["model"] == "mid");
+            assert_eq!(mid.unwrap()["cached"], 5);
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{o}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
