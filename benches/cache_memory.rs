@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
             .sum();
         let before = rss();
         for (i, a) in answers.into_iter().enumerate() {
-            cache.put(key(i as u64), a);
+            cache.put(key(i as u64), a, None);
         }
         let after = rss();
         let held = after.saturating_sub(before) as f64;

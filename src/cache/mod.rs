@@ -24,6 +24,8 @@ use crate::dispatch::{ToolCall, Usage};
 use crate::metrics::{GaugeFamily, Metrics};
 use crate::redis_link::RedisLink;
 
+mod semantic;
+
 /// A request's digest.
 pub type Key = [u8; 32];
 
@@ -92,6 +94,8 @@ impl Answer {
 pub struct Cache {
     entries: moka::sync::Cache<Key, Arc<Answer>>,
     shared: Option<Arc<Shared>>,
+    /// Questions by meaning, when `cache.semantic_threshold` is set.
+    semantic: Option<semantic::Semantic>,
     metrics: Arc<Metrics>,
 }
 
@@ -159,6 +163,9 @@ impl Cache {
         let cache = Arc::new(Cache {
             entries,
             shared,
+            semantic: cfg
+                .semantic_threshold
+                .map(|_| semantic::Semantic::new(cfg.semantic_max_entries)),
             metrics: Arc::clone(metrics),
         });
         let read = Arc::downgrade(&cache);
@@ -183,18 +190,39 @@ impl Cache {
         Ok(Some(cache))
     }
 
-    /// The answer for `key`, from memory or else from Redis, counted as a
-    /// hit (with what it saved) or a miss.
+    /// The answer for `key`, from memory or else from Redis.
     pub async fn get(&self, key: &Key) -> Option<Arc<Answer>> {
-        let found = match self.entries.get(key) {
+        match self.entries.get(key) {
             Some(a) => Some(a),
             None => self.shared_get(key).await,
-        };
-        match &found {
+        }
+    }
+
+    /// The answer to the question in `scope` most similar to `embedding`, at
+    /// `threshold` or above, with its similarity (this replica's questions).
+    pub fn similar(
+        &self,
+        scope: &Key,
+        embedding: &[f32],
+        threshold: f32,
+    ) -> Option<(Arc<Answer>, f32)> {
+        let index = self.semantic.as_ref()?;
+        let (key, similarity) = index.nearest(scope, embedding, threshold)?;
+        match self.entries.get(&key) {
+            Some(a) => Some((a, similarity)),
+            None => {
+                index.forget(scope, &key);
+                None
+            }
+        }
+    }
+
+    /// Counts a lookup: a hit (with what it saved), or a miss.
+    pub fn counted(&self, hit: Option<&Answer>) {
+        match hit {
             Some(a) => self.metrics.cache_hit(&a.model, a.cost_usd),
             None => self.metrics.cache_lookup("miss"),
         }
-        found
     }
 
     async fn shared_get(&self, key: &Key) -> Option<Arc<Answer>> {
@@ -234,10 +262,14 @@ impl Cache {
         self.metrics.cache_lookup("bypass");
     }
 
-    /// Keeps `answer` here at once, and in Redis off the request path.
-    pub fn put(&self, key: Key, answer: Answer) {
+    /// Keeps `answer` here at once, and in Redis off the request path; with
+    /// `question` (its scope and embedding), in the semantic index too.
+    pub fn put(&self, key: Key, answer: Answer, question: Option<(Key, Vec<f32>)>) {
         let answer = Arc::new(answer);
         self.entries.insert(key, Arc::clone(&answer));
+        if let (Some(index), Some((scope, embedding))) = (&self.semantic, question) {
+            index.add(scope, embedding, key);
+        }
         let Some(shared) = self.shared.clone() else {
             return;
         };

@@ -14,8 +14,11 @@ use tokio::sync::mpsc;
 use super::complete::{CompleteInput, Completed, StreamItem};
 use super::{Engine, Explained, Rpc};
 use crate::cache::{Answer, Key, Status};
+use crate::classify::Reading;
 use crate::clock::now_ms;
-use crate::dispatch::{ChatMessage, ResponseFormat, Sampling, ToolCall, ToolCallDelta, Tools};
+use crate::dispatch::{
+    ChatMessage, Part, ResponseFormat, Sampling, ToolCall, ToolCallDelta, Tools,
+};
 use crate::error::Error;
 use crate::store::DecisionRow;
 use crate::tokens;
@@ -30,6 +33,8 @@ pub const CACHE_POLICY: &str = "cache";
 /// change the answer.
 #[derive(Serialize)]
 struct Keyed<'a> {
+    /// A semantic scope (the request without its question), not a request.
+    scope: bool,
     tenant: &'a str,
     model: Option<&'a str>,
     candidates: &'a [String],
@@ -39,6 +44,8 @@ struct Keyed<'a> {
     max_cost_usd: Option<f64>,
     max_output_tokens: Option<u32>,
     messages: &'a [ChatMessage],
+    /// Each image as (message, URL, detail): messages serialize their text only.
+    images: Vec<(usize, &'a str, Option<&'a str>)>,
     max_tokens: Option<u32>,
     max_completion_tokens: bool,
     temperature: Option<f64>,
@@ -50,8 +57,24 @@ struct Keyed<'a> {
 
 /// The request's digest: SHA-256 of its canonical JSON.
 pub(super) fn key(input: &CompleteInput) -> Key {
+    digest(input, &input.route.messages, false)
+}
+
+/// The digest of `input` with `messages` in place of its own.
+fn digest(input: &CompleteInput, messages: &[ChatMessage], scope: bool) -> Key {
     let r = &input.route;
+    let images = messages
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| {
+            m.parts.iter().filter_map(move |p| match p {
+                Part::Image { url, detail } => Some((i, url.as_str(), detail.as_deref())),
+                Part::Text(_) => None,
+            })
+        })
+        .collect();
     let keyed = Keyed {
+        scope,
         tenant: &r.tenant,
         model: input.model.as_deref(),
         candidates: &r.candidates,
@@ -60,7 +83,8 @@ pub(super) fn key(input: &CompleteInput) -> Key {
         cost_weight: r.cost_weight,
         max_cost_usd: r.max_cost_usd,
         max_output_tokens: r.max_output_tokens,
-        messages: &r.messages,
+        messages,
+        images,
         max_tokens: input.max_tokens,
         max_completion_tokens: input.max_completion_tokens,
         temperature: input.temperature,
@@ -87,38 +111,76 @@ impl std::io::Write for HashWriter<'_> {
     }
 }
 
+/// A request the semantic cache may answer: one question (a single user
+/// turn of text, after any instructions), in deterministic settings unless
+/// the operator allows any. Its scope is the request without the question.
+fn question(input: &CompleteInput, any_settings: bool) -> Option<(Key, &str)> {
+    if !any_settings && (input.temperature != Some(0.0) || !input.tools.defs.is_empty()) {
+        return None;
+    }
+    let messages = &input.route.messages;
+    let mut asked = None;
+    for (i, m) in messages.iter().enumerate() {
+        let plain = m.parts.is_empty() && m.tool_calls.is_empty() && m.tool_call_id.is_none();
+        match m.role.as_str() {
+            "system" | "developer" if plain => {}
+            "user" if plain && asked.is_none() && !m.content.trim().is_empty() => asked = Some(i),
+            _ => return None,
+        }
+    }
+    let asked = asked?;
+    let mut rest = messages.to_vec();
+    let text = messages[asked].content.as_str();
+    rest.remove(asked);
+    Some((digest(input, &rest, true), text))
+}
+
 /// What the cache said about one request.
+#[derive(Default)]
 pub(super) struct Lookup {
     pub status: Status,
     /// Where a miss's answer goes.
     pub key: Option<Key>,
     pub hit: Option<Arc<Answer>>,
+    /// A semantic miss's scope and question, for the index; and the reading
+    /// it was embedded with, for routing (it is not read twice).
+    pub question: Option<(Key, Reading)>,
 }
 
 impl Engine {
-    pub(super) async fn look_up(&self, input: &CompleteInput) -> Lookup {
+    pub(super) async fn look_up(&self, input: &CompleteInput) -> Result<Lookup, Error> {
         let Some(cache) = &self.cache else {
-            return Lookup {
-                status: Status::Off,
-                key: None,
-                hit: None,
-            };
+            return Ok(Lookup::default());
         };
         if input.bypass_cache {
             cache.bypassed();
-            return Lookup {
+            return Ok(Lookup {
                 status: Status::Bypass,
-                key: None,
-                hit: None,
-            };
+                ..Lookup::default()
+            });
         }
         let key = key(input);
         // An answer from a model no longer in the catalog is not served.
-        let hit = cache
-            .get(&key)
-            .await
-            .filter(|a| self.catalog.model_index(&a.model).is_some());
-        Lookup {
+        let known = |a: &Arc<Answer>| self.catalog.model_index(&a.model).is_some();
+        let mut hit = cache.get(&key).await.filter(known);
+        let mut question = None;
+        let cfg = &self.config.cache;
+        if let (None, Some(threshold), Some(reader)) =
+            (&hit, cfg.semantic_for(&input.route.tenant), &self.reader)
+            && let Some((scope, text)) = self::question(input, cfg.semantic_any_settings)
+        {
+            let _pending = self.metrics.classify_enter();
+            let started = std::time::Instant::now();
+            let reading = reader.read(text).await?;
+            self.metrics.classified(started.elapsed());
+            hit = cache
+                .similar(&scope, &reading.embedding, threshold)
+                .map(|(a, _)| a)
+                .filter(known);
+            question = Some((scope, reading));
+        }
+        cache.counted(hit.as_deref());
+        Ok(Lookup {
             status: if hit.is_some() {
                 Status::Hit
             } else {
@@ -126,13 +188,15 @@ impl Engine {
             },
             key: Some(key),
             hit,
-        }
+            question,
+        })
     }
 
-    /// Keeps a miss's answer for the requests that repeat it.
-    pub(super) fn keep(&self, key: Option<Key>, answer: Answer) {
+    /// Keeps a miss's answer for the requests that repeat it (or, with a
+    /// question, ask it again in other words).
+    pub(super) fn keep(&self, key: Option<Key>, question: Option<(Key, Vec<f32>)>, answer: Answer) {
         if let (Some(cache), Some(key)) = (&self.cache, key) {
-            cache.put(key, answer);
+            cache.put(key, answer, question);
         }
     }
 

@@ -100,11 +100,24 @@ struct Prepared {
     needs: eligibility::Needs,
     deadline: Instant,
     /// Where the response cache keeps the answer, and what it said.
-    cache: (Option<Key>, Status),
+    cache: Keeping,
+}
+
+/// Where a miss's answer goes in the response cache.
+struct Keeping {
+    key: Option<Key>,
+    status: Status,
+    /// The semantic scope and the question's embedding.
+    question: Option<(Key, Vec<f32>)>,
 }
 
 impl Engine {
-    async fn prepare(&self, input: &CompleteInput, rpc: Rpc) -> Result<Prepared, Error> {
+    async fn prepare(
+        &self,
+        input: &CompleteInput,
+        rpc: Rpc,
+        looked: cached::Lookup,
+    ) -> Result<Prepared, Error> {
         let max_tokens = validate::positive_u32("max_tokens", input.max_tokens)?;
         let temperature = validate::temperature(input.temperature)?;
         let deadline_ms = validate::positive_u32("deadline_ms", input.deadline_ms)?;
@@ -119,6 +132,11 @@ impl Engine {
             route.user.clone_from(&input.user);
         }
         route.needs = needs(input);
+        let question = looked.question.map(|(scope, reading)| {
+            let embedding = reading.embedding.clone();
+            route.reading = Some(reading);
+            (scope, embedding)
+        });
         let (routed, row) = self.decide(&route, input.model.as_deref(), rpc).await?;
         // Budgets before any call: spend so far plus this call's expected cost.
         let expected = routed.decision.candidates[routed.decision.model].expected_cost_usd;
@@ -155,19 +173,22 @@ impl Engine {
                 response_format: input.response_format.clone(),
             },
             deadline: Instant::now() + deadline,
-            cache: (None, Status::Off),
+            cache: Keeping {
+                key: looked.key,
+                status: looked.status,
+                question,
+            },
         })
     }
 
     /// Complete: route, call providers under the failure policy (retries,
     /// fallback, breaker) within the deadline, log every attempt, answer.
     pub async fn complete(self: &Arc<Self>, input: &CompleteInput) -> Result<Completed, Error> {
-        let looked = self.look_up(input).await;
+        let looked = self.look_up(input).await?;
         if let Some(hit) = &looked.hit {
             return self.serve_cached(input, Rpc::Complete, hit).await;
         }
-        let mut p = self.prepare(input, Rpc::Complete).await?;
-        p.cache = (looked.key, looked.status);
+        let p = self.prepare(input, Rpc::Complete, looked).await?;
         self.shadow(&p);
         let engine = Arc::clone(self);
         tokio::spawn(async move { engine.dispatch(p).await })
@@ -225,9 +246,9 @@ impl Engine {
                     cost_usd: cost,
                     attempts: rows,
                     explained: p.routed.explained.clone(),
-                    cache: p.cache.1,
+                    cache: p.cache.status,
                 };
-                self.keep(p.cache.0, cached::answer_of(&done));
+                self.keep(p.cache.key, p.cache.question, cached::answer_of(&done));
                 Ok(done)
             }
             Err(f) => {
@@ -316,13 +337,12 @@ impl Engine {
         self: &Arc<Self>,
         input: &CompleteInput,
     ) -> Result<mpsc::Receiver<Result<StreamItem, Error>>, Error> {
-        let looked = self.look_up(input).await;
+        let looked = self.look_up(input).await?;
         if let Some(hit) = &looked.hit {
             let c = self.serve_cached(input, Rpc::CompleteStream, hit).await?;
             return Ok(cached::replay(c));
         }
-        let mut p = self.prepare(input, Rpc::CompleteStream).await?;
-        p.cache = (looked.key, looked.status);
+        let p = self.prepare(input, Rpc::CompleteStream, looked).await?;
         self.shadow(&p);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let (opened_tx, opened_rx) = oneshot::channel();
@@ -404,7 +424,7 @@ impl Engine {
             decision_id: id.clone(),
             model: model.name.clone(),
             provider: self.catalog.provider_of(m).name.clone(),
-            cache: p.cache.1,
+            cache: p.cache.status,
         };
         let mut client_gone = tx.send(Ok(start)).await.is_err();
         let mut text = String::new();
@@ -426,7 +446,7 @@ impl Engine {
             match event {
                 Ok(StreamEvent::Delta(d)) => {
                     text.push_str(&d);
-                    if p.cache.0.is_some() {
+                    if p.cache.key.is_some() {
                         content.push_str(&d);
                     }
                     client_gone = tx.send(Ok(StreamItem::Delta(d))).await.is_err();
@@ -434,7 +454,7 @@ impl Engine {
                 Ok(StreamEvent::ToolCall(c)) => {
                     text.push_str(c.name.as_deref().unwrap_or(""));
                     text.push_str(&c.arguments);
-                    if p.cache.0.is_some() {
+                    if p.cache.key.is_some() {
                         calls.add(&c);
                     }
                     client_gone = tx.send(Ok(StreamItem::ToolCall(c))).await.is_err();
@@ -458,7 +478,8 @@ impl Engine {
                     self.learn_output(&p.routed, m, usage.completion_tokens);
                     self.metrics.cost(&model.name, &tenant, cost);
                     self.keep(
-                        p.cache.0,
+                        p.cache.key,
+                        p.cache.question,
                         Answer {
                             decision_id: id.clone(),
                             model: model.name.clone(),

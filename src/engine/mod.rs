@@ -71,6 +71,9 @@ pub struct RouteInput {
     pub user: Option<String>,
     /// The request headers (gRPC metadata) some rule reads, names lower-case.
     pub headers: Vec<(String, String)>,
+    /// What the classifier already read of this request (the semantic
+    /// cache embeds the question before routing): routing does not read again.
+    pub reading: Option<Reading>,
 }
 
 /// A logged decision.
@@ -324,6 +327,7 @@ impl Engine {
             self.gate.limits.admit(k, prompt_tokens).await?;
         }
         let reading = match self.reads(pinned.is_some()) {
+            Some(_) if input.reading.is_some() => input.reading.clone(),
             Some(r) => {
                 let _pending = self.metrics.classify_enter();
                 let started = std::time::Instant::now();

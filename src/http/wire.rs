@@ -221,6 +221,7 @@ impl Extension {
             tenant_settings: None,
             user: None,
             headers: Vec::new(),
+            reading: None,
         })
     }
 

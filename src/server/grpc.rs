@@ -129,6 +129,7 @@ fn route_input(r: Option<pb::RouteRequest>) -> RouteInput {
         tenant_settings: None,
         user: None,
         headers: Vec::new(),
+        reading: None,
     }
 }
 

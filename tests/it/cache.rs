@@ -21,7 +21,11 @@ async fn cached_env(ttl: Duration) -> Env {
         c.cache.enabled = true;
         c.cache.ttl = ttl;
         for m in c.models.iter_mut().filter(|m| m.name == "mid") {
-            m.capabilities = vec![Capability::Tools, Capability::JsonSchema];
+            m.capabilities = vec![
+                Capability::Tools,
+                Capability::JsonSchema,
+                Capability::Vision,
+            ];
         }
     })
     .await
@@ -235,6 +239,17 @@ async fn answers_stay_apart_by_tenant_model_tools_format_and_settings() {
     let mut b = body.clone();
     b["messages"][0]["content"] = json!("What is 2+3?");
     other.push(b);
+    // Images: the same text with an image, then with another image.
+    let picture = |data: &str| {
+        let mut b = body.clone();
+        b["messages"][0]["content"] = json!([
+            {"type": "text", "text": "What is 2+2?"},
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{data}")}},
+        ]);
+        b
+    };
+    other.push(picture("iVBORw0KGgo="));
+    other.push(picture("R0lGODlhAQ=="));
     for b in &other {
         let (cache, _, resp) = send(&env, "/v1/chat/completions", b, &[]).await;
         assert_eq!(cache, "miss", "{b}");
@@ -384,5 +399,62 @@ async fn replicas_share_answers_through_redis() {
     assert_eq!(mock.requests("mid-1").await, called + 1);
     for s in servers {
         s.stop().await;
+    }
+}
+
+/// The semantic cache: a question asked again in other words takes the
+/// first answer, within its scope (tenant, model, instructions, settings);
+/// another question, another scope, a tenant that did not opt in, or a
+/// sampling request does not.
+#[tokio::test]
+async fn a_question_asked_in_other_words_takes_the_cached_answer() {
+    let env = Env::start_with(|c| {
+        c.cache.enabled = true;
+        c.cache.semantic_threshold = Some(0.8);
+        c.cache.semantic_tenants = vec!["faq".into()];
+    })
+    .await;
+    let ask = |text: &str, temperature: f64| {
+        json!({"model": "mid", "max_tokens": 32, "temperature": temperature,
+            "messages": [{"role": "system", "content": "Answer briefly."},
+                         {"role": "user", "content": text}]})
+    };
+    let faq = [("x-switchyard-tenant", "faq")];
+    let first = ask("What is the capital of France?", 0.0);
+    let (cache, _, _) = send(&env, "/v1/chat/completions", &first, &faq).await;
+    assert_eq!(cache, "miss");
+    let (cache, id, resp) = send(
+        &env,
+        "/v1/chat/completions",
+        &ask("what's the capital city of France", 0.0),
+        &faq,
+    )
+    .await;
+    assert_eq!(cache, "hit");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(text_of(&v), "[mid-1] What is the capital of France?");
+    assert_eq!(env.logged_decision(&id).await.attempts, 0);
+    assert_eq!(env.mock.requests("mid-1").await, 1);
+
+    // Not the same question; not the same instructions; another tenant; sampling.
+    let mut other_instructions = ask("what's the capital city of France", 0.0);
+    other_instructions["messages"][0]["content"] = json!("Answer in French.");
+    for (body, headers) in [
+        (ask("How do I bake sourdough bread?", 0.0), &faq[..]),
+        (other_instructions, &faq[..]),
+        (
+            ask("what's the capital city of France", 0.0),
+            &[("x-switchyard-tenant", "other")][..],
+        ),
+        (ask("what's the capital city of France", 0.7), &faq[..]),
+    ] {
+        let (cache, _, resp) = send(&env, "/v1/chat/completions", &body, headers).await;
+        assert_eq!(cache, "miss", "{body} {headers:?}");
+        let v: Value = resp.json().await.unwrap();
+        assert_ne!(
+            text_of(&v),
+            "[mid-1] What is the capital of France?",
+            "{body}"
+        );
     }
 }
