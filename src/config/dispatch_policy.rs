@@ -10,6 +10,14 @@ use super::{ConfigError, invalid};
 
 #[derive(Debug, Clone)]
 pub struct FailurePolicy {
+    /// An attempt that has sent no byte (a stream: no event) after this long
+    /// is abandoned (`None`: only the attempt timeout bounds it).
+    pub first_byte_timeout: Option<Duration>,
+    /// A stream that sends nothing for this long after its first event is
+    /// abandoned (`None`: only the request's deadline bounds it).
+    pub stream_idle_timeout: Option<Duration>,
+    /// Hedging (`None`: off).
+    pub hedge: Option<HedgeConfig>,
     /// Retries of the same model after a retryable failure.
     pub max_retries: u32,
     pub backoff: BackoffConfig,
@@ -55,6 +63,14 @@ impl BackoffConfig {
     }
 }
 
+/// When a second attempt races a slow first one: after `after`, or after the
+/// model's recent `quantile` time to answer when that is longer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HedgeConfig {
+    pub after: Duration,
+    pub quantile: Option<f64>,
+}
+
 /// When a model's circuit breaker opens and how it probes.
 #[derive(Debug, Clone, Copy)]
 pub struct BreakerConfig {
@@ -92,7 +108,22 @@ pub(super) fn validate(d: &RawDispatch) -> Result<FailurePolicy, ConfigError> {
         open_for: d.breaker_open.max(Duration::from_millis(1)),
         probes: at_least_one("dispatch.breaker_probes", d.breaker_probes)?,
     };
+    let off_if_zero = |d: Duration| (!d.is_zero()).then_some(d);
     Ok(FailurePolicy {
+        first_byte_timeout: off_if_zero(d.first_byte_timeout),
+        stream_idle_timeout: off_if_zero(d.stream_idle_timeout),
+        hedge: off_if_zero(d.hedge_after)
+            .map(|after| {
+                let q = d.hedge_quantile;
+                if !(0.0..1.0).contains(&q) {
+                    return Err(invalid("dispatch.hedge_quantile", "must be in [0, 1)"));
+                }
+                Ok(HedgeConfig {
+                    after,
+                    quantile: (q > 0.0).then_some(q),
+                })
+            })
+            .transpose()?,
         max_retries: d.max_retries,
         backoff,
         retry_budget_ratio: fraction("dispatch.retry_budget_ratio", d.retry_budget_ratio)?,

@@ -25,7 +25,7 @@ mod validate;
 
 pub use bandit::{BanditParams, InvalidParams};
 pub use cache::CacheConfig;
-pub use dispatch_policy::{BackoffConfig, BreakerConfig, FailurePolicy};
+pub use dispatch_policy::{BackoffConfig, BreakerConfig, FailurePolicy, HedgeConfig};
 use raw::RawConfig;
 pub use routes::{Match, Profile, RouteRule, Shadow, Split, Sticky, Then, language};
 pub use telemetry::{OtlpProtocol, TelemetryConfig};

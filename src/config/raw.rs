@@ -133,6 +133,13 @@ pub(super) struct RawDispatch {
     pub(super) attempt_timeout: Duration,
     #[serde(rename = "deadline_ms", deserialize_with = "millis")]
     pub(super) deadline: Duration,
+    #[serde(rename = "first_byte_timeout_ms", deserialize_with = "millis")]
+    pub(super) first_byte_timeout: Duration,
+    #[serde(rename = "stream_idle_timeout_ms", deserialize_with = "millis")]
+    pub(super) stream_idle_timeout: Duration,
+    #[serde(rename = "hedge_after_ms", deserialize_with = "millis")]
+    pub(super) hedge_after: Duration,
+    pub(super) hedge_quantile: f64,
     pub(super) max_retries: u32,
     #[serde(rename = "backoff_base_ms", deserialize_with = "millis")]
     pub(super) backoff_base: Duration,

@@ -4,15 +4,13 @@
 //! `content_block_delta`, `message_delta`, `message_stop`). Wire types stay
 //! private here.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::http::{self, SseParser};
 use super::{
     Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, Part, StreamEvent,
-    ToolCall, ToolCallDelta, ToolChoice, Usage, data_url,
+    Timeouts, ToolCall, ToolCallDelta, ToolChoice, Usage, data_url,
 };
 use crate::catalog::Provider;
 
@@ -364,10 +362,10 @@ impl Adapter for AnthropicClient {
         provider: &Provider,
         upstream: &str,
         req: &ChatRequest,
-        timeout: Duration,
+        t: Timeouts,
     ) -> Result<ChatResponse, DispatchError> {
         let rb = self.request(provider, upstream, req, false);
-        let wire: WireResponse = http::send_json(rb, timeout).await?;
+        let wire: WireResponse = http::send_json(rb, t).await?;
         let (answer, tool_calls): (Vec<ToolCall>, Vec<ToolCall>) = wire
             .content
             .iter()
@@ -396,10 +394,10 @@ impl Adapter for AnthropicClient {
         provider: &Provider,
         upstream: &str,
         req: &ChatRequest,
-        timeout: Duration,
+        t: Timeouts,
     ) -> Result<EventStream, DispatchError> {
-        let resp = http::send(self.request(provider, upstream, req, true), timeout).await?;
-        Ok(http::sse(resp, timeout, Parser::default()))
+        let resp = http::send(self.request(provider, upstream, req, true), t.first_byte).await?;
+        Ok(http::sse(resp, t, Parser::default()))
     }
 }
 

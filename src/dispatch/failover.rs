@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 use super::backoff::Backoff;
 use super::budget::RetryBudget;
 use super::health::{AttemptGuard, Health, HealthSnapshot};
-use super::{Blame, DispatchError};
+use super::{Blame, DispatchError, Timeouts};
 use crate::catalog::Catalog;
 use crate::clock::now_ms;
 use crate::config::FailurePolicy;
 use crate::policy::{Candidate, Decision};
 use crate::store::AttemptRow;
+
+mod hedge;
 
 /// The failure policy's memory (breakers, load, the retry budget) and the
 /// loop that applies it to each request.
@@ -61,6 +63,19 @@ impl Failover {
             attempt_timeout,
             health,
             retry_budget,
+        }
+    }
+
+    /// An attempt's bounds when `left` remains before the request's deadline.
+    pub fn timeouts(&self, left: Duration) -> Timeouts {
+        let total = self.attempt_timeout.min(left);
+        Timeouts {
+            first_byte: self
+                .policy
+                .first_byte_timeout
+                .map_or(total, |f| f.min(total)),
+            idle: self.policy.stream_idle_timeout,
+            total,
         }
     }
 
@@ -161,7 +176,9 @@ impl Failover {
     }
 
     /// Tries the `plan` (see [`Failover::plan`]) until an attempt succeeds, the deadline passes or the
-    /// error is the request's own fault. `call(model, timeout)` makes one
+    /// error is the request's own fault. A model that stalled (sent nothing
+    /// within its first-byte bound) is not retried while another model is
+    /// left to try. `call(model, timeouts)` makes one
     /// attempt; `on_failed(model)` hears of each model that failed the
     /// request through its provider's fault. Failed attempts are appended to
     /// `rows`; `decision_id` names them in the log lines.
@@ -175,13 +192,18 @@ impl Failover {
         on_failed: impl Fn(usize),
     ) -> Result<Served<T>, Failed>
     where
-        F: Fn(usize, Duration) -> Fut,
+        F: Fn(usize, Timeouts) -> Fut,
         Fut: Future<Output = Result<T, DispatchError>>,
     {
         let policy = &self.policy;
         self.retry_budget.deposit();
         let mut last: Option<Failed> = None;
-        for &m in &plan {
+        // The model a hedge already tried, not to be tried again.
+        let mut hedged = None;
+        for (i, &m) in plan.iter().enumerate() {
+            if hedged == Some(m) {
+                continue;
+            }
             let provider = self.catalog.models[m].provider;
             let mut retry = 0u32;
             let mut model_failed = false;
@@ -205,36 +227,56 @@ impl Failover {
                     });
                     break;
                 };
-                let timeout = self
-                    .attempt_timeout
-                    .min(deadline.saturating_duration_since(now));
                 let started = (now, now_ms());
-                match call(m, timeout).await {
-                    Ok(value) => {
-                        return Ok(Served {
-                            model: m,
-                            value,
-                            guard,
-                            started,
-                        });
+                // Only the first attempt of a request is hedged, with the
+                // plan's next model.
+                let hedge = match (i, retry, plan.get(1)) {
+                    (0, 0, Some(&h)) => self.hedge_delay(m).map(|d| (h, d)),
+                    _ => None,
+                };
+                let result = match hedge {
+                    Some(h) => {
+                        let first = (m, guard, started);
+                        self.race(
+                            decision_id,
+                            first,
+                            h,
+                            deadline,
+                            rows,
+                            &call,
+                            &on_failed,
+                            &mut hedged,
+                        )
+                        .await
                     }
-                    Err(e) => {
-                        let fault = e.is_provider_fault();
-                        self.health.finish(
-                            guard,
-                            fault.then_some(false),
-                            e.http_status() == Some(429),
-                        );
-                        rows.push(self.failed_attempt(m, started, &e));
+                    None => {
+                        let timeouts = self.timeouts(deadline.saturating_duration_since(now));
+                        match call(m, timeouts).await {
+                            Ok(value) => Ok(Served {
+                                model: m,
+                                value,
+                                guard,
+                                started,
+                            }),
+                            Err(e) => Err((e, guard)),
+                        }
+                    }
+                };
+                match result {
+                    Ok(served) => {
+                        self.health
+                            .answered(served.model, served.started.0.elapsed());
+                        return Ok(served);
+                    }
+                    Err((e, guard)) => {
+                        let fault = self.record_failure(decision_id, m, guard, started, &e, rows);
                         model_failed |= fault;
-                        tracing::warn!(
-                            %decision_id,
-                            model = %self.catalog.models[m].name,
-                            retry, error = %e, "attempt failed"
-                        );
                         let blame = e.blame();
                         let retry_after = e.retry_after();
-                        let retryable = e.is_retryable();
+                        // Another whole wait on a provider that just stalled
+                        // would hold the request for nothing.
+                        let others_left = plan[i + 1..].iter().any(|x| Some(*x) != hedged);
+                        let retryable = e.is_retryable() && !(e.is_stall() && others_left);
                         last = Some(Failed { error: e, model: m });
                         if blame == Blame::Request {
                             // Every model would reject it the same way.
@@ -261,6 +303,29 @@ impl Failover {
             }
         }
         Err(last.expect("the plan holds at least the chosen model: this is a bug"))
+    }
+
+    /// Ends a failed attempt: its breaker verdict and load, its row and a
+    /// warning. Returns whether the provider was at fault.
+    fn record_failure(
+        &self,
+        decision_id: &str,
+        m: usize,
+        guard: AttemptGuard,
+        started: (Instant, i64),
+        e: &DispatchError,
+        rows: &mut Vec<AttemptRow>,
+    ) -> bool {
+        let fault = e.is_provider_fault();
+        self.health
+            .finish(guard, fault.then_some(false), e.http_status() == Some(429));
+        rows.push(self.failed_attempt(m, started, e));
+        tracing::warn!(
+            %decision_id,
+            model = %self.catalog.models[m].name,
+            error = %e, "attempt failed"
+        );
+        fault
     }
 
     pub fn failed_attempt(

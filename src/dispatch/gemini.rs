@@ -4,15 +4,13 @@
 //! `usageMetadata`. The key travels in `x-goog-api-key`, never in the URL
 //! (URLs end up in logs). Wire types stay private here.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::http::{self, SseParser};
 use super::{
     Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, Part, StreamEvent,
-    ToolCall, ToolCallDelta, ToolChoice, Tools, Usage, data_url,
+    Timeouts, ToolCall, ToolCallDelta, ToolChoice, Tools, Usage, data_url,
 };
 use crate::catalog::Provider;
 
@@ -400,10 +398,10 @@ impl Adapter for GeminiClient {
         provider: &Provider,
         upstream: &str,
         req: &ChatRequest,
-        timeout: Duration,
+        t: Timeouts,
     ) -> Result<ChatResponse, DispatchError> {
         let rb = self.request(provider, upstream, req, false);
-        let wire: WireResponse = http::send_json(rb, timeout).await?;
+        let wire: WireResponse = http::send_json(rb, t).await?;
         let c = wire
             .candidates
             .first()
@@ -425,10 +423,10 @@ impl Adapter for GeminiClient {
         provider: &Provider,
         upstream: &str,
         req: &ChatRequest,
-        timeout: Duration,
+        t: Timeouts,
     ) -> Result<EventStream, DispatchError> {
-        let resp = http::send(self.request(provider, upstream, req, true), timeout).await?;
-        Ok(http::sse(resp, timeout, Parser::default()))
+        let resp = http::send(self.request(provider, upstream, req, true), t.first_byte).await?;
+        Ok(http::sse(resp, t, Parser::default()))
     }
 }
 

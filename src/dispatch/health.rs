@@ -17,6 +17,12 @@ use crate::catalog::Catalog;
 /// Weight of the newest latency in the EWMA: about the last 10 attempts count.
 const EWMA_ALPHA: f64 = 0.2;
 
+/// Successful calls per model whose times to answer hedging reads.
+const ANSWER_WINDOW: usize = 64;
+
+/// Fewer answers than this say too little for a percentile.
+const ANSWER_MIN_SAMPLES: usize = 16;
+
 /// How far back "recent" 429s reach.
 pub const RECENT_429_WINDOW: Duration = Duration::from_secs(10);
 
@@ -117,6 +123,9 @@ pub struct Health {
     breakers: Vec<Mutex<Breaker>>,
     models: Vec<Load>,
     providers: Vec<Load>,
+    /// Per model, its last successful calls' times to answer in ms (a
+    /// stream's: to its first event), oldest first.
+    answers: Vec<Mutex<VecDeque<u32>>>,
     /// A provider with at least this many recent 429s is shed (0: never).
     shed_after_429s: u32,
 }
@@ -139,6 +148,7 @@ impl Health {
                 .collect(),
             models: catalog.models.iter().map(|_| Load::default()).collect(),
             providers: catalog.providers.iter().map(|_| Load::default()).collect(),
+            answers: catalog.models.iter().map(|_| Mutex::default()).collect(),
             shed_after_429s,
         }
     }
@@ -205,6 +215,33 @@ impl Health {
         }
     }
 
+    /// Records how long a successful call to model `m` took to answer.
+    pub fn answered(&self, m: usize, took: Duration) {
+        let ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
+        let mut w = self.answers[m].lock().unwrap_or_else(|p| p.into_inner());
+        if w.len() == ANSWER_WINDOW {
+            w.pop_front();
+        }
+        w.push_back(ms);
+    }
+
+    /// The `q` quantile of model `m`'s recent times to answer; `None` while
+    /// it has answered too few times to tell. Sorting 64 numbers is cheaper
+    /// than keeping a sketch, and this runs only when hedging is on.
+    pub fn answer_quantile(&self, m: usize, q: f64) -> Option<Duration> {
+        let mut recent: Vec<u32> = {
+            let w = self.answers[m].lock().unwrap_or_else(|p| p.into_inner());
+            w.iter().copied().collect()
+        };
+        if recent.len() < ANSWER_MIN_SAMPLES {
+            return None;
+        }
+        recent.sort_unstable();
+        // Nearest rank.
+        let rank = ((q * recent.len() as f64).ceil() as usize).clamp(1, recent.len());
+        Some(Duration::from_millis(u64::from(recent[rank - 1])))
+    }
+
     /// Counts a retry of model `m`.
     pub fn retried(&self, m: usize, provider: usize) {
         self.models[m].retries.fetch_add(1, Ordering::Relaxed);
@@ -249,6 +286,26 @@ impl Health {
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn answer_quantiles_need_enough_recent_answers() {
+        let cfg = Config::embedded();
+        let catalog = Catalog::new(&cfg, |_| None);
+        let h = Health::new(&catalog, cfg.dispatch.policy.breaker, 0);
+        for ms in 1..ANSWER_MIN_SAMPLES as u64 {
+            h.answered(0, Duration::from_millis(ms));
+        }
+        assert_eq!(h.answer_quantile(0, 0.95), None);
+        // 1..=100 ms: the window keeps the last 64, 37..=100.
+        for ms in ANSWER_MIN_SAMPLES as u64..=100 {
+            h.answered(0, Duration::from_millis(ms));
+        }
+        let q = |q| h.answer_quantile(0, q).unwrap().as_millis();
+        assert_eq!(q(0.5), 68);
+        assert_eq!(q(0.95), 97);
+        assert_eq!(q(0.0), 37);
+        assert_eq!(h.answer_quantile(1, 0.5), None, "per model");
+    }
 
     #[test]
     fn load_signals_track_attempts_and_429s_shed_a_provider() {

@@ -7,15 +7,15 @@ use std::time::Duration;
 use eventsource_stream::{EventStreamError, Eventsource as _};
 use futures::StreamExt;
 
-use super::{DispatchError, EventStream, StreamEvent};
+use super::{DispatchError, EventStream, StreamEvent, Timeouts};
 
 /// Longest provider error body kept in messages and logs.
 const MAX_ERROR_BODY: usize = 512;
 
 /// Sends and checks the status: the one path from a request to a successful
-/// response head for every adapter, plain or streamed. `timeout` bounds the
-/// head only (a stream's body may take longer; its reader bounds it), and
-/// reading an error body.
+/// response head for every adapter, plain or streamed. `timeout` (the
+/// attempt's first-byte bound) covers the head only (a body may take longer;
+/// its reader bounds it), and reading an error body.
 pub(super) async fn send(
     rb: reqwest::RequestBuilder,
     timeout: Duration,
@@ -29,17 +29,18 @@ pub(super) async fn send(
         .map_err(|_| DispatchError::Timeout(timeout))?
 }
 
-/// Sends and reads the whole body, parsed as `T`.
+/// Sends and reads the whole body, parsed as `T`: the head within
+/// `t.first_byte`, all of it within `t.total`.
 pub(super) async fn send_json<T: serde::de::DeserializeOwned>(
     rb: reqwest::RequestBuilder,
-    timeout: Duration,
+    t: Timeouts,
 ) -> Result<T, DispatchError> {
     let started = tokio::time::Instant::now();
-    let resp = send(rb, timeout).await?;
-    let bytes = tokio::time::timeout_at(started + timeout, resp.bytes())
+    let resp = send(rb, t.first_byte.min(t.total)).await?;
+    let bytes = tokio::time::timeout_at(started + t.total, resp.bytes())
         .await
-        .map_err(|_| DispatchError::Timeout(timeout))?
-        .map_err(|e| transport_error(e, timeout))?;
+        .map_err(|_| DispatchError::Timeout(t.total))?
+        .map_err(|e| transport_error(e, t.total))?;
     serde_json::from_slice(&bytes).map_err(|e| DispatchError::Malformed(e.to_string()))
 }
 
@@ -63,20 +64,33 @@ pub(super) trait SseParser: Send + 'static {
 /// Relays an SSE response through `parser`. Framing (multi-line `data:`,
 /// CR or CRLF line ends, a BOM, comments) is `eventsource-stream`'s; what an
 /// event means is the protocol's. The stream ends with the parser's final
-/// event, or with an error if the body breaks off, carries a malformed event
-/// or ends before the protocol's terminator.
+/// event, or with an error if the body breaks off, carries a malformed event,
+/// ends before the protocol's terminator or, once it has sent an event, sends
+/// nothing for `t.idle` (the first event is the caller's to bound).
 pub(super) fn sse<P: SseParser>(
     resp: reqwest::Response,
-    timeout: Duration,
+    t: Timeouts,
     mut parser: P,
 ) -> EventStream {
     let mut events = Box::pin(without_bom(resp.bytes_stream())).eventsource();
     async_stream::stream! {
+        let mut started = false;
         loop {
-            let ev = match events.next().await {
+            let next = match t.idle.filter(|_| started) {
+                Some(idle) => match tokio::time::timeout(idle, events.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        yield Err(DispatchError::Stalled(idle));
+                        return;
+                    }
+                },
+                None => events.next().await,
+            };
+            started = true;
+            let ev = match next {
                 Some(Ok(ev)) => ev,
                 Some(Err(EventStreamError::Transport(e))) => {
-                    yield Err(DispatchError::Stream(transport_error(e, timeout).to_string()));
+                    yield Err(DispatchError::Stream(transport_error(e, t.total).to_string()));
                     return;
                 }
                 Some(Err(e)) => {
@@ -226,7 +240,9 @@ mod tests {
 
     async fn relay(body: &'static str) -> Vec<Result<StreamEvent, DispatchError>> {
         let resp = reqwest::Response::from(axum::http::Response::new(body));
-        sse(resp, Duration::from_secs(1), Recorder).collect().await
+        sse(resp, Duration::from_secs(1).into(), Recorder)
+            .collect()
+            .await
     }
 
     #[tokio::test]
@@ -260,7 +276,9 @@ mod tests {
                 .collect();
         let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
         let resp = reqwest::Response::from(axum::http::Response::new(body));
-        let got: Vec<_> = sse(resp, Duration::from_secs(1), Recorder).collect().await;
+        let got: Vec<_> = sse(resp, Duration::from_secs(1).into(), Recorder)
+            .collect()
+            .await;
         assert!(
             matches!(&got[0], Ok(StreamEvent::Delta(d)) if d == "-|x"),
             "{got:?}"

@@ -427,6 +427,9 @@ impl Blame {
 pub enum DispatchError {
     #[error("no response within {0:?}")]
     Timeout(Duration),
+    /// A stream that started and then sent nothing for this long.
+    #[error("stream stalled: no event for {0:?}")]
+    Stalled(Duration),
     #[error("connection failed: {0}")]
     Connect(String),
     #[error("provider answered HTTP {status}: {message}")]
@@ -445,7 +448,7 @@ impl DispatchError {
     /// The attempt outcome logged for this error.
     pub fn outcome(&self) -> &'static str {
         match self {
-            DispatchError::Timeout(_) => "timeout",
+            DispatchError::Timeout(_) | DispatchError::Stalled(_) => "timeout",
             _ => "error",
         }
     }
@@ -472,7 +475,7 @@ impl DispatchError {
     /// answer, or the request's or our configuration's fault.
     pub fn class(&self) -> &'static str {
         match self {
-            DispatchError::Timeout(_) => "timeout",
+            DispatchError::Timeout(_) | DispatchError::Stalled(_) => "timeout",
             DispatchError::Connect(_) => "connection",
             DispatchError::Malformed(_) | DispatchError::Stream(_) => "server_fault",
             DispatchError::Status {
@@ -504,6 +507,13 @@ impl DispatchError {
         self.blame() == Blame::Provider
     }
 
+    /// A provider that sent nothing in time: trying it again soon would
+    /// likely wait as long again, so the failure policy moves on to the
+    /// next model instead of retrying this one.
+    pub fn is_stall(&self) -> bool {
+        matches!(self, DispatchError::Timeout(_) | DispatchError::Stalled(_))
+    }
+
     /// How long the provider asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -513,16 +523,42 @@ impl DispatchError {
     }
 }
 
-/// One wire protocol. `upstream` is the provider's model id; `timeout` bounds
-/// the whole call (for streams: until the response head arrives; the caller
-/// bounds the body).
+/// How long one attempt may wait. A provider that accepts the connection and
+/// then stalls is caught by `first_byte`, which can be far shorter than the
+/// `total` a long generation needs; a stream that stops mid-way by `idle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Until the response head (a plain answer's head comes with its body)
+    /// and, for a stream, until its first event.
+    pub first_byte: Duration,
+    /// Between a stream's events after the first (`None`: only the request's
+    /// deadline bounds them).
+    pub idle: Option<Duration>,
+    /// The whole of a plain call, body included.
+    pub total: Duration,
+}
+
+impl From<Duration> for Timeouts {
+    /// One bound for everything, no idle bound.
+    fn from(total: Duration) -> Self {
+        Timeouts {
+            first_byte: total,
+            idle: None,
+            total,
+        }
+    }
+}
+
+/// One wire protocol. `upstream` is the provider's model id; `t` bounds the
+/// call (for streams: until the response head arrives and between events;
+/// the caller bounds the first event and the whole).
 pub trait Adapter: Send + Sync {
     fn complete<'a>(
         &'a self,
         provider: &'a Provider,
         upstream: &'a str,
         req: &'a ChatRequest,
-        timeout: Duration,
+        t: Timeouts,
     ) -> impl Future<Output = Result<ChatResponse, DispatchError>> + Send + 'a;
 
     fn stream<'a>(
@@ -530,7 +566,7 @@ pub trait Adapter: Send + Sync {
         provider: &'a Provider,
         upstream: &'a str,
         req: &'a ChatRequest,
-        timeout: Duration,
+        t: Timeouts,
     ) -> impl Future<Output = Result<EventStream, DispatchError>> + Send + 'a;
 }
 
@@ -556,16 +592,13 @@ impl Dispatcher {
         provider: &Provider,
         upstream: &str,
         req: &ChatRequest,
-        timeout: Duration,
+        t: impl Into<Timeouts>,
     ) -> Result<ChatResponse, DispatchError> {
+        let t = t.into();
         match provider.kind {
-            ProviderKind::OpenAi => self.openai.complete(provider, upstream, req, timeout).await,
-            ProviderKind::Anthropic => {
-                self.anthropic
-                    .complete(provider, upstream, req, timeout)
-                    .await
-            }
-            ProviderKind::Gemini => self.gemini.complete(provider, upstream, req, timeout).await,
+            ProviderKind::OpenAi => self.openai.complete(provider, upstream, req, t).await,
+            ProviderKind::Anthropic => self.anthropic.complete(provider, upstream, req, t).await,
+            ProviderKind::Gemini => self.gemini.complete(provider, upstream, req, t).await,
         }
     }
 
@@ -574,16 +607,13 @@ impl Dispatcher {
         provider: &Provider,
         upstream: &str,
         req: &ChatRequest,
-        timeout: Duration,
+        t: impl Into<Timeouts>,
     ) -> Result<EventStream, DispatchError> {
+        let t = t.into();
         match provider.kind {
-            ProviderKind::OpenAi => self.openai.stream(provider, upstream, req, timeout).await,
-            ProviderKind::Anthropic => {
-                self.anthropic
-                    .stream(provider, upstream, req, timeout)
-                    .await
-            }
-            ProviderKind::Gemini => self.gemini.stream(provider, upstream, req, timeout).await,
+            ProviderKind::OpenAi => self.openai.stream(provider, upstream, req, t).await,
+            ProviderKind::Anthropic => self.anthropic.stream(provider, upstream, req, t).await,
+            ProviderKind::Gemini => self.gemini.stream(provider, upstream, req, t).await,
         }
     }
 }

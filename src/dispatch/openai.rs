@@ -1,15 +1,13 @@
 //! The OpenAI-compatible chat-completions wire protocol: request translation,
 //! response and SSE-stream normalisation. Wire types stay private here.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::http::{self, SseParser};
 use super::{
     Adapter, ChatMessage, ChatRequest, ChatResponse, DispatchError, EventStream, Part,
-    ResponseFormat, StreamEvent, Tool, ToolCall, ToolCallDelta, ToolChoice, Usage,
+    ResponseFormat, StreamEvent, Timeouts, Tool, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 use crate::catalog::Provider;
 
@@ -375,10 +373,10 @@ impl Adapter for OpenAiClient {
         provider: &Provider,
         upstream: &str,
         req: &ChatRequest,
-        timeout: Duration,
+        t: Timeouts,
     ) -> Result<ChatResponse, DispatchError> {
         let rb = self.request(provider, upstream, req, false);
-        let wire: WireResponse = http::send_json(rb, timeout).await?;
+        let wire: WireResponse = http::send_json(rb, t).await?;
         let choice = wire
             .choices
             .into_iter()
@@ -406,10 +404,10 @@ impl Adapter for OpenAiClient {
         provider: &Provider,
         upstream: &str,
         req: &ChatRequest,
-        timeout: Duration,
+        t: Timeouts,
     ) -> Result<EventStream, DispatchError> {
-        let resp = http::send(self.request(provider, upstream, req, true), timeout).await?;
-        Ok(http::sse(resp, timeout, Parser::default()))
+        let resp = http::send(self.request(provider, upstream, req, true), t.first_byte).await?;
+        Ok(http::sse(resp, t, Parser::default()))
     }
 }
 

@@ -200,13 +200,13 @@ impl Engine {
         let id = p.routed.decision_id.clone();
         let mut rows = Vec::new();
         let result = self
-            .attempts(&p.routed, p.deadline, &mut rows, |m, timeout| {
+            .attempts(&p.routed, p.deadline, &mut rows, |m, t| {
                 let model = &self.catalog.models[m];
                 self.dispatcher.complete(
                     self.catalog.provider_of(m),
                     &model.upstream,
                     &p.request,
-                    timeout,
+                    t,
                 )
             })
             .await;
@@ -287,7 +287,9 @@ impl Engine {
                     provider,
                     &model.upstream,
                     &request,
-                    engine.config.dispatch.attempt_timeout,
+                    engine
+                        .failover
+                        .timeouts(engine.config.dispatch.attempt_timeout),
                 )
                 .await;
             let mut row = ShadowRow {
@@ -377,20 +379,21 @@ impl Engine {
             }
         };
         let result = self
-            .attempts(&p.routed, p.deadline, &mut rows, |m, timeout| {
+            .attempts(&p.routed, p.deadline, &mut rows, |m, t| {
                 let model = &self.catalog.models[m];
                 let provider = self.catalog.provider_of(m);
                 let req = &p.request;
                 async move {
+                    let opened = tokio::time::Instant::now();
                     let mut events = self
                         .dispatcher
-                        .stream(provider, &model.upstream, req, timeout)
+                        .stream(provider, &model.upstream, req, t)
                         .await?;
                     // The first event decides: until it arrives, the model
                     // can still be swapped without the client noticing.
-                    let first = tokio::time::timeout(timeout, events.next()).await;
+                    let first = tokio::time::timeout_at(opened + t.first_byte, events.next()).await;
                     match first {
-                        Err(_) => Err(DispatchError::Timeout(timeout)),
+                        Err(_) => Err(DispatchError::Timeout(t.first_byte)),
                         Ok(None) => Err(DispatchError::Stream("ended before any event".into())),
                         Ok(Some(Err(e))) => Err(e),
                         Ok(Some(Ok(ev))) => Ok((ev, events)),
@@ -602,7 +605,7 @@ impl Engine {
         call: F,
     ) -> Result<Served<T>, Failed>
     where
-        F: Fn(usize, Duration) -> Fut,
+        F: Fn(usize, crate::dispatch::Timeouts) -> Fut,
         Fut: std::future::Future<Output = Result<T, DispatchError>>,
     {
         let id = &routed.decision_id;

@@ -756,16 +756,21 @@ pub(super) fn stream(proto: Proto, model: &str, a: Answer, cut: bool, delay: Dur
     if proto == Proto::OpenAi && !cut {
         data.push((None, "[DONE]".into()));
     }
-    let events = stream::unfold(data.into_iter(), move |mut it| async move {
-        let (name, payload) = it.next()?;
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        let mut ev = Event::default().data(payload);
-        if let Some(n) = name {
-            ev = ev.event(n);
-        }
-        Some((Ok::<_, Infallible>(ev), it))
-    });
+    // The pause is between events: the first goes out at once, as a real
+    // provider's first chunk does while the rest are generated.
+    let events = stream::unfold(
+        (data.into_iter(), true),
+        move |(mut it, first)| async move {
+            let (name, payload) = it.next()?;
+            if !first && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let mut ev = Event::default().data(payload);
+            if let Some(n) = name {
+                ev = ev.event(n);
+            }
+            Some((Ok::<_, Infallible>(ev), (it, false)))
+        },
+    );
     Sse::new(events).into_response()
 }

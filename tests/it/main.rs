@@ -17,6 +17,7 @@ mod eval;
 mod eval_prior;
 mod failure_policy;
 mod grpc;
+mod hardening;
 mod http;
 mod http_ops;
 mod learning;
