@@ -28,6 +28,8 @@ pub enum Error {
     #[error("{message}")]
     ResourceExhausted {
         message: String,
+        /// When trying again may succeed, when known.
+        retry_after: Option<std::time::Duration>,
         #[source]
         source: Option<Cause>,
     },
@@ -94,6 +96,7 @@ impl Error {
     pub fn exhausted(message: impl Into<String>) -> Self {
         Error::ResourceExhausted {
             message: message.into(),
+            retry_after: None,
             source: None,
         }
     }
@@ -176,10 +179,19 @@ impl Error {
         self
     }
 
-    /// How long a rate-limited caller should wait.
+    /// The same error, telling the caller when to try again.
+    pub fn retry_after_this(mut self, wait: std::time::Duration) -> Self {
+        if let Error::ResourceExhausted { retry_after, .. } = &mut self {
+            *retry_after = Some(wait);
+        }
+        self
+    }
+
+    /// How long a rate-limited or shed caller should wait.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            Error::ResourceExhausted { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -297,12 +309,19 @@ impl Error {
     }
 }
 
+/// A wait as `Retry-After` says it: whole seconds, rounded up so a client
+/// never comes back early, and at least 1.
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    let up = u64::from(wait.subsec_nanos() > 0);
+    wait.as_secs().saturating_add(up).max(1)
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         let mut status = Status::new(e.code(), e.to_string());
         // When to retry, in whole seconds as HTTP's Retry-After says it.
         if let Some(wait) = e.retry_after()
-            && let Ok(v) = wait.as_secs().saturating_add(1).to_string().parse()
+            && let Ok(v) = retry_after_secs(wait).to_string().parse()
         {
             status.metadata_mut().insert("retry-after", v);
         }
@@ -332,9 +351,12 @@ impl From<StoreError> for Error {
 impl From<ClassifyError> for Error {
     fn from(e: ClassifyError) -> Self {
         match e {
-            ClassifyError::Overloaded => {
-                Error::exhausted("the classifier queue is full; retry shortly").because(e)
-            }
+            // The queue clears within its time bound: one second is ample.
+            ClassifyError::Overloaded => Error::exhausted(
+                "the classifier is over capacity (its queue is full or too slow to clear in time); retry shortly",
+            )
+            .retry_after_this(std::time::Duration::from_secs(1))
+            .because(e),
             ClassifyError::EmptyText => Error::invalid("messages", "no message has text to read"),
             ClassifyError::WorkersGone => {
                 Error::unavailable("the classifier is shutting down").because(e)

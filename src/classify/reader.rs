@@ -60,6 +60,7 @@ impl Reader {
             workers: s.workers,
             queue_depth: s.queue_depth,
             max_tokens: s.max_tokens,
+            max_queue_wait: s.max_queue_wait,
         };
         let classifier = Embedder::load(&cfg, s.static_table.as_deref())?;
         let default_head = s.intent_head.as_deref().map(load_head).transpose()?;

@@ -9,15 +9,23 @@
 //! [`ClassifyError::Overloaded`] at once (the service answers `RESOURCE_EXHAUSTED`)
 //! instead of building latency without bound.
 //!
+//! A count bounds memory, not time: with `max_queue_wait` the queue is also
+//! bounded by how long a text may wait. A text is refused at once when the
+//! texts ahead of it would take longer than that to clear (their count times
+//! the recent time per text, over the workers), and a text that has waited
+//! longer anyway is answered `Overloaded` without being encoded, so under
+//! overload the texts that are served are served about as fast as unloaded.
+//!
 //! Threads: one inference per thread and as many workers as cores served best on the
 //! 2-core machines measured (see the stack notes); the int8 kernels are single-threaded,
 //! and the F32 fallback uses candle's pool (set `CANDLE_NUM_THREADS=1` there).
 //! Workers exit when the last `Classifier` handle is dropped.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -35,6 +43,8 @@ pub struct ClassifierConfig {
     pub queue_depth: usize,
     /// Tokens kept per text, `[CLS]`/`[SEP]` included; longer texts keep head and tail.
     pub max_tokens: usize,
+    /// The longest a text may wait for a worker (`None`: only `queue_depth`).
+    pub max_queue_wait: Option<Duration>,
 }
 
 impl ClassifierConfig {
@@ -46,6 +56,7 @@ impl ClassifierConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             queue_depth: 64,
             max_tokens: DEFAULT_MAX_TOKENS,
+            max_queue_wait: None,
         }
     }
 }
@@ -65,13 +76,44 @@ pub struct Classification {
 
 struct Job {
     text: String,
+    /// When waiting longer makes the answer useless (`None`: never).
+    wait_until: Option<Instant>,
     reply: oneshot::Sender<Result<Classification, ClassifyError>>,
+}
+
+/// What admission by time reads: texts waiting and the recent time per text.
+#[derive(Debug)]
+struct Queue {
+    max_wait: Option<Duration>,
+    workers: u64,
+    waiting: AtomicUsize,
+    /// EWMA of a worker's time per text, in µs (0 until one is encoded).
+    per_text_us: AtomicU64,
+}
+
+impl Queue {
+    /// How long a text queued now would wait for a worker, about.
+    fn expected_wait(&self) -> Duration {
+        let waiting = self.waiting.load(Ordering::Relaxed) as u64;
+        let per_text = self.per_text_us.load(Ordering::Relaxed);
+        Duration::from_micros(waiting * per_text / self.workers)
+    }
+
+    /// Folds one text's encoding time into the EWMA (weight 1/8: a racy
+    /// read-modify-write, harmless for an estimate).
+    fn encoded(&self, took: Duration) {
+        let us = took.as_micros().min(u128::from(u32::MAX)) as u64;
+        let old = self.per_text_us.load(Ordering::Relaxed);
+        let new = if old == 0 { us } else { old - old / 8 + us / 8 };
+        self.per_text_us.store(new.max(1), Ordering::Relaxed);
+    }
 }
 
 /// A handle to the worker pool; clones share it.
 #[derive(Clone)]
 pub struct Classifier {
     tx: SyncSender<Job>,
+    queue: Arc<Queue>,
     dim: usize,
     encoder: Encoder,
 }
@@ -103,11 +145,17 @@ impl Classifier {
         )?;
         let (tx, rx) = sync_channel::<Job>(cfg.queue_depth);
         let rx = Arc::new(Mutex::new(rx));
+        let queue = Arc::new(Queue {
+            max_wait: cfg.max_queue_wait,
+            workers: cfg.workers as u64,
+            waiting: AtomicUsize::new(0),
+            per_text_us: AtomicU64::new(0),
+        });
         for i in 0..cfg.workers {
-            let (enc, rx) = (encoder.clone(), Arc::clone(&rx));
+            let (enc, rx, queue) = (encoder.clone(), Arc::clone(&rx), Arc::clone(&queue));
             std::thread::Builder::new()
                 .name(format!("classify-{i}"))
-                .spawn(move || run_worker(enc, rx))
+                .spawn(move || run_worker(enc, rx, &queue))
                 .map_err(|e| {
                     ClassifyError::InvalidConfig(format!("cannot start worker thread: {e}"))
                 })?;
@@ -115,6 +163,7 @@ impl Classifier {
         tracing::info!(workers = cfg.workers, queue_depth = cfg.queue_depth, precision = ?encoder.precision(), "classifier started");
         Ok(Classifier {
             tx,
+            queue,
             dim: encoder.dim(),
             encoder,
         })
@@ -126,16 +175,24 @@ impl Classifier {
         if text.trim().is_empty() {
             return Err(ClassifyError::EmptyText);
         }
+        let q = &self.queue;
+        if q.max_wait.is_some_and(|max| q.expected_wait() > max) {
+            return Err(ClassifyError::Overloaded);
+        }
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .try_send(Job {
-                text: text.to_owned(),
-                reply,
-            })
-            .map_err(|e| match e {
+        q.waiting.fetch_add(1, Ordering::Relaxed);
+        let job = Job {
+            text: text.to_owned(),
+            wait_until: q.max_wait.map(|max| Instant::now() + max),
+            reply,
+        };
+        if let Err(e) = self.tx.try_send(job) {
+            q.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(match e {
                 TrySendError::Full(_) => ClassifyError::Overloaded,
                 TrySendError::Disconnected(_) => ClassifyError::WorkersGone,
-            })?;
+            });
+        }
         rx.await.map_err(|_| ClassifyError::WorkersGone)?
     }
 
@@ -154,12 +211,16 @@ impl Classifier {
             let mut pending = Vec::with_capacity(window.len());
             for text in window {
                 let (reply, rx) = oneshot::channel();
-                self.tx
-                    .send(Job {
-                        text: (*text).to_owned(),
-                        reply,
-                    })
-                    .map_err(|_| ClassifyError::WorkersGone)?;
+                self.queue.waiting.fetch_add(1, Ordering::Relaxed);
+                // A batch waits for room by design: no time bound applies.
+                let job = Job {
+                    text: (*text).to_owned(),
+                    wait_until: None,
+                    reply,
+                };
+                if self.tx.send(job).is_err() {
+                    return Err(ClassifyError::WorkersGone);
+                }
                 pending.push(rx);
             }
             for rx in pending {
@@ -184,7 +245,7 @@ impl Classifier {
     }
 }
 
-fn run_worker(enc: Encoder, rx: Arc<Mutex<Receiver<Job>>>) {
+fn run_worker(enc: Encoder, rx: Arc<Mutex<Receiver<Job>>>, queue: &Queue) {
     let mut ws = Workspace::default();
     loop {
         // Hold the lock only while waiting for one job; a poisoned lock means another
@@ -193,8 +254,15 @@ fn run_worker(enc: Encoder, rx: Arc<Mutex<Receiver<Job>>>) {
             Ok(job) => job,
             Err(_) => return, // every Classifier handle is gone
         };
+        queue.waiting.fetch_sub(1, Ordering::Relaxed);
         if job.reply.is_closed() {
             continue; // the caller gave up (timeout, cancelled request): skip the work
+        }
+        if job.wait_until.is_some_and(|t| Instant::now() > t) {
+            // Waited past its budget: the caller is better served by an
+            // error now than by an answer later.
+            let _ = job.reply.send(Err(ClassifyError::Overloaded));
+            continue;
         }
         let start = Instant::now();
         let result = enc.embed(&job.text, &mut ws).map(|e| Classification {
@@ -203,6 +271,7 @@ fn run_worker(enc: Encoder, rx: Arc<Mutex<Receiver<Job>>>) {
             truncated: e.truncated,
             micros: start.elapsed().as_micros() as u64,
         });
+        queue.encoded(start.elapsed());
         let _ = job.reply.send(result); // the caller may have gone; nothing to do then
     }
 }

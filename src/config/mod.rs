@@ -266,6 +266,8 @@ pub struct ClassifierSettings {
     pub workers: usize,
     /// Texts that may wait for a worker before RESOURCE_EXHAUSTED.
     pub queue_depth: usize,
+    /// The longest a text may wait for a worker (`None`: no bound by time).
+    pub max_queue_wait: Option<std::time::Duration>,
     /// Tokens read per prompt (head and tail of longer ones).
     pub max_tokens: usize,
     /// The default task-type head; `None` for none.

@@ -169,6 +169,8 @@ pub(super) struct RawClassifier {
     pub(super) auto_fetch: bool,
     pub(super) workers: usize,
     pub(super) queue_depth: usize,
+    #[serde(rename = "max_queue_wait_ms", deserialize_with = "millis")]
+    pub(super) max_queue_wait: Duration,
     pub(super) max_tokens: usize,
     pub(super) intent_head: PathBuf,
     /// Per-model quality head; "" for none.

@@ -213,6 +213,7 @@ fn validate_classifier(
         auto_fetch: c.auto_fetch,
         workers: if c.workers == 0 { cores } else { c.workers },
         queue_depth: positive("classifier.queue_depth", c.queue_depth)?,
+        max_queue_wait: Some(c.max_queue_wait).filter(|d| !d.is_zero()),
         max_tokens: c.max_tokens,
         intent_head: Some(intent_head).filter(|p| !p.as_os_str().is_empty()),
         quality_head: Some(c.quality_head).filter(|p| !p.as_os_str().is_empty()),

@@ -15,9 +15,19 @@ pub struct ApiError {
     pub code: &'static str,
     pub param: Option<String>,
     pub message: String,
+    /// When to retry, and why: answered as `Retry-After` (and
+    /// `x-ratelimit-*` for a rate limit).
+    pub rate: Option<Box<Throttle>>,
+}
+
+/// Why a caller should come back later.
+#[derive(Debug, Clone, Copy)]
+pub enum Throttle {
     /// A rate limit's name ("requests", "tokens"), its maximum per minute,
-    /// and when to retry: answered as `Retry-After` and `x-ratelimit-*`.
-    pub rate: Option<Box<(&'static str, u32, std::time::Duration)>>,
+    /// and when it has room again.
+    Limit(&'static str, u32, std::time::Duration),
+    /// The service is over its capacity now; try again after this.
+    Overload(std::time::Duration),
 }
 
 impl ApiError {
@@ -67,19 +77,20 @@ impl ApiError {
 impl ApiError {
     /// `Retry-After` and OpenAI's `x-ratelimit-*` headers for a rate limit.
     pub fn rate_headers(&self, h: &mut axum::http::HeaderMap) {
-        let Some(&(what, max, wait)) = self.rate.as_deref() else {
-            return;
+        let headers = match self.rate.as_deref() {
+            None => return,
+            Some(&Throttle::Overload(wait)) => vec![("retry-after".to_owned(), seconds(wait))],
+            Some(&Throttle::Limit(what, max, wait)) => vec![
+                ("retry-after".to_owned(), seconds(wait)),
+                (format!("x-ratelimit-limit-{what}"), max.to_string()),
+                (format!("x-ratelimit-remaining-{what}"), "0".to_owned()),
+                (
+                    format!("x-ratelimit-reset-{what}"),
+                    format!("{:.3}s", wait.as_secs_f64()),
+                ),
+            ],
         };
-        let secs = wait.as_secs().saturating_add(1);
-        for (name, value) in [
-            ("retry-after".to_owned(), secs.to_string()),
-            (format!("x-ratelimit-limit-{what}"), max.to_string()),
-            (format!("x-ratelimit-remaining-{what}"), "0".to_owned()),
-            (
-                format!("x-ratelimit-reset-{what}"),
-                format!("{:.3}s", wait.as_secs_f64()),
-            ),
-        ] {
+        for (name, value) in headers {
             if let (Ok(n), Ok(v)) = (
                 axum::http::HeaderName::try_from(name),
                 axum::http::HeaderValue::try_from(value),
@@ -88,6 +99,10 @@ impl ApiError {
             }
         }
     }
+}
+
+fn seconds(wait: std::time::Duration) -> String {
+    crate::error::retry_after_secs(wait).to_string()
 }
 
 impl IntoResponse for ApiError {
@@ -114,8 +129,8 @@ impl From<Error> for ApiError {
                     max,
                     retry_after,
                     ..
-                } => Some(Box::new((*what, *max, *retry_after))),
-                _ => None,
+                } => Some(Box::new(Throttle::Limit(what, *max, *retry_after))),
+                _ => e.retry_after().map(|w| Box::new(Throttle::Overload(w))),
             },
         }
     }

@@ -19,7 +19,7 @@ mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -45,8 +45,9 @@ pub struct AppState {
 impl AppState {
     /// Past the engine's in-flight limit (shared with gRPC), 429 at once.
     fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.engine.admit().ok_or_else(|| {
-            ApiError::new(
+        self.engine.admit().ok_or_else(|| ApiError {
+            rate: Some(Box::new(errors::Throttle::Overload(Duration::from_secs(1)))),
+            ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
                 "too_many_requests",

@@ -85,7 +85,9 @@ impl RouterService {
     /// callers get RESOURCE_EXHAUSTED at once instead of queueing.
     fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
         self.engine.admit().ok_or_else(|| {
-            Status::resource_exhausted("the server is at its in-flight request limit")
+            crate::error::Error::exhausted("the server is at its in-flight request limit")
+                .retry_after_this(std::time::Duration::from_secs(1))
+                .into()
         })
     }
 }

@@ -79,8 +79,7 @@ async fn a_hung_primary_is_abandoned_after_the_first_byte_timeout() {
     let bound = Duration::from_millis(FIRST_BYTE_MS + 1000);
     eprintln!(
         "hung primary, 60 at once: p50 {:?}, p99 {p99:?}, max {:?}",
-        took[29],
-        took[59]
+        took[29], took[59]
     );
     assert!(p99 <= bound, "p99 {p99:?} over {bound:?}: {took:?}");
     let mut stalled = 0u64;

@@ -133,6 +133,7 @@ async fn over_the_in_flight_limit_is_a_429_and_a_dropped_stream_frees_its_slot()
     }
     assert_eq!(env.mock.requests("hang+hang").await, 1);
     let resp = post(&env, "/v1/chat/completions", chat("cheap", "hi")).await;
+    assert_eq!(resp.headers()["retry-after"], "1");
     error(resp, 429, "too_many_requests").await;
     let resp = post(
         &env,

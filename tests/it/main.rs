@@ -24,6 +24,7 @@ mod learning;
 mod limits;
 mod load_and_stop;
 mod otlp;
+mod overload;
 mod promotion;
 mod replay;
 mod replicas;
