@@ -332,7 +332,8 @@ pub type EventStream = BoxStream<'static, Result<StreamEvent, DispatchError>>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blame {
     /// The request itself (400, 413, 422): every model would reject it the
-    /// same way, so neither retry nor fall back.
+    /// same way, so neither retry nor fall back. Also a request whose client
+    /// went away.
     Request,
     /// The request does not fit this model (its context is too short, it
     /// takes no such parameter; see [`Misfit`]): another model may take it,
@@ -442,6 +443,10 @@ pub enum DispatchError {
     Malformed(String),
     #[error("stream failed: {0}")]
     Stream(String),
+    /// The client went away while the call was in flight: the call was
+    /// dropped (closing its connection), and nothing more is tried.
+    #[error("the client went away")]
+    Cancelled,
 }
 
 impl DispatchError {
@@ -449,6 +454,7 @@ impl DispatchError {
     pub fn outcome(&self) -> &'static str {
         match self {
             DispatchError::Timeout(_) | DispatchError::Stalled(_) => "timeout",
+            DispatchError::Cancelled => "cancelled",
             _ => "error",
         }
     }
@@ -466,6 +472,8 @@ impl DispatchError {
             DispatchError::Status {
                 status, message, ..
             } => Blame::of(Some(*status), message),
+            // Not the provider's doing, and nothing left to do for it.
+            DispatchError::Cancelled => Blame::Request,
             _ => Blame::of_status(None),
         }
     }
@@ -476,6 +484,7 @@ impl DispatchError {
     pub fn class(&self) -> &'static str {
         match self {
             DispatchError::Timeout(_) | DispatchError::Stalled(_) => "timeout",
+            DispatchError::Cancelled => "cancelled",
             DispatchError::Connect(_) => "connection",
             DispatchError::Malformed(_) | DispatchError::Stream(_) => "server_fault",
             DispatchError::Status {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Engine, RouteInput, Routed, Rpc, cached, validate};
 use crate::cache::{Answer, Key, Status};
@@ -191,23 +191,33 @@ impl Engine {
         let p = self.prepare(input, Rpc::Complete, looked).await?;
         self.shadow(&p);
         let engine = Arc::clone(self);
-        tokio::spawn(async move { engine.dispatch(p).await })
-            .await
-            .map_err(|e| Error::internal("the dispatch task failed").because(e))?
+        // Its own task, so the decision is logged whatever the caller does;
+        // `alive` lives as long as the caller waits: once it is dropped (the
+        // client went away), the call in flight is dropped too and logged as
+        // cancelled.
+        let (alive, gone) = watch::channel(());
+        let done = tokio::spawn(async move { engine.dispatch(p, gone).await }).await;
+        drop(alive);
+        done.map_err(|e| Error::internal("the dispatch task failed").because(e))?
     }
 
-    async fn dispatch(&self, p: Prepared) -> Result<Completed, Error> {
+    async fn dispatch(&self, p: Prepared, gone: watch::Receiver<()>) -> Result<Completed, Error> {
         let id = p.routed.decision_id.clone();
         let mut rows = Vec::new();
         let result = self
             .attempts(&p.routed, p.deadline, &mut rows, |m, t| {
                 let model = &self.catalog.models[m];
-                self.dispatcher.complete(
-                    self.catalog.provider_of(m),
-                    &model.upstream,
-                    &p.request,
-                    t,
-                )
+                let provider = self.catalog.provider_of(m);
+                let call = self
+                    .dispatcher
+                    .complete(provider, &model.upstream, &p.request, t);
+                let mut gone = gone.clone();
+                async move {
+                    tokio::select! {
+                        r = call => r,
+                        _ = gone.changed() => Err(DispatchError::Cancelled),
+                    }
+                }
             })
             .await;
         let mut row = p.row;
@@ -383,7 +393,8 @@ impl Engine {
                 let model = &self.catalog.models[m];
                 let provider = self.catalog.provider_of(m);
                 let req = &p.request;
-                async move {
+                let tx = tx.clone();
+                let open = async move {
                     let opened = tokio::time::Instant::now();
                     let mut events = self
                         .dispatcher
@@ -397,6 +408,13 @@ impl Engine {
                         Ok(None) => Err(DispatchError::Stream("ended before any event".into())),
                         Ok(Some(Err(e))) => Err(e),
                         Ok(Some(Ok(ev))) => Ok((ev, events)),
+                    }
+                };
+                async move {
+                    // A client that goes away while we open cancels the call.
+                    tokio::select! {
+                        r = open => r,
+                        () = tx.closed() => Err(DispatchError::Cancelled),
                     }
                 }
             })

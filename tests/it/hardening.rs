@@ -226,3 +226,61 @@ async fn a_slow_first_attempt_is_hedged_and_the_first_answer_wins() {
     assert_eq!(outcomes(&r.attempts), ["fast:ok"]);
     assert_eq!(mock.requests("quick").await, 2);
 }
+
+/// A client that goes away (a gRPC deadline, an HTTP client that hangs up)
+/// takes its provider call with it: the call is dropped, not waited out, and
+/// logged as cancelled with no model served.
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_the_provider_call() {
+    let (mock, server, _dir, mut c) = start_with(
+        "",
+        &[
+            ("slowpoke", "oa", "slowpoke+slow3000", 0.95),
+            ("quick", "an", "quick", 0.6),
+        ],
+    )
+    .await;
+    let mut r = tonic::Request::new(among("too slow for me", &["slowpoke", "quick"]));
+    r.set_timeout(Duration::from_millis(300));
+    let e = c.complete(r).await.unwrap_err();
+    assert!(
+        matches!(e.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "{e:?}"
+    );
+    let http = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", server.http_addr))
+        .timeout(Duration::from_millis(300))
+        .json(&serde_json::json!({"model": "slowpoke",
+            "messages": [{"role": "user", "content": "hang up on it"}]}))
+        .send()
+        .await;
+    assert!(http.unwrap_err().is_timeout());
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", server.db.display()))
+        .await
+        .unwrap();
+    let mut logged: Vec<(String, i64, Option<String>)> = Vec::new();
+    for _ in 0..100 {
+        logged = sqlx::query_as(
+            "SELECT a.outcome, a.latency_ms, d.served_model FROM attempts a
+             JOIN decisions d ON d.id = a.decision_id ORDER BY a.started_at_ms",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if logged.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    for (outcome, latency_ms, served) in &logged {
+        assert_eq!(outcome, "cancelled");
+        // Dropped when the client went, not after the provider's 3 s.
+        assert!(*latency_ms < 1500, "{logged:?}");
+        assert_eq!(served, &None);
+    }
+    // Nothing fell back to another model for a client that is gone.
+    assert_eq!(mock.requests("quick").await, 0);
+    assert_eq!(mock.requests("slowpoke+slow3000").await, 2);
+}
