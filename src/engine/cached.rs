@@ -171,13 +171,20 @@ impl Engine {
         {
             let _pending = self.metrics.classify_enter();
             let started = std::time::Instant::now();
-            let reading = reader.read(text).await?;
-            self.metrics.classified(started.elapsed());
-            hit = cache
-                .similar(&scope, &reading.embedding, threshold)
-                .map(|(a, _)| a)
-                .filter(known);
-            question = Some((scope, reading));
+            // A question that cannot be read now (the classifier is over
+            // capacity, say) is a miss: routing reads it again and answers
+            // for its own errors.
+            match reader.read(text).await {
+                Ok(reading) => {
+                    self.metrics.classified(started.elapsed());
+                    hit = cache
+                        .similar(&scope, &reading.embedding, threshold)
+                        .map(|(a, _)| a)
+                        .filter(known);
+                    question = Some((scope, reading));
+                }
+                Err(e) => tracing::debug!(error = %e, "semantic lookup skipped"),
+            }
         }
         cache.counted(hit.as_deref());
         Ok(Lookup {
@@ -253,7 +260,8 @@ impl Engine {
         let id = row.id.clone();
         self.log_decision(row, Vec::new()).await?;
         if let Some(m) = model {
-            self.metrics.decision(&self.catalog.models[m].name, true);
+            self.metrics
+                .decision(&self.catalog.models[m].name, input.model.is_some());
         }
         Ok(Completed {
             decision_id: id,
