@@ -214,7 +214,9 @@ impl Error {
                 format!("the provider rejected the request ({context})"),
             ),
             (_, Some(401 | 403 | 404)) => Error::precondition(context),
-            (_, Some(429)) => Error::exhausted(context),
+            // The provider's own Retry-After when it gave one.
+            (_, Some(429)) => Error::exhausted(context)
+                .retry_after_this(e.retry_after().unwrap_or(std::time::Duration::from_secs(1))),
             (DispatchError::Timeout(_), None) if deadline_passed => Error::deadline(context),
             _ => Error::unavailable(context),
         };

@@ -245,14 +245,15 @@ impl Metrics {
         self.decisions.get_or_create(&labels).inc();
     }
 
-    /// One provider attempt; failures count as errors too.
+    /// One provider attempt; failures count as errors too (a cancelled call,
+    /// a client gone or a hedge lost, is not the provider's error).
     pub fn attempt(&self, provider: &str, model: &str, outcome: &str) {
         let labels = vec![
             ("provider", provider.to_owned()),
             ("model", model.to_owned()),
             ("outcome", outcome.to_owned()),
         ];
-        if outcome != "ok" {
+        if outcome != "ok" && outcome != "cancelled" {
             self.provider_errors.get_or_create(&labels).inc();
         }
         self.attempts.get_or_create(&labels).inc();
@@ -421,6 +422,7 @@ mod tests {
         let m = metrics();
         m.attempt("mock", "small", "ok");
         m.attempt("mock", "small", "error");
+        m.attempt("mock", "small", "cancelled");
         let text = m.render();
         assert!(text.contains(
             "switchyard_provider_attempts_total{provider=\"mock\",model=\"small\",outcome=\"ok\"} 1\n"
@@ -428,9 +430,11 @@ mod tests {
         assert!(text.contains(
             "switchyard_provider_errors_total{provider=\"mock\",model=\"small\",outcome=\"error\"} 1\n"
         ));
-        assert!(!text.contains(
-            "switchyard_provider_errors_total{provider=\"mock\",model=\"small\",outcome=\"ok\"}"
-        ));
+        for not_errors in ["ok", "cancelled"] {
+            assert!(!text.contains(&format!(
+                "switchyard_provider_errors_total{{provider=\"mock\",model=\"small\",outcome=\"{not_errors}\"}}"
+            )));
+        }
     }
 
     #[test]

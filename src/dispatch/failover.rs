@@ -251,15 +251,7 @@ impl Failover {
                     }
                     None => {
                         let timeouts = self.timeouts(deadline.saturating_duration_since(now));
-                        match call(m, timeouts).await {
-                            Ok(value) => Ok(Served {
-                                model: m,
-                                value,
-                                guard,
-                                started,
-                            }),
-                            Err(e) => Err((e, guard)),
-                        }
+                        settled(m, call(m, timeouts).await, guard, started)
                     }
                 };
                 match result {
@@ -347,6 +339,25 @@ impl Failover {
             usage_estimated: false,
             cost_usd: None,
         }
+    }
+}
+
+/// One attempt's result with its slot: what it served, or its error with
+/// the slot still to settle.
+fn settled<T>(
+    m: usize,
+    result: Result<T, DispatchError>,
+    guard: AttemptGuard,
+    started: (Instant, i64),
+) -> Result<Served<T>, (DispatchError, AttemptGuard)> {
+    match result {
+        Ok(value) => Ok(Served {
+            model: m,
+            value,
+            guard,
+            started,
+        }),
+        Err(e) => Err((e, guard)),
     }
 }
 

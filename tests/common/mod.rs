@@ -420,6 +420,24 @@ pub fn route_req(content: &str) -> pb::RouteRequest {
     }
 }
 
+/// A CompleteStream's chunks, to its end.
+pub async fn stream_chunks(c: &mut Client, r: pb::CompleteRequest) -> Vec<pb::CompleteChunk> {
+    let mut s = c.complete_stream(r).await.unwrap().into_inner();
+    let mut chunks = Vec::new();
+    while let Some(ch) = s.message().await.unwrap() {
+        chunks.push(ch);
+    }
+    chunks
+}
+
+/// "model:outcome" for each attempt.
+pub fn outcomes(attempts: &[pb::Attempt]) -> Vec<String> {
+    attempts
+        .iter()
+        .map(|a| format!("{}:{}", a.model, a.outcome))
+        .collect()
+}
+
 pub fn complete_req(content: &str, model: Option<&str>) -> pb::CompleteRequest {
     pb::CompleteRequest {
         route: Some(route_req(content)),

@@ -244,26 +244,15 @@ async fn a_configured_chain_comes_before_the_ranking() {
 async fn streams_fall_back_before_the_first_token_and_never_after() {
     let (_mock, _server, _dir, mut c) = start().await;
     // Fails before any text: the client sees only the backup's stream.
-    let mut s = c
-        .complete_stream(among("stream me", &["down503", "gem"]))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut chunks = Vec::new();
-    while let Some(ch) = s.message().await.unwrap() {
-        chunks.push(ch);
-    }
+    let chunks = common::stream_chunks(&mut c, among("stream me", &["down503", "gem"])).await;
     assert_eq!(chunks[0].model, "gem");
     let text: String = chunks.iter().map(|c| c.delta.as_str()).collect();
     assert_eq!(text, "[gem] stream me");
-    let outcomes: Vec<String> = chunks
-        .last()
-        .unwrap()
-        .attempts
-        .iter()
-        .map(|a| format!("{}:{}", a.model, a.outcome))
-        .collect();
-    assert_eq!(outcomes, ["down503:error", "down503:error", "gem:ok"]);
+    let attempts = &chunks.last().unwrap().attempts;
+    assert_eq!(
+        common::outcomes(attempts),
+        ["down503:error", "down503:error", "gem:ok"]
+    );
 
     // Fails after text: a clear error, no second model's words spliced in.
     let mut s = c

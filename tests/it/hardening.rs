@@ -8,7 +8,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, Mock, Server, complete_req, route_req};
+use common::{Client, Mock, Server, complete_req, outcomes, route_req, stream_chunks};
 use tonic::Code;
 
 const FIRST_BYTE_MS: u64 = 1000;
@@ -110,25 +110,11 @@ async fn a_hung_primary_is_abandoned_after_the_first_byte_timeout() {
 async fn a_stream_from_a_hung_primary_opens_on_the_fallback() {
     let (_mock, _server, _dir, mut c) = start().await;
     let started = Instant::now();
-    let mut s = c
-        .complete_stream(among("stream me", &["stalled", "backup"]))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut chunks = Vec::new();
-    while let Some(ch) = s.message().await.unwrap() {
-        chunks.push(ch);
-    }
+    let chunks = stream_chunks(&mut c, among("stream me", &["stalled", "backup"])).await;
     assert!(started.elapsed() <= Duration::from_millis(FIRST_BYTE_MS + 1000));
     assert_eq!(chunks[0].model, "backup");
-    let outcomes: Vec<String> = chunks
-        .last()
-        .unwrap()
-        .attempts
-        .iter()
-        .map(|a| format!("{}:{}", a.model, a.outcome))
-        .collect();
-    assert_eq!(outcomes, ["stalled:timeout", "backup:ok"]);
+    let attempts = &chunks.last().unwrap().attempts;
+    assert_eq!(outcomes(attempts), ["stalled:timeout", "backup:ok"]);
 }
 
 #[tokio::test]
@@ -183,12 +169,6 @@ async fn a_slow_first_attempt_is_hedged_and_the_first_answer_wins() {
         ],
     )
     .await;
-    let outcomes = |attempts: &[switchyard::pb::Attempt]| -> Vec<String> {
-        attempts
-            .iter()
-            .map(|a| format!("{}:{}", a.model, a.outcome))
-            .collect()
-    };
     let started = Instant::now();
     let r = c
         .complete(among("hedge me", &["slowpoke", "quick"]))
@@ -204,15 +184,7 @@ async fn a_slow_first_attempt_is_hedged_and_the_first_answer_wins() {
     assert_eq!(mock.requests("slowpoke+slow2000").await, 1);
 
     // Streams race to their first event the same way.
-    let mut s = c
-        .complete_stream(among("stream me", &["slowpoke", "quick"]))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut chunks = Vec::new();
-    while let Some(ch) = s.message().await.unwrap() {
-        chunks.push(ch);
-    }
+    let chunks = stream_chunks(&mut c, among("stream me", &["slowpoke", "quick"])).await;
     assert_eq!(chunks[0].model, "quick");
     let last = chunks.last().unwrap();
     assert_eq!(outcomes(&last.attempts), ["slowpoke:cancelled", "quick:ok"]);

@@ -37,22 +37,10 @@ fn prompts() -> Vec<String> {
     prompts
 }
 
-fn request(text: &str) -> pb::RouteRequest {
-    pb::RouteRequest {
-        messages: vec![pb::Message {
-            role: "user".into(),
-            content: text.into(),
-            ..Default::default()
-        }],
-        tenant: "load".into(),
-        ..Default::default()
-    }
-}
-
 /// One Route: its latency, or the status code it failed with.
 async fn route(c: &mut Client, text: &str) -> Result<Duration, tonic::Status> {
     let started = Instant::now();
-    c.route(request(text)).await?;
+    c.route(common::route_req(text)).await?;
     Ok(started.elapsed())
 }
 
@@ -199,7 +187,7 @@ async fn mixed(c: &mut Client, n: usize, text: &str) -> Result<(), tonic::Status
     use common::complete_req;
     match n % 5 {
         0 | 1 => {
-            c.route(request(text)).await?;
+            c.route(common::route_req(text)).await?;
         }
         2 => {
             c.complete(complete_req(text, None)).await?;

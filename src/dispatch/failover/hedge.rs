@@ -55,15 +55,7 @@ impl Failover {
             r = &mut primary => Some(r),
             () = tokio::time::sleep(delay) => None,
         };
-        let alone = |r: Result<T, DispatchError>, guard| match r {
-            Ok(value) => Ok(Served {
-                model: m,
-                value,
-                guard,
-                started,
-            }),
-            Err(e) => Err((e, guard)),
-        };
+        let alone = |r, guard| super::settled(m, r, guard, started);
         if let Some(r) = early {
             return alone(r, guard);
         }
