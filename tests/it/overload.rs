@@ -233,7 +233,10 @@ async fn overload_soak_at_half_capacity_grows_nothing() {
             .map(|p| p.chars().take(300).collect())
             .collect(),
     );
-    let env = Env::start().await;
+    // The test build encodes ~10x slower than release: the queue's time
+    // bound is scaled alike (the default 100 ms would be 10 ms in release
+    // terms, and shed bursts that half capacity should absorb).
+    let env = Env::start_with(|c| c.classifier.max_queue_wait = Some(Duration::from_secs(1))).await;
     let c = env.server.client().await;
     // Capacity of the mix: 8 closed-loop clients for 3 s.
     let probe = Duration::from_secs(3);
