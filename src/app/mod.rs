@@ -62,11 +62,7 @@ impl App {
             .pool_idle_timeout(PROVIDER_POOL_IDLE)
             .build()
             .context("building the provider HTTP client")?;
-        let failover = Failover::new(
-            Arc::clone(&catalog),
-            config.dispatch.policy.clone(),
-            config.dispatch.attempt_timeout,
-        );
+        let failover = Failover::new(Arc::clone(&catalog), config.dispatch.policy.clone());
         gauges::register(
             &metrics,
             Arc::clone(failover.health()),

@@ -10,6 +10,8 @@ use super::{ConfigError, invalid};
 
 #[derive(Debug, Clone)]
 pub struct FailurePolicy {
+    /// One attempt's whole bound, a long generation's included.
+    pub attempt_timeout: Duration,
     /// An attempt that has sent no byte (a stream: no event) after this long
     /// is abandoned (`None`: only the attempt timeout bounds it).
     pub first_byte_timeout: Option<Duration>,
@@ -109,7 +111,14 @@ pub(super) fn validate(d: &RawDispatch) -> Result<FailurePolicy, ConfigError> {
         probes: at_least_one("dispatch.breaker_probes", d.breaker_probes)?,
     };
     let off_if_zero = |d: Duration| (!d.is_zero()).then_some(d);
+    if d.attempt_timeout.is_zero() {
+        return Err(invalid(
+            "dispatch.attempt_timeout_ms",
+            "must be greater than 0",
+        ));
+    }
     Ok(FailurePolicy {
+        attempt_timeout: d.attempt_timeout,
         first_byte_timeout: off_if_zero(d.first_byte_timeout),
         stream_idle_timeout: off_if_zero(d.stream_idle_timeout),
         hedge: off_if_zero(d.hedge_after)

@@ -250,7 +250,6 @@ pub struct BanditConfig {
 
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
-    pub attempt_timeout: Duration,
     pub deadline: Duration,
     /// Failure policy (retries, fallback, breaker, learning from failures).
     pub policy: FailurePolicy,

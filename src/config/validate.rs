@@ -71,7 +71,6 @@ pub(super) fn validate(raw: RawConfig, intent_head_set: bool) -> Result<Config, 
     };
     let bandit = validate_bandit(raw.bandit)?;
     let dispatch = DispatchConfig {
-        attempt_timeout: positive("dispatch.attempt_timeout_ms", raw.dispatch.attempt_timeout)?,
         deadline: positive("dispatch.deadline_ms", raw.dispatch.deadline)?,
         policy: super::dispatch_policy::validate(&raw.dispatch)?,
     };

@@ -25,7 +25,6 @@ pub struct Failover {
     catalog: Arc<Catalog>,
     policy: FailurePolicy,
     backoff: Backoff,
-    attempt_timeout: Duration,
     health: Arc<Health>,
     retry_budget: Arc<RetryBudget>,
 }
@@ -39,6 +38,15 @@ pub struct Served<T> {
     pub started: (Instant, i64),
 }
 
+/// What every attempt of one request shares: its name in the log, its
+/// deadline, how to make an attempt and whom to tell of a provider's fault.
+pub(super) struct Attempts<'a, F, O> {
+    decision_id: &'a str,
+    deadline: Instant,
+    call: F,
+    on_failed: O,
+}
+
 /// Every attempt failed (or none could be made): the last error and model.
 pub struct Failed {
     pub error: DispatchError,
@@ -46,7 +54,7 @@ pub struct Failed {
 }
 
 impl Failover {
-    pub fn new(catalog: Arc<Catalog>, policy: FailurePolicy, attempt_timeout: Duration) -> Self {
+    pub fn new(catalog: Arc<Catalog>, policy: FailurePolicy) -> Self {
         let health = Arc::new(Health::new(
             &catalog,
             policy.breaker,
@@ -60,7 +68,6 @@ impl Failover {
             catalog,
             backoff: Backoff::new(policy.backoff),
             policy,
-            attempt_timeout,
             health,
             retry_budget,
         }
@@ -68,7 +75,7 @@ impl Failover {
 
     /// An attempt's bounds when `left` remains before the request's deadline.
     pub fn timeouts(&self, left: Duration) -> Timeouts {
-        let total = self.attempt_timeout.min(left);
+        let total = self.policy.attempt_timeout.min(left);
         Timeouts {
             first_byte: self
                 .policy
@@ -196,6 +203,13 @@ impl Failover {
         Fut: Future<Output = Result<T, DispatchError>>,
     {
         let policy = &self.policy;
+        let req = Attempts {
+            decision_id,
+            deadline,
+            call,
+            on_failed,
+        };
+        let (call, on_failed) = (&req.call, &req.on_failed);
         self.retry_budget.deposit();
         let mut last: Option<Failed> = None;
         // The model a hedge already tried, not to be tried again.
@@ -237,17 +251,7 @@ impl Failover {
                 let result = match hedge {
                     Some(h) => {
                         let first = (m, guard, started);
-                        self.race(
-                            decision_id,
-                            first,
-                            h,
-                            deadline,
-                            rows,
-                            &call,
-                            &on_failed,
-                            &mut hedged,
-                        )
-                        .await
+                        self.race(&req, first, h, rows, &mut hedged).await
                     }
                     None => {
                         let timeouts = self.timeouts(deadline.saturating_duration_since(now));
@@ -256,8 +260,11 @@ impl Failover {
                 };
                 match result {
                     Ok(served) => {
-                        self.health
-                            .answered(served.model, served.started.0.elapsed());
+                        // Times to answer feed only the hedge's quantile.
+                        if policy.hedge.is_some_and(|h| h.quantile.is_some()) {
+                            self.health
+                                .answered(served.model, served.started.0.elapsed());
+                        }
                         return Ok(served);
                     }
                     Err((e, guard)) => {

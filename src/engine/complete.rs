@@ -297,9 +297,7 @@ impl Engine {
                     provider,
                     &model.upstream,
                     &request,
-                    engine
-                        .failover
-                        .timeouts(engine.config.dispatch.attempt_timeout),
+                    engine.failover.timeouts(Duration::MAX),
                 )
                 .await;
             let mut row = ShadowRow {

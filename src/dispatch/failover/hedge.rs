@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use super::{Failover, Served};
+use super::{Attempts, Failover, Served};
 use crate::clock::now_ms;
 use crate::dispatch::health::AttemptGuard;
 use crate::dispatch::{DispatchError, Timeouts};
@@ -28,22 +28,26 @@ impl Failover {
     /// succeeds first; otherwise the first attempt's error (the hedge's
     /// failure is already logged and reported to `on_failed`), for the caller
     /// to handle as any failed attempt.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn race<T, F, Fut>(
+    pub(super) async fn race<T, F, Fut, O>(
         &self,
-        decision_id: &str,
+        req: &Attempts<'_, F, O>,
         first: Attempt,
         hedge: (usize, Duration),
-        deadline: Instant,
         rows: &mut Vec<AttemptRow>,
-        call: &F,
-        on_failed: &impl Fn(usize),
         launched: &mut Option<usize>,
     ) -> Result<Served<T>, (DispatchError, AttemptGuard)>
     where
         F: Fn(usize, Timeouts) -> Fut,
         Fut: Future<Output = Result<T, DispatchError>>,
+        O: Fn(usize),
     {
+        let Attempts {
+            decision_id,
+            deadline,
+            call,
+            on_failed,
+        } = req;
+        let (decision_id, deadline) = (*decision_id, *deadline);
         let (m, guard, started) = first;
         let (h, delay) = hedge;
         let primary = call(
