@@ -324,36 +324,70 @@ impl AnthropicClient {
         req: &ChatRequest,
         stream: bool,
     ) -> reqwest::RequestBuilder {
-        let thinking = super::reasoning::budget_within(&req.sampling, req.max_tokens);
-        let body = WireRequest {
-            model: upstream,
-            system: req.system(),
-            messages: messages(req.turns()),
-            // The budget counts within max_tokens: without a limit of the
-            // caller's, the default leaves the answer its usual room.
-            max_tokens: req
-                .max_tokens
-                .unwrap_or(DEFAULT_MAX_TOKENS + thinking.unwrap_or(0)),
-            temperature: req.temperature.map(|t| t.min(MAX_TEMPERATURE)),
-            stop_sequences: &req.stop,
-            top_p: req.sampling.top_p,
-            top_k: req.sampling.top_k,
-            thinking: thinking.map(|b| json!({"type": "enabled", "budget_tokens": b})),
-            metadata: req.user.as_deref().map(|user_id| WireMetadata { user_id }),
-            tools: tools(req),
-            tool_choice: tool_choice(req),
-            stream,
-        };
         let mut rb = self
             .http
             .post(format!("{}/messages", provider.base_url))
             .header("anthropic-version", API_VERSION)
-            .json(&body);
+            .json(&body(upstream, req, stream));
         if let Some(key) = &provider.api_key {
             rb = rb.header("x-api-key", key);
         }
         rb
     }
+}
+
+/// The request body for `upstream`.
+pub(super) fn body<'a>(
+    upstream: &'a str,
+    req: &'a ChatRequest,
+    stream: bool,
+) -> impl Serialize + 'a {
+    let thinking = super::reasoning::budget_within(&req.sampling, req.max_tokens);
+    WireRequest {
+        model: upstream,
+        system: req.system(),
+        messages: messages(req.turns()),
+        // The budget counts within max_tokens: without a limit of the
+        // caller's, the default leaves the answer its usual room.
+        max_tokens: req
+            .max_tokens
+            .unwrap_or(DEFAULT_MAX_TOKENS + thinking.unwrap_or(0)),
+        temperature: req.temperature.map(|t| t.min(MAX_TEMPERATURE)),
+        stop_sequences: &req.stop,
+        top_p: req.sampling.top_p,
+        top_k: req.sampling.top_k,
+        thinking: thinking.map(|b| json!({"type": "enabled", "budget_tokens": b})),
+        metadata: req.user.as_deref().map(|user_id| WireMetadata { user_id }),
+        tools: tools(req),
+        tool_choice: tool_choice(req),
+        stream,
+    }
+}
+
+/// A whole answer's body, read.
+pub(super) fn answer(body: &[u8]) -> Result<ChatResponse, DispatchError> {
+    let wire: WireResponse = http::decode(body)?;
+    let (answer, tool_calls): (Vec<ToolCall>, Vec<ToolCall>) = wire
+        .content
+        .iter()
+        .filter_map(WireBlock::call)
+        .partition(|c| c.name == RESPONSE_TOOL);
+    // A JSON answer is the response tool's input, and only that.
+    let content: String = match answer.into_iter().next() {
+        Some(a) => a.arguments,
+        None => wire
+            .content
+            .iter()
+            .filter(|b| b.kind == "text")
+            .map(|b| b.text.as_str())
+            .collect(),
+    };
+    Ok(ChatResponse {
+        content,
+        finish_reason: finish_reason(wire.stop_reason.as_deref(), !tool_calls.is_empty()),
+        tool_calls,
+        usage: wire.usage.and_then(WireUsage::normalise),
+    })
 }
 
 impl Adapter for AnthropicClient {
@@ -365,28 +399,7 @@ impl Adapter for AnthropicClient {
         t: Timeouts,
     ) -> Result<ChatResponse, DispatchError> {
         let rb = self.request(provider, upstream, req, false);
-        let wire: WireResponse = http::send_json(rb, t).await?;
-        let (answer, tool_calls): (Vec<ToolCall>, Vec<ToolCall>) = wire
-            .content
-            .iter()
-            .filter_map(WireBlock::call)
-            .partition(|c| c.name == RESPONSE_TOOL);
-        // A JSON answer is the response tool's input, and only that.
-        let content: String = match answer.into_iter().next() {
-            Some(a) => a.arguments,
-            None => wire
-                .content
-                .iter()
-                .filter(|b| b.kind == "text")
-                .map(|b| b.text.as_str())
-                .collect(),
-        };
-        Ok(ChatResponse {
-            content,
-            finish_reason: finish_reason(wire.stop_reason.as_deref(), !tool_calls.is_empty()),
-            tool_calls,
-            usage: wire.usage.and_then(WireUsage::normalise),
-        })
+        answer(&http::send_body(rb, t).await?)
     }
 
     async fn stream(
@@ -435,7 +448,7 @@ struct WireError {
 /// `message_delta`. Tool calls are numbered in the order their blocks start,
 /// as OpenAI numbers its streamed calls.
 #[derive(Default)]
-struct Parser {
+pub(super) struct Parser {
     usage: WireUsage,
     stop_reason: Option<String>,
     /// The content-block index of each tool call so far.

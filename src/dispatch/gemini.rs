@@ -352,30 +352,6 @@ impl GeminiClient {
         req: &ChatRequest,
         stream: bool,
     ) -> reqwest::RequestBuilder {
-        let body = WireRequest {
-            system_instruction: req.system().map(|s| WireContent {
-                role: None,
-                parts: vec![WirePart::text(s)],
-            }),
-            contents: contents(req),
-            tools: tools(&req.tools),
-            tool_config: tool_config(&req.tools),
-            generation_config: WireGenConfig {
-                max_output_tokens: req.max_tokens,
-                temperature: req.temperature,
-                stop_sequences: &req.stop,
-                top_p: req.sampling.top_p,
-                top_k: req.sampling.top_k,
-                seed: req.sampling.seed,
-                frequency_penalty: req.sampling.frequency_penalty,
-                presence_penalty: req.sampling.presence_penalty,
-                // JSON mode natively; a schema as JSON Schema, unchanged.
-                response_mime_type: req.response_format.as_ref().map(|_| "application/json"),
-                response_json_schema: req.response_format.as_ref().map(|f| f.schema()),
-                thinking_config: super::reasoning::budget(&req.sampling)
-                    .map(|b| json!({"thinkingBudget": b})),
-            },
-        };
         let url = if stream {
             format!(
                 "{}/models/{upstream}:streamGenerateContent?alt=sse",
@@ -384,12 +360,59 @@ impl GeminiClient {
         } else {
             format!("{}/models/{upstream}:generateContent", provider.base_url)
         };
-        let mut rb = self.http.post(url).json(&body);
+        let mut rb = self.http.post(url).json(&body(req));
         if let Some(key) = &provider.api_key {
             rb = rb.header("x-goog-api-key", key);
         }
         rb
     }
+}
+
+/// The request body (the model and whether to stream are in the URL).
+pub(super) fn body(req: &ChatRequest) -> impl Serialize + '_ {
+    WireRequest {
+        system_instruction: req.system().map(|s| WireContent {
+            role: None,
+            parts: vec![WirePart::text(s)],
+        }),
+        contents: contents(req),
+        tools: tools(&req.tools),
+        tool_config: tool_config(&req.tools),
+        generation_config: WireGenConfig {
+            max_output_tokens: req.max_tokens,
+            temperature: req.temperature,
+            stop_sequences: &req.stop,
+            top_p: req.sampling.top_p,
+            top_k: req.sampling.top_k,
+            seed: req.sampling.seed,
+            frequency_penalty: req.sampling.frequency_penalty,
+            presence_penalty: req.sampling.presence_penalty,
+            // JSON mode natively; a schema as JSON Schema, unchanged.
+            response_mime_type: req.response_format.as_ref().map(|_| "application/json"),
+            response_json_schema: req.response_format.as_ref().map(|f| f.schema()),
+            thinking_config: super::reasoning::budget(&req.sampling)
+                .map(|b| json!({"thinkingBudget": b})),
+        },
+    }
+}
+
+/// A whole answer's body, read.
+pub(super) fn answer(body: &[u8]) -> Result<ChatResponse, DispatchError> {
+    let wire: WireResponse = http::decode(body)?;
+    let c = wire
+        .candidates
+        .first()
+        .ok_or_else(|| DispatchError::Malformed("no candidates".into()))?;
+    let tool_calls: Vec<ToolCall> = calls_of(c).collect();
+    Ok(ChatResponse {
+        content: text_of(c),
+        finish_reason: finish_with_calls(
+            finish_reason(c.finish_reason.as_deref()),
+            !tool_calls.is_empty(),
+        ),
+        tool_calls,
+        usage: wire.usage_metadata.map(Usage::from),
+    })
 }
 
 impl Adapter for GeminiClient {
@@ -401,21 +424,7 @@ impl Adapter for GeminiClient {
         t: Timeouts,
     ) -> Result<ChatResponse, DispatchError> {
         let rb = self.request(provider, upstream, req, false);
-        let wire: WireResponse = http::send_json(rb, t).await?;
-        let c = wire
-            .candidates
-            .first()
-            .ok_or_else(|| DispatchError::Malformed("no candidates".into()))?;
-        let tool_calls: Vec<ToolCall> = calls_of(c).collect();
-        Ok(ChatResponse {
-            content: text_of(c),
-            finish_reason: finish_with_calls(
-                finish_reason(c.finish_reason.as_deref()),
-                !tool_calls.is_empty(),
-            ),
-            tool_calls,
-            usage: wire.usage_metadata.map(Usage::from),
-        })
+        answer(&http::send_body(rb, t).await?)
     }
 
     async fn stream(
@@ -434,7 +443,7 @@ impl Adapter for GeminiClient {
 /// text; the one with a `finishReason` is the last (Gemini sends no separate
 /// terminator), and the latest `usageMetadata` holds the totals.
 #[derive(Default)]
-struct Parser {
+pub(super) struct Parser {
     finish: Option<String>,
     usage: Option<Usage>,
     /// Function calls so far: each arrives whole, and is the next index.

@@ -29,19 +29,23 @@ pub(super) async fn send(
         .map_err(|_| DispatchError::Timeout(timeout))?
 }
 
-/// Sends and reads the whole body, parsed as `T`: the head within
-/// `t.first_byte`, all of it within `t.total`.
-pub(super) async fn send_json<T: serde::de::DeserializeOwned>(
+/// Sends and reads the whole body: the head within `t.first_byte`, all of
+/// it within `t.total`.
+pub(super) async fn send_body(
     rb: reqwest::RequestBuilder,
     t: Timeouts,
-) -> Result<T, DispatchError> {
+) -> Result<bytes::Bytes, DispatchError> {
     let started = tokio::time::Instant::now();
     let resp = send(rb, t.first_byte.min(t.total)).await?;
-    let bytes = tokio::time::timeout_at(started + t.total, resp.bytes())
+    tokio::time::timeout_at(started + t.total, resp.bytes())
         .await
         .map_err(|_| DispatchError::Timeout(t.total))?
-        .map_err(|e| transport_error(e, t.total))?;
-    serde_json::from_slice(&bytes).map_err(|e| DispatchError::Malformed(e.to_string()))
+        .map_err(|e| transport_error(e, t.total))
+}
+
+/// A provider's JSON body as `T`, or why it is not one.
+pub(super) fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DispatchError> {
+    serde_json::from_slice(body).map_err(|e| DispatchError::Malformed(e.to_string()))
 }
 
 /// A protocol's reading of its SSE payloads.

@@ -25,6 +25,7 @@ pub mod gemini;
 pub mod health;
 mod http;
 pub mod openai;
+pub mod read;
 pub mod reasoning;
 
 use std::future::Future;

@@ -334,37 +334,70 @@ impl OpenAiClient {
         req: &ChatRequest,
         stream: bool,
     ) -> reqwest::RequestBuilder {
-        let body = WireRequest {
-            model: upstream,
-            messages: req.messages.iter().map(OutMessage::from).collect(),
-            tools: req.tools.defs.iter().map(OutTool::from).collect(),
-            tool_choice: req.tools.choice.as_ref().map(tool_choice),
-            parallel_tool_calls: req.tools.parallel,
-            response_format: req.response_format.as_ref().map(response_format),
-            max_tokens: req.max_tokens.filter(|_| !req.max_completion_tokens),
-            max_completion_tokens: req.max_tokens.filter(|_| req.max_completion_tokens),
-            temperature: req.temperature,
-            stop: &req.stop,
-            top_p: req.sampling.top_p,
-            seed: req.sampling.seed,
-            frequency_penalty: req.sampling.frequency_penalty,
-            presence_penalty: req.sampling.presence_penalty,
-            reasoning_effort: super::reasoning::effort(&req.sampling),
-            user: req.user.as_deref(),
-            stream,
-            stream_options: stream.then_some(StreamOptions {
-                include_usage: true,
-            }),
-        };
         let mut rb = self
             .http
             .post(format!("{}/chat/completions", provider.base_url))
-            .json(&body);
+            .json(&body(upstream, req, stream));
         if let Some(key) = &provider.api_key {
             rb = rb.bearer_auth(key);
         }
         rb
     }
+}
+
+/// The request body for `upstream`.
+pub(super) fn body<'a>(
+    upstream: &'a str,
+    req: &'a ChatRequest,
+    stream: bool,
+) -> impl Serialize + 'a {
+    WireRequest {
+        model: upstream,
+        messages: req.messages.iter().map(OutMessage::from).collect(),
+        tools: req.tools.defs.iter().map(OutTool::from).collect(),
+        tool_choice: req.tools.choice.as_ref().map(tool_choice),
+        parallel_tool_calls: req.tools.parallel,
+        response_format: req.response_format.as_ref().map(response_format),
+        max_tokens: req.max_tokens.filter(|_| !req.max_completion_tokens),
+        max_completion_tokens: req.max_tokens.filter(|_| req.max_completion_tokens),
+        temperature: req.temperature,
+        stop: &req.stop,
+        top_p: req.sampling.top_p,
+        seed: req.sampling.seed,
+        frequency_penalty: req.sampling.frequency_penalty,
+        presence_penalty: req.sampling.presence_penalty,
+        reasoning_effort: super::reasoning::effort(&req.sampling),
+        user: req.user.as_deref(),
+        stream,
+        stream_options: stream.then_some(StreamOptions {
+            include_usage: true,
+        }),
+    }
+}
+
+/// A whole answer's body, read.
+pub(super) fn answer(body: &[u8]) -> Result<ChatResponse, DispatchError> {
+    let wire: WireResponse = http::decode(body)?;
+    let choice = wire
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| DispatchError::Malformed("no choices".into()))?;
+    let message = choice
+        .message
+        .filter(|m| m.content.is_some() || !m.tool_calls.is_empty())
+        .ok_or_else(|| DispatchError::Malformed("choice has no message content".into()))?;
+    let tool_calls = message
+        .tool_calls
+        .into_iter()
+        .map(WireCall::whole)
+        .collect::<Result<_, _>>()?;
+    Ok(ChatResponse {
+        content: message.content.unwrap_or_default(),
+        tool_calls,
+        finish_reason: choice.finish_reason.unwrap_or_else(|| "stop".into()),
+        usage: wire.usage.map(Usage::from),
+    })
 }
 
 impl Adapter for OpenAiClient {
@@ -376,27 +409,7 @@ impl Adapter for OpenAiClient {
         t: Timeouts,
     ) -> Result<ChatResponse, DispatchError> {
         let rb = self.request(provider, upstream, req, false);
-        let wire: WireResponse = http::send_json(rb, t).await?;
-        let choice = wire
-            .choices
-            .into_iter()
-            .next()
-            .ok_or_else(|| DispatchError::Malformed("no choices".into()))?;
-        let message = choice
-            .message
-            .filter(|m| m.content.is_some() || !m.tool_calls.is_empty())
-            .ok_or_else(|| DispatchError::Malformed("choice has no message content".into()))?;
-        let tool_calls = message
-            .tool_calls
-            .into_iter()
-            .map(WireCall::whole)
-            .collect::<Result<_, _>>()?;
-        Ok(ChatResponse {
-            content: message.content.unwrap_or_default(),
-            tool_calls,
-            finish_reason: choice.finish_reason.unwrap_or_else(|| "stop".into()),
-            usage: wire.usage.map(Usage::from),
-        })
+        answer(&http::send_body(rb, t).await?)
     }
 
     async fn stream(
@@ -414,7 +427,7 @@ impl Adapter for OpenAiClient {
 /// Chunks carry deltas and, at the end, the finish reason and (with
 /// `include_usage`) a usage-only chunk; `[DONE]` closes the stream.
 #[derive(Default)]
-struct Parser {
+pub(super) struct Parser {
     finish: Option<String>,
     usage: Option<Usage>,
 }

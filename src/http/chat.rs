@@ -225,7 +225,7 @@ fn data(v: &Value) -> Event {
     Event::default().data(v.to_string())
 }
 
-fn plain(c: Completed) -> Response {
+pub(super) fn plain(c: Completed) -> Response {
     let mut message = json!({"role": "assistant", "content": c.content, "refusal": null});
     if !c.tool_calls.is_empty() {
         if c.content.is_empty() {

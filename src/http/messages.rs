@@ -154,7 +154,7 @@ fn tool_use(c: &ToolCall) -> Value {
     json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input(&c.arguments)})
 }
 
-fn plain(c: Completed) -> Response {
+pub(super) fn plain(c: Completed) -> Response {
     let mut content: Vec<Value> = Vec::new();
     if !c.content.is_empty() || c.tool_calls.is_empty() {
         content.push(json!({"type": "text", "text": c.content}));

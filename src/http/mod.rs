@@ -9,6 +9,7 @@
 
 mod admin;
 mod chat;
+pub mod codec;
 mod console;
 mod console_api;
 mod errors;

@@ -50,8 +50,16 @@ struct ModelsFile {
 impl Dataset {
     /// Loads `NAME.train.jsonl` beside its `NAME.models.json`.
     pub fn load(jsonl: &Path, models_json: &Path) -> anyhow::Result<Dataset> {
-        let models: ModelsFile = serde_json::from_str(&std::fs::read_to_string(models_json)?)?;
-        let rows = std::fs::read_to_string(jsonl)?
+        Dataset::parse(
+            &std::fs::read_to_string(models_json)?,
+            &std::fs::read_to_string(jsonl)?,
+        )
+    }
+
+    /// A dataset from the texts of its models file and its JSON lines.
+    pub fn parse(models_json: &str, jsonl: &str) -> anyhow::Result<Dataset> {
+        let models: ModelsFile = serde_json::from_str(models_json)?;
+        let rows = jsonl
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(serde_json::from_str)

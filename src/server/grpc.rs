@@ -92,7 +92,8 @@ impl RouterService {
     }
 }
 
-fn route_input(r: Option<pb::RouteRequest>) -> RouteInput {
+/// A Route request (or a Complete request's routing part) as the engine's input.
+pub fn route_input(r: Option<pb::RouteRequest>) -> RouteInput {
     let r = r.unwrap_or_default();
     RouteInput {
         messages: r
@@ -226,7 +227,8 @@ fn principal<T>(req: &Request<T>) -> Option<Principal> {
     req.extensions().get::<Principal>().cloned()
 }
 
-fn complete_input(mut r: pb::CompleteRequest) -> Result<CompleteInput, Status> {
+/// A Complete request as the engine's input, or why it is not one.
+pub fn complete_input(mut r: pb::CompleteRequest) -> Result<CompleteInput, Status> {
     let tools = tools(&mut r)?;
     let response_format = response_format(r.response_format.take())?;
     Ok(CompleteInput {

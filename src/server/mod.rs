@@ -4,6 +4,8 @@
 
 mod grpc;
 
+pub use grpc::{complete_input, route_input};
+
 use std::future::Future;
 use std::sync::Arc;
 

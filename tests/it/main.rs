@@ -28,6 +28,7 @@ mod overload;
 mod promotion;
 mod replay;
 mod replicas;
+mod roundtrip;
 mod rules;
 mod settings;
 mod static_embed;

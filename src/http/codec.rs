@@ -1,0 +1,35 @@
+//! The two fronts' readings and writings without a server: a request body
+//! read into the engine's input, and an answer written as the front writes
+//! it. The fuzz targets and the protocol round-trip tests drive the fronts'
+//! own code through these.
+
+use axum::http::HeaderMap;
+
+use super::{ApiError, chat, messages, messages_wire, wire};
+use crate::engine::{CompleteInput, Completed};
+
+/// An OpenAI chat-completions body, read as `POST /v1/chat/completions` reads it.
+pub fn read_chat(body: &[u8], headers: &HeaderMap) -> Result<CompleteInput, ApiError> {
+    wire::parse(body)?.into_input(headers)
+}
+
+/// An Anthropic Messages body, read as `POST /v1/messages` reads it.
+pub fn read_messages(body: &[u8], headers: &HeaderMap) -> Result<CompleteInput, ApiError> {
+    messages_wire::parse(body)?.into_input(headers)
+}
+
+/// A plain answer's body as the chat-completions front sends it.
+pub async fn chat_answer(c: Completed) -> bytes::Bytes {
+    body(chat::plain(c)).await
+}
+
+/// A plain answer's body as the Messages front sends it.
+pub async fn messages_answer(c: Completed) -> bytes::Bytes {
+    body(messages::plain(c)).await
+}
+
+async fn body(r: axum::response::Response) -> bytes::Bytes {
+    axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .expect("an in-memory JSON body always reads: this is a bug")
+}
