@@ -4,7 +4,9 @@
 //! Model indices are stable for the life of the process; policies and the
 //! dispatcher refer to models by index.
 
-use crate::config::{Capability, Config, ModelConfig, ProviderConfig, ProviderKind};
+use crate::config::{
+    Capability, Config, DeploymentConfig, ModelConfig, ProviderConfig, ProviderKind,
+};
 use crate::dispatch::Usage;
 
 /// A provider as the dispatcher uses it. The key is held only in memory and
@@ -44,9 +46,61 @@ impl std::fmt::Debug for Provider {
     }
 }
 
+/// One place a model is served: a provider (host, key, region), the id the
+/// model has there, and its prices there.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// Unique within the model: what the decision log records.
+    pub name: String,
+    pub provider: usize,
+    pub upstream: String,
+    pub input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+    pub cache_read_usd_per_mtok: f64,
+    pub cache_write_usd_per_mtok: f64,
+}
+
+impl Deployment {
+    /// USD cost of a call here that the provider reported `u` for (see
+    /// [`Model::cost_of`]).
+    pub fn cost_of(&self, u: &Usage) -> f64 {
+        priced(
+            u,
+            [
+                self.input_usd_per_mtok,
+                self.cache_read_usd_per_mtok,
+                self.cache_write_usd_per_mtok,
+                self.output_usd_per_mtok,
+            ],
+        )
+    }
+
+    /// The price of a typical call here (input and output per Mtok, summed),
+    /// for ranking a model's deployments.
+    pub fn list_price(&self) -> f64 {
+        self.input_usd_per_mtok + self.output_usd_per_mtok
+    }
+}
+
+/// USD for `u` at `[input, cache read, cache write, output]` per Mtok: the
+/// prompt tokens read from or written to the cache at their prices, the rest
+/// at the input price.
+fn priced(u: &Usage, [input, read, write, output]: [f64; 4]) -> f64 {
+    let cached = u.cached_tokens.min(u.prompt_tokens);
+    let written = u.cache_write_tokens.min(u.prompt_tokens - cached);
+    let fresh = u.prompt_tokens - cached - written;
+    (f64::from(fresh) * input
+        + f64::from(cached) * read
+        + f64::from(written) * write
+        + f64::from(u.completion_tokens) * output)
+        / 1e6
+}
+
 #[derive(Debug, Clone)]
 pub struct Model {
     pub name: String,
+    /// The primary deployment's provider and upstream id (`deployments[0]`'s):
+    /// its protocol is every deployment's.
     pub provider: usize,
     pub upstream: String,
     pub input_usd_per_mtok: f64,
@@ -58,6 +112,8 @@ pub struct Model {
     /// Configured fallback chain, as model indices.
     pub fallback: Vec<usize>,
     pub capabilities: Vec<Capability>,
+    /// Where the model is served; the primary first. Never empty.
+    pub deployments: Vec<Deployment>,
 }
 
 impl Model {
@@ -73,14 +129,15 @@ impl Model {
     /// read from or written to its cache at the cache prices, the rest at
     /// the input price.
     pub fn cost_of(&self, u: &Usage) -> f64 {
-        let cached = u.cached_tokens.min(u.prompt_tokens);
-        let written = u.cache_write_tokens.min(u.prompt_tokens - cached);
-        let fresh = u.prompt_tokens - cached - written;
-        (f64::from(fresh) * self.input_usd_per_mtok
-            + f64::from(cached) * self.cache_read_usd_per_mtok
-            + f64::from(written) * self.cache_write_usd_per_mtok
-            + f64::from(u.completion_tokens) * self.output_usd_per_mtok)
-            / 1e6
+        priced(
+            u,
+            [
+                self.input_usd_per_mtok,
+                self.cache_read_usd_per_mtok,
+                self.cache_write_usd_per_mtok,
+                self.output_usd_per_mtok,
+            ],
+        )
     }
 }
 
@@ -125,6 +182,25 @@ impl Catalog {
     pub fn provider_of(&self, model: usize) -> &Provider {
         &self.providers[self.models[model].provider]
     }
+
+    /// Why model `m` cannot be called: every deployment's provider is
+    /// disabled (the primary's reason); `None` when one can take calls.
+    pub fn disabled_reason(&self, m: usize) -> Option<String> {
+        let deployments = &self.models[m].deployments;
+        if deployments
+            .iter()
+            .any(|d| self.providers[d.provider].enabled())
+        {
+            return None;
+        }
+        self.provider_of(m).disabled_reason()
+    }
+
+    /// Deployment `d` of model `m`, and its provider.
+    pub fn deployment(&self, m: usize, d: usize) -> (&Deployment, &Provider) {
+        let dep = &self.models[m].deployments[d];
+        (dep, &self.providers[dep.provider])
+    }
 }
 
 fn provider(p: &ProviderConfig, env: &impl Fn(&str) -> Option<String>) -> Provider {
@@ -153,6 +229,26 @@ fn model(m: &ModelConfig, providers: &[Provider]) -> Model {
         prior_quality: m.prior_quality,
         fallback: Vec::new(),
         capabilities: m.capabilities.clone(),
+        deployments: m
+            .deployments
+            .iter()
+            .map(|d| deployment(d, providers))
+            .collect(),
+    }
+}
+
+fn deployment(d: &DeploymentConfig, providers: &[Provider]) -> Deployment {
+    Deployment {
+        name: d.name.clone(),
+        provider: providers
+            .iter()
+            .position(|p| p.name == d.provider)
+            .expect("config validation checked the provider exists: this is a bug"),
+        upstream: d.upstream.clone(),
+        input_usd_per_mtok: d.input_usd_per_mtok,
+        output_usd_per_mtok: d.output_usd_per_mtok,
+        cache_read_usd_per_mtok: d.cache_read_usd_per_mtok,
+        cache_write_usd_per_mtok: d.cache_write_usd_per_mtok,
     }
 }
 
@@ -173,6 +269,7 @@ mod tests {
             context_window: 1000,
             prior_quality: 0.5,
             fallback: Vec::new(),
+            deployments: Vec::new(),
             capabilities: Vec::new(),
         };
         let u = Usage {

@@ -34,6 +34,8 @@ pub struct FailurePolicy {
     pub breaker: BreakerConfig,
     /// Shed a provider that answered 429 this often in the last 10 s (0: never).
     pub shed_after_429s: u32,
+    /// How a model's deployments are ranked.
+    pub balance: BalanceWeights,
     /// A failed attempt is a bandit observation with `failure_reward`.
     pub learn_from_failures: bool,
     pub failure_reward: f64,
@@ -73,6 +75,20 @@ pub struct HedgeConfig {
     pub quantile: Option<f64>,
 }
 
+/// Score points of a deployment per unit of each signal; the lowest score
+/// serves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BalanceWeights {
+    /// Per ms of latency EWMA.
+    pub latency: f64,
+    /// Per attempt in flight.
+    pub in_flight: f64,
+    /// Per 429 in the last 10 s.
+    pub rate_limited: f64,
+    /// Per 100% of price above the model's cheapest deployment.
+    pub price: f64,
+}
+
 /// When a model's circuit breaker opens and how it probes.
 #[derive(Debug, Clone, Copy)]
 pub struct BreakerConfig {
@@ -110,6 +126,13 @@ pub(super) fn validate(d: &RawDispatch) -> Result<FailurePolicy, ConfigError> {
         open_for: d.breaker_open.max(Duration::from_millis(1)),
         probes: at_least_one("dispatch.breaker_probes", d.breaker_probes)?,
     };
+    let weight = |field: &str, v: f64| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(v)
+        } else {
+            Err(invalid(field, "must be a finite number >= 0"))
+        }
+    };
     let off_if_zero = |d: Duration| (!d.is_zero()).then_some(d);
     if d.attempt_timeout.is_zero() {
         return Err(invalid(
@@ -141,6 +164,21 @@ pub(super) fn validate(d: &RawDispatch) -> Result<FailurePolicy, ConfigError> {
         max_fallbacks: d.max_fallbacks,
         breaker,
         shed_after_429s: d.shed_after_429s,
+        balance: BalanceWeights {
+            latency: weight(
+                "dispatch.deployment_latency_weight",
+                d.deployment_latency_weight,
+            )?,
+            in_flight: weight(
+                "dispatch.deployment_in_flight_weight",
+                d.deployment_in_flight_weight,
+            )?,
+            rate_limited: weight("dispatch.deployment_429_weight", d.deployment_429_weight)?,
+            price: weight(
+                "dispatch.deployment_price_weight",
+                d.deployment_price_weight,
+            )?,
+        },
         learn_from_failures: d.learn_from_failures,
         failure_reward: fraction("dispatch.failure_reward", d.failure_reward)?,
     })

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 mod bandit;
 mod cache;
+mod deployments;
 mod dispatch_policy;
 mod layers;
 mod raw;
@@ -25,7 +26,9 @@ mod validate;
 
 pub use bandit::{BanditParams, InvalidParams};
 pub use cache::CacheConfig;
-pub use dispatch_policy::{BackoffConfig, BreakerConfig, FailurePolicy, HedgeConfig};
+pub use dispatch_policy::{
+    BackoffConfig, BalanceWeights, BreakerConfig, FailurePolicy, HedgeConfig,
+};
 use raw::RawConfig;
 pub use routes::{Match, Profile, RouteRule, Shadow, Split, Sticky, Then, language};
 pub use telemetry::{OtlpProtocol, TelemetryConfig};
@@ -382,6 +385,21 @@ pub struct ModelConfig {
     pub fallback: Vec<String>,
     /// Past plain text; none when the catalog declares none.
     pub capabilities: Vec<Capability>,
+    /// Where the model is served: its own provider first, then any more.
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+/// One place a model is served, with its prices there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentConfig {
+    /// Unique within the model; the provider's name unless given.
+    pub name: String,
+    pub provider: String,
+    pub upstream: String,
+    pub input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+    pub cache_read_usd_per_mtok: f64,
+    pub cache_write_usd_per_mtok: f64,
 }
 
 impl Config {

@@ -156,6 +156,11 @@ pub(super) struct RawDispatch {
     pub(super) breaker_open: Duration,
     pub(super) breaker_probes: u32,
     pub(super) shed_after_429s: u32,
+    /// How a model's deployments are ranked (score points per unit).
+    pub(super) deployment_latency_weight: f64,
+    pub(super) deployment_in_flight_weight: f64,
+    pub(super) deployment_429_weight: f64,
+    pub(super) deployment_price_weight: f64,
     pub(super) learn_from_failures: bool,
     pub(super) failure_reward: f64,
 }
@@ -236,6 +241,22 @@ pub(super) struct RawModel {
     /// What the model can do past plain text; omitted, nothing.
     #[serde(default)]
     pub(super) capabilities: Vec<Capability>,
+    /// More deployments of the same model (another host, key or region).
+    #[serde(default)]
+    pub(super) deployments: Vec<RawDeployment>,
+}
+
+/// One more place a model is served; what it leaves out is the model's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDeployment {
+    pub(super) name: Option<String>,
+    pub(super) provider: String,
+    pub(super) upstream: Option<String>,
+    pub(super) input_usd_per_mtok: Option<f64>,
+    pub(super) output_usd_per_mtok: Option<f64>,
+    pub(super) cache_read_usd_per_mtok: Option<f64>,
+    pub(super) cache_write_usd_per_mtok: Option<f64>,
 }
 
 /// A `*_ms` key as a duration.

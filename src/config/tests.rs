@@ -156,3 +156,69 @@ fn wrong_types_and_values_name_their_key_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn deployments_inherit_the_models_settings_and_are_checked() {
+    let catalog = |deployments: &str| {
+        format!(
+            "[[providers]]\nname=\"a\"\nkind=\"openai\"\nbase_url=\"http://a\"\n\
+             [[providers]]\nname=\"b\"\nkind=\"openai\"\nbase_url=\"http://b\"\n\
+             [[providers]]\nname=\"g\"\nkind=\"gemini\"\nbase_url=\"http://g\"\n\
+             [[models]]\nname=\"m\"\nprovider=\"a\"\nupstream=\"m-a\"\ninput_usd_per_mtok=1.0\n\
+             output_usd_per_mtok=2.0\ncontext_window=1000\nprior_quality=0.5\n{deployments}"
+        )
+    };
+    let c = Config::from_toml(&catalog(
+        "[[models.deployments]]\nprovider=\"b\"\noutput_usd_per_mtok=3.0\n\
+         [[models.deployments]]\nname=\"b-eu\"\nprovider=\"b\"\nupstream=\"m-eu\"\n",
+    ))
+    .unwrap();
+    let d = &c.models[0].deployments;
+    let seen: Vec<(&str, &str, &str, f64, f64)> = d
+        .iter()
+        .map(|d| {
+            (
+                d.name.as_str(),
+                d.provider.as_str(),
+                d.upstream.as_str(),
+                d.input_usd_per_mtok,
+                d.output_usd_per_mtok,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a", "a", "m-a", 1.0, 2.0),
+            ("b", "b", "m-a", 1.0, 3.0),
+            ("b-eu", "b", "m-eu", 1.0, 2.0),
+        ]
+    );
+    for (deployments, field, says) in [
+        (
+            "[[models.deployments]]\nprovider=\"z\"\n",
+            "models[0].deployments[0].provider",
+            "no provider",
+        ),
+        (
+            "[[models.deployments]]\nprovider=\"g\"\n",
+            "models[0].deployments[0].provider",
+            "protocol",
+        ),
+        (
+            "[[models.deployments]]\nprovider=\"b\"\n[[models.deployments]]\nprovider=\"b\"\n",
+            "models[0].deployments[1].name",
+            "repeated",
+        ),
+        (
+            "[[models.deployments]]\nprovider=\"b\"\ninput_usd_per_mtok=-1.0\n",
+            "models[0].deployments[0].input_usd_per_mtok",
+            ">= 0",
+        ),
+    ] {
+        let err = Config::from_toml(&catalog(deployments))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field) && err.contains(says), "{field}: {err}");
+    }
+}

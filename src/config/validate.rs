@@ -9,8 +9,9 @@ use super::raw::{
     ClassifierMode, IntentsMode, RawBandit, RawClassifier, RawConfig, RawModel, RawProvider,
 };
 use super::{
-    BanditConfig, ClassifierSettings, Config, ConfigError, DispatchConfig, IntentExamples,
-    ModelConfig, ProviderConfig, RoutingConfig, ServerConfig, StoreBackend, StoreConfig, invalid,
+    BanditConfig, ClassifierSettings, Config, ConfigError, DeploymentConfig, DispatchConfig,
+    IntentExamples, ModelConfig, ProviderConfig, RoutingConfig, ServerConfig, StoreBackend,
+    StoreConfig, invalid,
 };
 
 /// `intent_head_set`: whether a layer above the defaults named
@@ -306,10 +307,23 @@ fn validate_models(
             if !(0.0..=1.0).contains(&m.prior_quality) {
                 return Err(invalid(field("prior_quality"), "must be in [0, 1]"));
             }
+            let upstream = m.upstream.unwrap_or_else(|| m.name.clone());
+            let primary = DeploymentConfig {
+                name: m.provider.clone(),
+                provider: m.provider.clone(),
+                upstream: upstream.clone(),
+                input_usd_per_mtok: m.input_usd_per_mtok,
+                output_usd_per_mtok: m.output_usd_per_mtok,
+                cache_read_usd_per_mtok: cache_read,
+                cache_write_usd_per_mtok: cache_write,
+            };
+            let deployments =
+                super::deployments::validate(&field, primary, m.deployments, providers)?;
             Ok(ModelConfig {
-                upstream: m.upstream.unwrap_or_else(|| m.name.clone()),
+                upstream,
                 name: m.name,
                 provider: m.provider,
+                deployments,
                 input_usd_per_mtok: m.input_usd_per_mtok,
                 output_usd_per_mtok: m.output_usd_per_mtok,
                 cache_read_usd_per_mtok: cache_read,

@@ -1,5 +1,6 @@
 //! The failure policy at work for one request: which models to try in which
-//! order, retries with backoff within the deadline, the breaker and load
+//! order, and which of a model's deployments; failover between deployments
+//! before retries with backoff within the deadline; the breaker and load
 //! bookkeeping around every attempt, and one attempt row per try. What a
 //! failure teaches the bandit is the caller's (`on_failed`).
 
@@ -29,10 +30,12 @@ pub struct Failover {
     retry_budget: Arc<RetryBudget>,
 }
 
-/// The attempt that answered: its model, what it returned, and its health
-/// slot (still counted in flight, so a stream's whole life is measured).
+/// The attempt that answered: its model and deployment, what it returned,
+/// and its health slot (still counted in flight, so a stream's whole life is
+/// measured).
 pub struct Served<T> {
     pub model: usize,
+    pub deployment: usize,
     pub value: T,
     pub guard: AttemptGuard,
     pub started: (Instant, i64),
@@ -118,8 +121,14 @@ impl Failover {
             .iter()
             .filter(|c| c.eligible)
             .filter_map(|c| {
-                let p = self.catalog.models[c.model].provider;
-                self.health.shed_reason(p, now).map(|r| (c.model, r))
+                // Shed only when every deployment's provider is.
+                let deployments = &self.catalog.models[c.model].deployments;
+                let reasons: Option<Vec<String>> = deployments
+                    .iter()
+                    .map(|d| self.health.shed_reason(d.provider, now))
+                    .collect();
+                let first = reasons?.into_iter().next()?;
+                Some((c.model, first))
             })
             .collect();
         let eligible = screened.iter().filter(|c| c.eligible).count();
@@ -182,11 +191,14 @@ impl Failover {
         plan
     }
 
-    /// Tries the `plan` (see [`Failover::plan`]) until an attempt succeeds, the deadline passes or the
-    /// error is the request's own fault. A model that stalled (sent nothing
-    /// within its first-byte bound) is not retried while another model is
-    /// left to try. `call(model, timeouts)` makes one
-    /// attempt; `on_failed(model)` hears of each model that failed the
+    /// Tries the `plan` (see [`Failover::plan`]) until an attempt succeeds,
+    /// the deadline passes or the error is the request's own fault. Each
+    /// model goes to its best deployment ([`Health::rank`]); a provider's
+    /// fault moves the call to the model's next deployment at once, and only
+    /// when every deployment has failed is the model retried (with backoff)
+    /// or left for the next. A model that stalled (sent nothing within its
+    /// first-byte bound) is not retried while another model is left to try.
+    /// `call(model, deployment, timeouts)` makes one attempt; `on_failed(model)` hears of each model that failed the
     /// request through its provider's fault. Failed attempts are appended to
     /// `rows`; `decision_id` names them in the log lines.
     pub async fn run<T, F, Fut>(
@@ -199,7 +211,7 @@ impl Failover {
         on_failed: impl Fn(usize),
     ) -> Result<Served<T>, Failed>
     where
-        F: Fn(usize, Timeouts) -> Fut,
+        F: Fn(usize, usize, Timeouts) -> Fut,
         Fut: Future<Output = Result<T, DispatchError>>,
     {
         let policy = &self.policy;
@@ -218,9 +230,10 @@ impl Failover {
             if hedged == Some(m) {
                 continue;
             }
-            let provider = self.catalog.models[m].provider;
             let mut retry = 0u32;
             let mut model_failed = false;
+            // Deployments tried since the model was last retried.
+            let mut tried: Vec<usize> = Vec::new();
             loop {
                 let now = Instant::now();
                 if now >= deadline {
@@ -233,29 +246,35 @@ impl Failover {
                         model: m,
                     }));
                 }
-                let Some(guard) = self.health.begin(m, provider, now) else {
-                    // The breaker opened while we were busy: move on.
+                let ranked = self.health.rank(m, &policy.balance, now);
+                let Some(d) = ranked.iter().copied().find(|d| !tried.contains(d)) else {
+                    // Every breaker is open (it opened while we were busy): move on.
                     last.get_or_insert(Failed {
                         error: DispatchError::Connect("circuit open".into()),
                         model: m,
                     });
                     break;
                 };
+                tried.push(d);
+                let Some(guard) = self.health.begin(m, d, now) else {
+                    // Its half-open probes are all out: the next deployment.
+                    continue;
+                };
                 let started = (now, now_ms());
                 // Only the first attempt of a request is hedged, with the
                 // plan's next model.
-                let hedge = match (i, retry, plan.get(1)) {
-                    (0, 0, Some(&h)) => self.hedge_delay(m).map(|d| (h, d)),
+                let hedge = match (i, retry, tried.len(), plan.get(1)) {
+                    (0, 0, 1, Some(&h)) => self.hedge_delay(m).map(|delay| (h, delay)),
                     _ => None,
                 };
                 let result = match hedge {
                     Some(h) => {
-                        let first = (m, guard, started);
+                        let first = (m, d, guard, started);
                         self.race(&req, first, h, rows, &mut hedged).await
                     }
                     None => {
                         let timeouts = self.timeouts(deadline.saturating_duration_since(now));
-                        settled(m, call(m, timeouts).await, guard, started)
+                        settled((m, d), call(m, d, timeouts).await, guard, started)
                     }
                 };
                 match result {
@@ -268,7 +287,8 @@ impl Failover {
                         return Ok(served);
                     }
                     Err((e, guard)) => {
-                        let fault = self.record_failure(decision_id, m, guard, started, &e, rows);
+                        let fault =
+                            self.record_failure(decision_id, (m, d), guard, started, &e, rows);
                         model_failed |= fault;
                         let blame = e.blame();
                         let retry_after = e.retry_after();
@@ -280,6 +300,11 @@ impl Failover {
                         if blame == Blame::Request {
                             // Every model would reject it the same way.
                             return Err(last.expect("just set"));
+                        }
+                        // The provider's fault: another deployment of the
+                        // model takes the call at once.
+                        if blame == Blame::Provider && ranked.iter().any(|x| !tried.contains(x)) {
+                            continue;
                         }
                         // A misfit moves on to the next model at once: for
                         // this request only, with no mark on this one.
@@ -293,7 +318,8 @@ impl Failover {
                         }
                         tokio::time::sleep(delay).await;
                         retry += 1;
-                        self.health.retried(m, provider);
+                        self.health.retried(m, d);
+                        tried.clear();
                     }
                 }
             }
@@ -309,7 +335,7 @@ impl Failover {
     fn record_failure(
         &self,
         decision_id: &str,
-        m: usize,
+        (m, d): (usize, usize),
         guard: AttemptGuard,
         started: (Instant, i64),
         e: &DispatchError,
@@ -318,24 +344,28 @@ impl Failover {
         let fault = e.is_provider_fault();
         self.health
             .finish(guard, fault.then_some(false), e.http_status() == Some(429));
-        rows.push(self.failed_attempt(m, started, e));
+        rows.push(self.failed_attempt((m, d), started, e));
         tracing::warn!(
             %decision_id,
             model = %self.catalog.models[m].name,
+            deployment = %self.catalog.models[m].deployments[d].name,
             error = %e, "attempt failed"
         );
         fault
     }
 
+    /// The row of a failed attempt on deployment `d` of model `m`.
     pub fn failed_attempt(
         &self,
-        m: usize,
+        (m, d): (usize, usize),
         started: (Instant, i64),
         err: &DispatchError,
     ) -> AttemptRow {
+        let (deployment, provider) = self.catalog.deployment(m, d);
         AttemptRow {
             model: self.catalog.models[m].name.clone(),
-            provider: self.catalog.provider_of(m).name.clone(),
+            provider: provider.name.clone(),
+            deployment: Some(deployment.name.clone()),
             outcome: err.outcome(),
             error: Some(format!("{}: {err}", err.class())),
             http_status: err.http_status(),
@@ -352,7 +382,7 @@ impl Failover {
 /// One attempt's result with its slot: what it served, or its error with
 /// the slot still to settle.
 fn settled<T>(
-    m: usize,
+    (m, d): (usize, usize),
     result: Result<T, DispatchError>,
     guard: AttemptGuard,
     started: (Instant, i64),
@@ -360,6 +390,7 @@ fn settled<T>(
     match result {
         Ok(value) => Ok(Served {
             model: m,
+            deployment: d,
             value,
             guard,
             started,

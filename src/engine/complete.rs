@@ -205,12 +205,11 @@ impl Engine {
         let id = p.routed.decision_id.clone();
         let mut rows = Vec::new();
         let result = self
-            .attempts(&p.routed, p.deadline, &mut rows, |m, t| {
-                let model = &self.catalog.models[m];
-                let provider = self.catalog.provider_of(m);
+            .attempts(&p.routed, p.deadline, &mut rows, |m, d, t| {
+                let (deployment, provider) = self.catalog.deployment(m, d);
                 let call = self
                     .dispatcher
-                    .complete(provider, &model.upstream, &p.request, t);
+                    .complete(provider, &deployment.upstream, &p.request, t);
                 let mut gone = gone.clone();
                 async move {
                     tokio::select! {
@@ -223,20 +222,21 @@ impl Engine {
         let mut row = p.row;
         match result {
             Ok(s) => {
-                let m = s.model;
+                let (m, d) = (s.model, s.deployment);
                 let model = &self.catalog.models[m];
+                let (deployment, provider) = self.catalog.deployment(m, d);
                 self.failover.health().finish(s.guard, Some(true), false);
                 let resp = s.value;
                 let (usage, estimated) =
                     usage_or_estimate(resp.usage, &p.request, || answered(&resp));
-                let cost = model.cost_of(&usage);
+                let cost = deployment.cost_of(&usage);
                 self.settle_key(
                     [p.key.as_ref(), p.tenant_settings.as_ref()],
                     p.routed.prompt_tokens,
                     usage,
                     cost,
                 );
-                rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
+                rows.push(ok_attempt(self, (m, d), s.started, usage, estimated, cost));
                 row.served_model = Some(model.name.clone());
                 let tenant = row.tenant.clone();
                 // Nothing about the decision is acknowledged before it is
@@ -247,7 +247,7 @@ impl Engine {
                 let done = Completed {
                     decision_id: id,
                     model: model.name.clone(),
-                    provider: self.catalog.provider_of(m).name.clone(),
+                    provider: provider.name.clone(),
                     content: resp.content,
                     tool_calls: resp.tool_calls,
                     finish_reason: resp.finish_reason,
@@ -387,16 +387,15 @@ impl Engine {
             }
         };
         let result = self
-            .attempts(&p.routed, p.deadline, &mut rows, |m, t| {
-                let model = &self.catalog.models[m];
-                let provider = self.catalog.provider_of(m);
+            .attempts(&p.routed, p.deadline, &mut rows, |m, d, t| {
+                let (deployment, provider) = self.catalog.deployment(m, d);
                 let req = &p.request;
                 let tx = tx.clone();
                 let open = async move {
                     let opened = tokio::time::Instant::now();
                     let mut events = self
                         .dispatcher
-                        .stream(provider, &model.upstream, req, t)
+                        .stream(provider, &deployment.upstream, req, t)
                         .await?;
                     // The first event decides: until it arrives, the model
                     // can still be swapped without the client noticing.
@@ -436,13 +435,14 @@ impl Engine {
             }
         };
         let _ = opened.send(Ok(()));
-        let m = s.model;
+        let (m, d) = (s.model, s.deployment);
         let model = &self.catalog.models[m];
+        let (deployment, provider) = self.catalog.deployment(m, d);
         let (first, mut events) = s.value;
         let start = StreamItem::Start {
             decision_id: id.clone(),
             model: model.name.clone(),
-            provider: self.catalog.provider_of(m).name.clone(),
+            provider: provider.name.clone(),
             cache: p.cache.status,
         };
         let mut client_gone = tx.send(Ok(start)).await.is_err();
@@ -484,14 +484,14 @@ impl Engine {
                 }) => {
                     self.failover.health().finish(s.guard, Some(true), false);
                     let (usage, estimated) = usage_or_estimate(usage, &p.request, || text.clone());
-                    let cost = model.cost_of(&usage);
+                    let cost = deployment.cost_of(&usage);
                     self.settle_key(
                         [p.key.as_ref(), p.tenant_settings.as_ref()],
                         p.routed.prompt_tokens,
                         usage,
                         cost,
                     );
-                    rows.push(ok_attempt(self, m, s.started, usage, estimated, cost));
+                    rows.push(ok_attempt(self, (m, d), s.started, usage, estimated, cost));
                     self.log_attempts(&id, rows.clone(), Some(model.name.clone()))
                         .await;
                     self.learn_output(&p.routed, m, usage.completion_tokens);
@@ -502,7 +502,7 @@ impl Engine {
                         Answer {
                             decision_id: id.clone(),
                             model: model.name.clone(),
-                            provider: self.catalog.provider_of(m).name.clone(),
+                            provider: provider.name.clone(),
                             content,
                             tool_calls: calls.calls(),
                             finish_reason: finish_reason.clone(),
@@ -525,7 +525,7 @@ impl Engine {
                     // Text already reached the client: no fallback, a clear error.
                     self.failover.health().finish(s.guard, Some(false), false);
                     self.learn_failure(&p.routed, m, e.is_provider_fault());
-                    rows.push(self.failover.failed_attempt(m, s.started, &e));
+                    rows.push(self.failover.failed_attempt((m, d), s.started, &e));
                     let n = rows.len();
                     self.log_attempts(&id, rows, None).await;
                     tracing::warn!(decision_id = %id, error = %e, "stream failed after it started");
@@ -539,7 +539,7 @@ impl Engine {
         // no bandit observation.
         self.failover.health().finish(s.guard, None, false);
         let mut attempt = self.failover.failed_attempt(
-            m,
+            (m, d),
             s.started,
             &DispatchError::Stream("client cancelled".into()),
         );
@@ -621,7 +621,7 @@ impl Engine {
         call: F,
     ) -> Result<Served<T>, Failed>
     where
-        F: Fn(usize, crate::dispatch::Timeouts) -> Fut,
+        F: Fn(usize, usize, crate::dispatch::Timeouts) -> Fut,
         Fut: std::future::Future<Output = Result<T, DispatchError>>,
     {
         let id = &routed.decision_id;
@@ -725,15 +725,17 @@ fn usage_or_estimate(
 
 fn ok_attempt(
     e: &Engine,
-    m: usize,
+    (m, d): (usize, usize),
     started: (Instant, i64),
     usage: Usage,
     estimated: bool,
     cost: f64,
 ) -> AttemptRow {
+    let (deployment, provider) = e.catalog.deployment(m, d);
     AttemptRow {
         model: e.catalog.models[m].name.clone(),
-        provider: e.catalog.provider_of(m).name.clone(),
+        provider: provider.name.clone(),
+        deployment: Some(deployment.name.clone()),
         outcome: "ok",
         error: None,
         http_status: Some(200),

@@ -312,6 +312,7 @@ fn attempt(a: &AttemptRow) -> Value {
     json!({
         "model": a.model,
         "provider": a.provider,
+        "deployment": a.deployment,
         "outcome": a.outcome,
         "error": a.error,
         "http_status": a.http_status,

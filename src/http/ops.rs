@@ -85,7 +85,15 @@ fn model(app: &AppState, i: usize) -> Value {
             "context_window": m.context_window,
             "prior_quality": m.prior_quality,
             "capabilities": m.capabilities.iter().map(|c| c.name()).collect::<Vec<_>>(),
-            "available": p.enabled(),
+            "available": c.disabled_reason(i).is_none(),
+            "deployments": m.deployments.iter().map(|d| json!({
+                "name": d.name,
+                "provider": c.providers[d.provider].name,
+                "upstream": d.upstream,
+                "input_usd_per_mtok": d.input_usd_per_mtok,
+                "output_usd_per_mtok": d.output_usd_per_mtok,
+                "available": c.providers[d.provider].enabled(),
+            })).collect::<Vec<_>>(),
         },
     })
 }

@@ -103,7 +103,7 @@ pub fn screen(catalog: &Catalog, c: &Constraints<'_>) -> Vec<Candidate> {
             let needed = u64::from(c.prompt_tokens) + u64::from(output);
             let reason = if c.allow.is_some_and(|a| !a.contains(&i)) {
                 "not in the request's candidates".to_owned()
-            } else if let Some(r) = catalog.providers[m.provider].disabled_reason() {
+            } else if let Some(r) = catalog.disabled_reason(i) {
                 r
             } else if let Some(u) = unmet(catalog, i, c.needs) {
                 u.reason(catalog, i)

@@ -264,6 +264,7 @@ fn attempt(a: &AttemptRow) -> pb::Attempt {
         error: a.error.clone().unwrap_or_default(),
         latency_ms: a.latency_ms,
         http_status: a.http_status.map(u32::from).unwrap_or(0),
+        deployment: a.deployment.clone().unwrap_or_default(),
     }
 }
 
@@ -455,7 +456,8 @@ impl pb::router_server::Router for RouterService {
                 models: catalog
                     .models
                     .iter()
-                    .map(|m| pb::ModelInfo {
+                    .enumerate()
+                    .map(|(i, m)| pb::ModelInfo {
                         name: m.name.clone(),
                         provider: catalog.providers[m.provider].name.clone(),
                         upstream: m.upstream.clone(),
@@ -464,7 +466,7 @@ impl pb::router_server::Router for RouterService {
                         capabilities: m.capabilities.iter().map(|c| c.name().to_owned()).collect(),
                         context_window: m.context_window,
                         prior_quality: m.prior_quality,
-                        available: catalog.providers[m.provider].enabled(),
+                        available: catalog.disabled_reason(i).is_none(),
                     })
                     .collect(),
             }))

@@ -180,6 +180,7 @@ mod tests {
         AttemptRow {
             model: "m".into(),
             provider: "p".into(),
+            deployment: None,
             outcome: "timeout",
             error: Some("took too long".into()),
             http_status: None,

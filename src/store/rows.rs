@@ -71,6 +71,10 @@ pub struct SplitRow {
 pub struct AttemptRow {
     pub model: String,
     pub provider: String,
+    /// Which of the model's deployments took the call (`None` in rows
+    /// written before models had several).
+    #[serde(default)]
+    pub deployment: Option<String>,
     /// `ok`, `error`, `timeout` or `cancelled`.
     #[serde(deserialize_with = "outcome")]
     pub outcome: Name,

@@ -18,7 +18,7 @@ pub(super) const INSERT_DECISION: &str = "INSERT INTO decisions (id, created_at_
 
 pub(super) const INSERT_ATTEMPT: &str = "INSERT INTO attempts (decision_id, seq, model, provider, \
      outcome, error, http_status, started_at_ms, latency_ms, prompt_tokens, completion_tokens, \
-     usage_estimated, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     usage_estimated, cost_usd, deployment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 pub(super) const SET_SERVED: &str = "UPDATE decisions SET served_model = ? WHERE id = ?";
 
@@ -76,6 +76,7 @@ macro_rules! attempt_binds {
             .bind(a.completion_tokens.map(i64::from))
             .bind(a.usage_estimated)
             .bind(a.cost_usd)
+            .bind(&a.deployment)
     }};
 }
 

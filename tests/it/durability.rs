@@ -243,6 +243,7 @@ fn attempt_row(outcome: &'static str) -> AttemptRow {
     AttemptRow {
         model: "m".into(),
         provider: "p".into(),
+        deployment: None,
         outcome,
         error: None,
         http_status: Some(200),

@@ -11,6 +11,7 @@ mod classify;
 mod classify_service;
 mod console_api;
 mod cost;
+mod deployments;
 mod dispatch_conformance;
 mod durability;
 mod eval;

@@ -105,6 +105,7 @@ fn attempt(model: &str, outcome: &'static str, status: Option<u16>) -> AttemptRo
     AttemptRow {
         model: model.into(),
         provider: "mock".into(),
+        deployment: None,
         outcome,
         error: (outcome != "ok").then(|| "failed".into()),
         http_status: status,

@@ -12,8 +12,8 @@ use crate::dispatch::health::AttemptGuard;
 use crate::dispatch::{DispatchError, Timeouts};
 use crate::store::AttemptRow;
 
-/// An attempt in flight: its model, health slot and start.
-type Attempt = (usize, AttemptGuard, (Instant, i64));
+/// An attempt in flight: its model, deployment, health slot and start.
+type Attempt = (usize, usize, AttemptGuard, (Instant, i64));
 
 impl Failover {
     /// How long model `m`'s first attempt runs alone; `None` when hedging is off.
@@ -37,7 +37,7 @@ impl Failover {
         launched: &mut Option<usize>,
     ) -> Result<Served<T>, (DispatchError, AttemptGuard)>
     where
-        F: Fn(usize, Timeouts) -> Fut,
+        F: Fn(usize, usize, Timeouts) -> Fut,
         Fut: Future<Output = Result<T, DispatchError>>,
         O: Fn(usize),
     {
@@ -48,10 +48,11 @@ impl Failover {
             on_failed,
         } = req;
         let (decision_id, deadline) = (*decision_id, *deadline);
-        let (m, guard, started) = first;
+        let (m, d, guard, started) = first;
         let (h, delay) = hedge;
         let primary = call(
             m,
+            d,
             self.timeouts(deadline.saturating_duration_since(started.0)),
         );
         tokio::pin!(primary);
@@ -59,16 +60,20 @@ impl Failover {
             r = &mut primary => Some(r),
             () = tokio::time::sleep(delay) => None,
         };
-        let alone = |r, guard| super::settled(m, r, guard, started);
+        let alone = |r, guard| super::settled((m, d), r, guard, started);
         if let Some(r) = early {
             return alone(r, guard);
         }
         let now = Instant::now();
-        let provider = self.catalog.models[h].provider;
-        let hedge_guard = (now < deadline)
-            .then(|| self.health.begin(h, provider, now))
-            .flatten();
-        let Some(hedge_guard) = hedge_guard else {
+        let hd = self
+            .health
+            .rank(h, &self.policy.balance, now)
+            .first()
+            .copied();
+        let hedge_guard = hd
+            .filter(|_| now < deadline)
+            .and_then(|hd| self.health.begin(h, hd, now));
+        let (Some(hd), Some(hedge_guard)) = (hd, hedge_guard) else {
             // Past the deadline, or the hedge's breaker is open: wait alone.
             return alone(primary.await, guard);
         };
@@ -81,7 +86,11 @@ impl Failover {
         );
         *launched = Some(h);
         let hedge_started = (now, now_ms());
-        let second = call(h, self.timeouts(deadline.saturating_duration_since(now)));
+        let second = call(
+            h,
+            hd,
+            self.timeouts(deadline.saturating_duration_since(now)),
+        );
         tokio::pin!(second);
         // Each side's slot while it runs; the first attempt's error while
         // the hedge still may answer.
@@ -94,9 +103,9 @@ impl Failover {
                     match r {
                         Ok(value) => {
                             if let Some(hg) = hedge_guard.take() {
-                                self.cancelled(h, hg, hedge_started, m, rows);
+                                self.cancelled((h, hd), hg, hedge_started, m, rows);
                             }
-                            return Ok(Served { model: m, value, guard: g, started });
+                            return Ok(Served { model: m, deployment: d, value, guard: g, started });
                         }
                         Err(e) if hedge_guard.is_none() => return Err((e, g)),
                         Err(e) => failed_first = Some((e, g)),
@@ -107,16 +116,22 @@ impl Failover {
                     match r {
                         Ok(value) => {
                             if let Some(g) = guard.take() {
-                                self.cancelled(m, g, started, h, rows);
+                                self.cancelled((m, d), g, started, h, rows);
                             } else if let Some((e, g)) = failed_first.take()
-                                && self.record_failure(decision_id, m, g, started, &e, rows)
+                                && self.record_failure(decision_id, (m, d), g, started, &e, rows)
                             {
                                 on_failed(m);
                             }
-                            return Ok(Served { model: h, value, guard: hg, started: hedge_started });
+                            return Ok(Served {
+                                model: h,
+                                deployment: hd,
+                                value,
+                                guard: hg,
+                                started: hedge_started,
+                            });
                         }
                         Err(e) => {
-                            if self.record_failure(decision_id, h, hg, hedge_started, &e, rows) {
+                            if self.record_failure(decision_id, (h, hd), hg, hedge_started, &e, rows) {
                                 on_failed(h);
                             }
                             if let Some(failed) = failed_first.take() {
@@ -133,7 +148,7 @@ impl Failover {
     /// logged as cancelled in favour of `winner`.
     fn cancelled(
         &self,
-        m: usize,
+        (m, d): (usize, usize),
         guard: AttemptGuard,
         started: (Instant, i64),
         winner: usize,
@@ -141,7 +156,7 @@ impl Failover {
     ) {
         self.health.finish(guard, None, false);
         let why = format!("hedge: {} answered first", self.catalog.models[winner].name);
-        let mut row = self.failed_attempt(m, started, &DispatchError::Stream(why.clone()));
+        let mut row = self.failed_attempt((m, d), started, &DispatchError::Stream(why.clone()));
         row.outcome = "cancelled";
         row.error = Some(why);
         rows.push(row);
