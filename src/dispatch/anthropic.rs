@@ -523,8 +523,18 @@ impl SseParser for Parser {
                 if let Some(r) = ev.delta.and_then(|d| d.stop_reason) {
                     self.stop_reason = Some(r);
                 }
+                // Its counts are cumulative: whichever it carries (output
+                // always; input and cache counts from some senders, this
+                // service's Messages front among them) replace the start's.
                 if let Some(u) = ev.usage {
-                    self.usage.output_tokens = u.output_tokens.or(self.usage.output_tokens);
+                    let mine = &mut self.usage;
+                    mine.input_tokens = u.input_tokens.or(mine.input_tokens);
+                    mine.output_tokens = u.output_tokens.or(mine.output_tokens);
+                    mine.cache_read_input_tokens =
+                        u.cache_read_input_tokens.or(mine.cache_read_input_tokens);
+                    mine.cache_creation_input_tokens = u
+                        .cache_creation_input_tokens
+                        .or(mine.cache_creation_input_tokens);
                 }
             }
             "message_stop" => return Ok((out, true)),

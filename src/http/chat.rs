@@ -138,25 +138,41 @@ pub async fn completions(
         Answered::Plain(c) => return Ok(plain(*c)),
         Answered::Stream(s) => s,
     };
-    let chunk = ChunkMaker {
-        id: format!("chatcmpl-{decision_id}"),
-        created: now_secs(),
-        model: model.clone(),
-    };
-    let first = chunk.make(json!({"role": "assistant", "content": ""}), None);
     // The request's span is entered for every item, so it ends (at its last
     // exit) with the stream, not with the headers.
     let span = tracing::Span::current();
-    let events = ReceiverStream::new(rx).flat_map(move |item| {
+    let items = ReceiverStream::new(rx).inspect(move |_| {
         let _held = &permit; // the in-flight permit lives as long as the stream
-        let _entered = span.enter();
-        futures::stream::iter(sse_events(&chunk, item, include_usage))
     });
-    let stream =
-        futures::stream::once(async move { Ok::<_, Infallible>(data(&first)) }).chain(events);
+    let stream = events(&decision_id, &model, include_usage, items).map(move |e| {
+        let _entered = span.enter();
+        e
+    });
     let mut resp = Sse::new(stream).into_response();
     decision_headers(resp.headers_mut(), &decision_id, &model, &provider, cache);
     Ok(resp)
+}
+
+/// A streamed answer's SSE events: the assistant's opening chunk, then each
+/// engine item's (see [`sse_events`]).
+pub(super) fn events<I>(
+    decision_id: &str,
+    model: &str,
+    include_usage: bool,
+    items: I,
+) -> impl futures::Stream<Item = Result<Event, Infallible>> + use<I>
+where
+    I: futures::Stream<Item = Result<StreamItem, crate::error::Error>>,
+{
+    let chunk = ChunkMaker {
+        id: format!("chatcmpl-{decision_id}"),
+        created: now_secs(),
+        model: model.to_owned(),
+    };
+    let first = chunk.make(json!({"role": "assistant", "content": ""}), None);
+    let rest =
+        items.flat_map(move |item| futures::stream::iter(sse_events(&chunk, item, include_usage)));
+    futures::stream::once(async move { Ok::<_, Infallible>(data(&first)) }).chain(rest)
 }
 
 struct ChunkMaker {

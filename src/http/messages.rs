@@ -90,26 +90,42 @@ pub async fn messages(
         Answered::Plain(c) => return Ok(plain(*c)),
         Answered::Stream(s) => s,
     };
+    let span = tracing::Span::current();
+    let items = ReceiverStream::new(rx).inspect(move |_| {
+        let _held = &permit; // the in-flight permit lives as long as the stream
+    });
+    let stream = events(&decision_id, &model, items).map(move |e| {
+        let _entered = span.enter();
+        e
+    });
+    let mut resp = Sse::new(stream).into_response();
+    decision_headers(resp.headers_mut(), &decision_id, &model, &provider, cache);
+    Ok(resp)
+}
+
+/// A streamed answer's SSE events: `message_start`, then each engine item's
+/// content-block events (see [`Blocks`]).
+pub(super) fn events<I>(
+    decision_id: &str,
+    model: &str,
+    items: I,
+) -> impl futures::Stream<Item = Result<Event, Infallible>> + use<I>
+where
+    I: futures::Stream<Item = Result<StreamItem, crate::error::Error>>,
+{
     let start = event(
         "message_start",
         json!({"type": "message_start", "message": {
-            "id": message_id(&decision_id), "type": "message", "role": "assistant",
+            "id": message_id(decision_id), "type": "message", "role": "assistant",
             "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
             // The prompt's real count comes with message_delta, at the end.
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }}),
     );
-    let span = tracing::Span::current();
     let mut blocks = Blocks::default();
-    let events = ReceiverStream::new(rx).flat_map(move |item| {
-        let _held = &permit; // the in-flight permit lives as long as the stream
-        let _entered = span.enter();
-        futures::stream::iter(blocks.events(item).into_iter().map(Ok::<_, Infallible>))
-    });
-    let stream = futures::stream::once(async move { Ok(start) }).chain(events);
-    let mut resp = Sse::new(stream).into_response();
-    decision_headers(resp.headers_mut(), &decision_id, &model, &provider, cache);
-    Ok(resp)
+    let rest =
+        items.flat_map(move |item| futures::stream::iter(blocks.events(item).into_iter().map(Ok)));
+    futures::stream::once(async move { Ok(start) }).chain(rest)
 }
 
 fn message_id(decision_id: &str) -> String {

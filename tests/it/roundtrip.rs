@@ -5,6 +5,8 @@
 //! back here by its documented shape). Answers go out through the fronts'
 //! writers and come back through the adapters' readers; a Gemini answer is
 //! read by its adapter, written by the OpenAI front and read back again.
+//! Streams go out through the fronts' SSE writers, cut into network chunks
+//! anywhere, and come back through the adapters' stream readers.
 
 use std::collections::BTreeMap;
 
@@ -14,9 +16,10 @@ use serde_json::{Value, json};
 use switchyard::config::ProviderKind;
 use switchyard::dispatch::read;
 use switchyard::dispatch::{
-    ChatMessage, ChatRequest, ChatResponse, Tool, ToolCall, ToolChoice, Tools, Usage,
+    ChatMessage, ChatRequest, ChatResponse, StreamEvent, Tool, ToolCall, ToolCallDelta, ToolChoice,
+    Tools, Usage,
 };
-use switchyard::engine::{CompleteInput, Completed};
+use switchyard::engine::{CompleteInput, Completed, StreamItem};
 use switchyard::http::codec;
 
 fn text() -> impl Strategy<Value = String> {
@@ -401,8 +404,119 @@ fn gemini_answer(r: &ChatResponse) -> Vec<u8> {
     .expect("JSON")
 }
 
+/// The engine's items for streaming `r`: its text in pieces of `piece`
+/// characters, then each call in two pieces (id and name with the first).
+fn items(r: &ChatResponse, piece: usize) -> Vec<StreamItem> {
+    let mut out = vec![StreamItem::Start {
+        decision_id: "0".into(),
+        model: "m".into(),
+        provider: "p".into(),
+        cache: Default::default(),
+    }];
+    let chars: Vec<char> = r.content.chars().collect();
+    out.extend(
+        chars
+            .chunks(piece)
+            .map(|c| StreamItem::Delta(c.iter().collect())),
+    );
+    for (k, c) in r.tool_calls.iter().enumerate() {
+        let split = c.arguments.len() / 2;
+        let split = (split..=c.arguments.len())
+            .find(|i| c.arguments.is_char_boundary(*i))
+            .unwrap_or(c.arguments.len());
+        out.push(StreamItem::ToolCall(ToolCallDelta {
+            index: k as u32,
+            id: Some(c.id.clone()),
+            name: Some(c.name.clone()),
+            arguments: c.arguments[..split].to_owned(),
+        }));
+        out.push(StreamItem::ToolCall(ToolCallDelta {
+            index: k as u32,
+            id: None,
+            name: None,
+            arguments: c.arguments[split..].to_owned(),
+        }));
+    }
+    out.push(StreamItem::End {
+        finish_reason: r.finish_reason.clone(),
+        usage: r.usage.unwrap_or_default(),
+        usage_estimated: false,
+        cost_usd: 0.0,
+        attempts: Vec::new(),
+    });
+    out
+}
+
+/// A stream read back into the answer it carried (calls in the order they
+/// began; a reader's indices are its protocol's).
+fn assembled(
+    events: Vec<Result<StreamEvent, switchyard::dispatch::DispatchError>>,
+) -> Result<ChatResponse, String> {
+    let mut r = ChatResponse {
+        content: String::new(),
+        tool_calls: Vec::new(),
+        finish_reason: String::new(),
+        usage: None,
+    };
+    let mut indices: Vec<u32> = Vec::new();
+    let mut done = false;
+    for e in events {
+        match e.map_err(|e| e.to_string())? {
+            StreamEvent::Delta(d) => r.content.push_str(&d),
+            StreamEvent::ToolCall(c) => {
+                let k = match indices.iter().position(|i| *i == c.index) {
+                    Some(k) => k,
+                    None => {
+                        indices.push(c.index);
+                        r.tool_calls.push(ToolCall {
+                            id: String::new(),
+                            name: String::new(),
+                            arguments: String::new(),
+                        });
+                        indices.len() - 1
+                    }
+                };
+                let call = &mut r.tool_calls[k];
+                if let Some(id) = c.id {
+                    call.id = id;
+                }
+                if let Some(name) = c.name {
+                    call.name = name;
+                }
+                call.arguments.push_str(&c.arguments);
+            }
+            StreamEvent::Done {
+                finish_reason,
+                usage,
+            } => {
+                r.finish_reason = finish_reason;
+                r.usage = usage;
+                done = true;
+            }
+        }
+    }
+    if !done {
+        return Err("the stream did not end".into());
+    }
+    // Arguments as every protocol's reading spells them.
+    for c in &mut r.tool_calls {
+        if let Ok(v) = serde_json::from_str::<Value>(&c.arguments) {
+            c.arguments = v.to_string();
+        }
+    }
+    Ok(r)
+}
+
+/// `body` cut into network chunks of `cut` bytes.
+fn cut(body: &[u8], cut: usize) -> Vec<bytes::Bytes> {
+    body.chunks(cut)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect()
+}
+
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("runtime")
         .block_on(f)
@@ -446,6 +560,22 @@ proptest! {
         let body = block_on(codec::messages_answer(completed(&r)));
         let back = read::answer(ProviderKind::Anthropic, &body)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(of_answer(&back), of_answer(&r));
+    }
+
+    #[test]
+    fn a_stream_written_as_openai_reads_back_the_same(r in answer(), piece in 1usize..8, at in 1usize..200) {
+        let body = block_on(codec::chat_stream(items(&r, piece)));
+        let back = assembled(block_on(read::stream(ProviderKind::OpenAi, cut(&body, at))))
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{}", String::from_utf8_lossy(&body))))?;
+        prop_assert_eq!(of_answer(&back), of_answer(&r));
+    }
+
+    #[test]
+    fn a_stream_written_as_anthropic_reads_back_the_same(r in answer(), piece in 1usize..8, at in 1usize..200) {
+        let body = block_on(codec::messages_stream(items(&r, piece)));
+        let back = assembled(block_on(read::stream(ProviderKind::Anthropic, cut(&body, at))))
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{}", String::from_utf8_lossy(&body))))?;
         prop_assert_eq!(of_answer(&back), of_answer(&r));
     }
 
