@@ -214,12 +214,23 @@ fn provider(p: &ProviderConfig, env: &impl Fn(&str) -> Option<String>) -> Provid
 }
 
 fn model(m: &ModelConfig, providers: &[Provider]) -> Model {
+    let primary = Deployment {
+        name: m.provider.clone(),
+        provider: provider_index(&m.provider, providers),
+        upstream: m.upstream.clone(),
+        input_usd_per_mtok: m.input_usd_per_mtok,
+        output_usd_per_mtok: m.output_usd_per_mtok,
+        cache_read_usd_per_mtok: m.cache_read_usd_per_mtok,
+        cache_write_usd_per_mtok: m.cache_write_usd_per_mtok,
+    };
+    let more: Vec<Deployment> = m
+        .deployments
+        .iter()
+        .map(|d| deployment(d, &primary, providers))
+        .collect();
     Model {
         name: m.name.clone(),
-        provider: providers
-            .iter()
-            .position(|p| p.name == m.provider)
-            .expect("config validation checked the provider exists: this is a bug"),
+        provider: primary.provider,
         upstream: m.upstream.clone(),
         input_usd_per_mtok: m.input_usd_per_mtok,
         output_usd_per_mtok: m.output_usd_per_mtok,
@@ -229,27 +240,33 @@ fn model(m: &ModelConfig, providers: &[Provider]) -> Model {
         prior_quality: m.prior_quality,
         fallback: Vec::new(),
         capabilities: m.capabilities.clone(),
-        deployments: m
-            .deployments
-            .iter()
-            .map(|d| deployment(d, providers))
-            .collect(),
+        deployments: std::iter::once(primary).chain(more).collect(),
     }
 }
 
-fn deployment(d: &DeploymentConfig, providers: &[Provider]) -> Deployment {
+/// A declared deployment, with what it leaves out taken from the model's
+/// own (`primary`); its cache prices default to its own input price.
+fn deployment(d: &DeploymentConfig, primary: &Deployment, providers: &[Provider]) -> Deployment {
+    let input = d.input_usd_per_mtok.unwrap_or(primary.input_usd_per_mtok);
     Deployment {
         name: d.name.clone(),
-        provider: providers
-            .iter()
-            .position(|p| p.name == d.provider)
-            .expect("config validation checked the provider exists: this is a bug"),
-        upstream: d.upstream.clone(),
-        input_usd_per_mtok: d.input_usd_per_mtok,
-        output_usd_per_mtok: d.output_usd_per_mtok,
-        cache_read_usd_per_mtok: d.cache_read_usd_per_mtok,
-        cache_write_usd_per_mtok: d.cache_write_usd_per_mtok,
+        provider: provider_index(&d.provider, providers),
+        upstream: d
+            .upstream
+            .clone()
+            .unwrap_or_else(|| primary.upstream.clone()),
+        input_usd_per_mtok: input,
+        output_usd_per_mtok: d.output_usd_per_mtok.unwrap_or(primary.output_usd_per_mtok),
+        cache_read_usd_per_mtok: d.cache_read_usd_per_mtok.unwrap_or(input),
+        cache_write_usd_per_mtok: d.cache_write_usd_per_mtok.unwrap_or(input),
     }
+}
+
+fn provider_index(name: &str, providers: &[Provider]) -> usize {
+    providers
+        .iter()
+        .position(|p| p.name == name)
+        .expect("config validation checked the provider exists: this is a bug")
 }
 
 #[cfg(test)]

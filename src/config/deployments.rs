@@ -1,25 +1,26 @@
 //! `[[models.deployments]]`: the other places a model is served (another
-//! host, key or region), validated into the model's deployment list with its
-//! own provider first.
+//! host, key or region), validated; the model's own provider is its first.
 
 use std::collections::HashSet;
 
 use super::raw::RawDeployment;
 use super::{ConfigError, DeploymentConfig, ProviderConfig, invalid};
 
-/// The model's deployments: `primary` (its own provider) and then `more`.
-/// Every one names a known provider that speaks the primary's protocol (the
-/// model's capabilities are read per protocol), and their names differ.
+/// The model's further deployments, beyond `primary` (its own provider's
+/// name). Every one names a known provider that speaks the primary's protocol
+/// (the model's capabilities are read per protocol), the names differ, and
+/// the prices given are finite and non-negative; what is left out stays the
+/// model's, resolved when the catalog is built.
 pub(super) fn validate(
     field: &dyn Fn(&str) -> String,
-    primary: DeploymentConfig,
+    primary: &str,
     more: Vec<RawDeployment>,
     providers: &[ProviderConfig],
 ) -> Result<Vec<DeploymentConfig>, ConfigError> {
     let kind_of = |name: &str| providers.iter().find(|p| p.name == name).map(|p| p.kind);
-    let kind = kind_of(&primary.provider);
-    let mut names = HashSet::from([primary.name.clone()]);
-    let mut out = vec![primary];
+    let kind = kind_of(primary);
+    let mut names = HashSet::from([primary.to_owned()]);
+    let mut out = Vec::with_capacity(more.len());
     for (j, d) in more.into_iter().enumerate() {
         let at = |k: &str| field(&format!("deployments[{j}].{k}"));
         match kind_of(&d.provider) {
@@ -48,34 +49,25 @@ pub(super) fn validate(
                 format!("{name:?} is empty or repeated: name deployments on one provider apart"),
             ));
         }
-        let first = &out[0];
-        let input = d.input_usd_per_mtok.unwrap_or(first.input_usd_per_mtok);
-        let deployment = DeploymentConfig {
-            name,
-            upstream: d.upstream.unwrap_or_else(|| first.upstream.clone()),
-            provider: d.provider,
-            input_usd_per_mtok: input,
-            output_usd_per_mtok: d.output_usd_per_mtok.unwrap_or(first.output_usd_per_mtok),
-            cache_read_usd_per_mtok: d.cache_read_usd_per_mtok.unwrap_or(input),
-            cache_write_usd_per_mtok: d.cache_write_usd_per_mtok.unwrap_or(input),
-        };
         for (k, v) in [
-            ("input_usd_per_mtok", deployment.input_usd_per_mtok),
-            ("output_usd_per_mtok", deployment.output_usd_per_mtok),
-            (
-                "cache_read_usd_per_mtok",
-                deployment.cache_read_usd_per_mtok,
-            ),
-            (
-                "cache_write_usd_per_mtok",
-                deployment.cache_write_usd_per_mtok,
-            ),
+            ("input_usd_per_mtok", d.input_usd_per_mtok),
+            ("output_usd_per_mtok", d.output_usd_per_mtok),
+            ("cache_read_usd_per_mtok", d.cache_read_usd_per_mtok),
+            ("cache_write_usd_per_mtok", d.cache_write_usd_per_mtok),
         ] {
-            if !v.is_finite() || v < 0.0 {
+            if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
                 return Err(invalid(at(k), "must be a finite number >= 0"));
             }
         }
-        out.push(deployment);
+        out.push(DeploymentConfig {
+            name,
+            provider: d.provider,
+            upstream: d.upstream,
+            input_usd_per_mtok: d.input_usd_per_mtok,
+            output_usd_per_mtok: d.output_usd_per_mtok,
+            cache_read_usd_per_mtok: d.cache_read_usd_per_mtok,
+            cache_write_usd_per_mtok: d.cache_write_usd_per_mtok,
+        });
     }
     Ok(out)
 }

@@ -385,21 +385,26 @@ pub struct ModelConfig {
     pub fallback: Vec<String>,
     /// Past plain text; none when the catalog declares none.
     pub capabilities: Vec<Capability>,
-    /// Where the model is served: its own provider first, then any more.
+    /// Where else the model is served, beyond its own provider (which the
+    /// catalog puts first).
     pub deployments: Vec<DeploymentConfig>,
 }
 
-/// One place a model is served, with its prices there.
+/// One more place a model is served, as declared: what it leaves out
+/// (`None`) is the model's own, read when the catalog is built so that the
+/// model's settings have one source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentConfig {
     /// Unique within the model; the provider's name unless given.
     pub name: String,
     pub provider: String,
-    pub upstream: String,
-    pub input_usd_per_mtok: f64,
-    pub output_usd_per_mtok: f64,
-    pub cache_read_usd_per_mtok: f64,
-    pub cache_write_usd_per_mtok: f64,
+    pub upstream: Option<String>,
+    pub input_usd_per_mtok: Option<f64>,
+    pub output_usd_per_mtok: Option<f64>,
+    /// Unless given, this deployment's input price.
+    pub cache_read_usd_per_mtok: Option<f64>,
+    /// Unless given, this deployment's input price.
+    pub cache_write_usd_per_mtok: Option<f64>,
 }
 
 impl Config {

@@ -173,13 +173,14 @@ fn deployments_inherit_the_models_settings_and_are_checked() {
          [[models.deployments]]\nname=\"b-eu\"\nprovider=\"b\"\nupstream=\"m-eu\"\n",
     ))
     .unwrap();
-    let d = &c.models[0].deployments;
-    let seen: Vec<(&str, &str, &str, f64, f64)> = d
+    let built = crate::catalog::Catalog::new(&c, |_| None);
+    let seen: Vec<(&str, &str, &str, f64, f64)> = built.models[0]
+        .deployments
         .iter()
         .map(|d| {
             (
                 d.name.as_str(),
-                d.provider.as_str(),
+                built.providers[d.provider].name.as_str(),
                 d.upstream.as_str(),
                 d.input_usd_per_mtok,
                 d.output_usd_per_mtok,

@@ -9,9 +9,8 @@ use super::raw::{
     ClassifierMode, IntentsMode, RawBandit, RawClassifier, RawConfig, RawModel, RawProvider,
 };
 use super::{
-    BanditConfig, ClassifierSettings, Config, ConfigError, DeploymentConfig, DispatchConfig,
-    IntentExamples, ModelConfig, ProviderConfig, RoutingConfig, ServerConfig, StoreBackend,
-    StoreConfig, invalid,
+    BanditConfig, ClassifierSettings, Config, ConfigError, DispatchConfig, IntentExamples,
+    ModelConfig, ProviderConfig, RoutingConfig, ServerConfig, StoreBackend, StoreConfig, invalid,
 };
 
 /// `intent_head_set`: whether a layer above the defaults named
@@ -308,17 +307,8 @@ fn validate_models(
                 return Err(invalid(field("prior_quality"), "must be in [0, 1]"));
             }
             let upstream = m.upstream.unwrap_or_else(|| m.name.clone());
-            let primary = DeploymentConfig {
-                name: m.provider.clone(),
-                provider: m.provider.clone(),
-                upstream: upstream.clone(),
-                input_usd_per_mtok: m.input_usd_per_mtok,
-                output_usd_per_mtok: m.output_usd_per_mtok,
-                cache_read_usd_per_mtok: cache_read,
-                cache_write_usd_per_mtok: cache_write,
-            };
             let deployments =
-                super::deployments::validate(&field, primary, m.deployments, providers)?;
+                super::deployments::validate(&field, &m.provider, m.deployments, providers)?;
             Ok(ModelConfig {
                 upstream,
                 name: m.name,
