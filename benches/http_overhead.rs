@@ -34,10 +34,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::env_or;
+use common::procs::{free_port, pct, spawn, wait_ready};
 use serde_json::json;
 
 /// Catalog for the Switchyard servers: two real-priced models over the mock.
@@ -63,45 +64,6 @@ fn litellm_config(mock: u16) -> String {
          litellm_settings:\n  telemetry: false\n  drop_params: true\n\
          general_settings:\n  dangerously_permit_weak_or_unset_master_key: true\n"
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral loopback port")
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(cmd: &mut Command) -> anyhow::Result<Proc> {
-    Ok(Proc(
-        cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?,
-    ))
-}
-
-async fn wait_ready(client: &reqwest::Client, url: &str, limit: Duration) -> anyhow::Result<()> {
-    let until = Instant::now() + limit;
-    while Instant::now() < until {
-        if client
-            .get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("{url} not ready within {limit:?}")
 }
 
 fn litellm_bin() -> Option<PathBuf> {
@@ -196,13 +158,6 @@ async fn measure(http: &reqwest::Client, t: &Target, clients: usize, n: usize) -
         all.extend(t.await.unwrap_or_default());
     }
     all
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() -> anyhow::Result<()> {

@@ -4,6 +4,8 @@
 //! Each bench includes this with `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
+pub mod procs;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -126,6 +126,11 @@ pub async fn serve(
         .route("/v1beta/models/{call}", post(gemini))
         .route("/mock/stats", get(stats))
         .with_state(shared);
+    // As real providers' servers do: small stream chunks go out at once.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
