@@ -24,12 +24,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::env_or;
-use common::procs::{Proc, free_port, pct, wait_ready};
+use common::procs::{free_port, pct, serve, spawn, wait_ready};
 use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -190,26 +190,12 @@ fn main() -> anyhow::Result<()> {
     let seconds: f64 = env_or("FRONTIER_SECONDS", 4.0);
     let workers: usize = env_or("FRONTIER_WORKERS", 0);
     let dir = tempfile::tempdir()?;
-    let quiet = |c: &mut Command| c.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
-
     let mock = free_port();
-    let _mock = Proc(quiet(Command::new(bin).args([
-        "mock-provider",
-        "--listen",
-        &format!("127.0.0.1:{mock}"),
-    ]))?);
+    let _mock =
+        spawn(Command::new(bin).args(["mock-provider", "--listen", &format!("127.0.0.1:{mock}")]))?;
     let cfg = dir.path().join("frontier.toml");
     std::fs::write(&cfg, config(mock, &dir.path().join("f.db"), workers))?;
-    let (grpc, http_port) = (free_port(), free_port());
-    let server = Proc(quiet(Command::new(bin).env("RUST_LOG", "warn").args([
-        "serve",
-        "--config",
-        &cfg.display().to_string(),
-        "--listen",
-        &format!("127.0.0.1:{grpc}"),
-        "--http-listen",
-        &format!("127.0.0.1:{http_port}"),
-    ]))?);
+    let (server, http_port) = serve(bin, &cfg)?;
     let pid = server.0.id();
     let ours = format!("http://127.0.0.1:{http_port}/v1/chat/completions");
     let direct = format!("http://127.0.0.1:{mock}/v1/chat/completions");

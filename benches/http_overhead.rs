@@ -38,7 +38,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::env_or;
-use common::procs::{free_port, pct, spawn, wait_ready};
+use common::procs::{free_port, pct, serve, spawn, wait_ready};
 use serde_json::json;
 
 /// Catalog for the Switchyard servers: two real-priced models over the mock.
@@ -207,18 +207,8 @@ fn main() -> anyhow::Result<()> {
             toml.push_str("[cache]\nenabled = true\n");
         }
         std::fs::write(&cfg, toml)?;
-        let (grpc, http) = (free_port(), free_port());
-        servers.push(spawn(
-            Command::new(server_bin).env("RUST_LOG", "warn").args([
-                "serve",
-                "--config",
-                &cfg.display().to_string(),
-                "--listen",
-                &format!("127.0.0.1:{grpc}"),
-                "--http-listen",
-                &format!("127.0.0.1:{http}"),
-            ]),
-        )?);
+        let (server, http) = serve(server_bin, &cfg)?;
+        servers.push(server);
         let url = format!("http://127.0.0.1:{http}/v1/chat/completions");
         let name: &'static str = Box::leak(format!("{who} pinned ({sync})").into_boxed_str());
         targets.push(Target {

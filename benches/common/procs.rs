@@ -29,6 +29,22 @@ pub fn spawn(cmd: &mut Command) -> anyhow::Result<Proc> {
     ))
 }
 
+/// Starts `switchyard serve` from `bin` on `config`, gRPC and HTTP on free
+/// loopback ports, logging warnings only; returns it and its HTTP port.
+pub fn serve(bin: &str, config: &std::path::Path) -> anyhow::Result<(Proc, u16)> {
+    let (grpc, http) = (free_port(), free_port());
+    let server = spawn(Command::new(bin).env("RUST_LOG", "warn").args([
+        "serve",
+        "--config",
+        &config.display().to_string(),
+        "--listen",
+        &format!("127.0.0.1:{grpc}"),
+        "--http-listen",
+        &format!("127.0.0.1:{http}"),
+    ]))?;
+    Ok((server, http))
+}
+
 /// Polls `url` until it answers 2xx, for at most `limit`.
 pub async fn wait_ready(
     client: &reqwest::Client,
