@@ -146,7 +146,10 @@ fn ope_rows(
         .enumerate()
         .map(|(i, (n, _))| (n.as_str(), i))
         .collect();
-    let candidate = Bandit::build(&policy.state, params, &arms);
+    // As the service would run it: anchored on its quality head's
+    // predictions, the other models' masked (see `policy::features`).
+    let candidate =
+        Bandit::build_anchored(&policy.state, params, &arms, &policy.layout.anchors(&arms));
     let reward_models = cross_fit(rows, policy.layout.dim, params, &arms, seed);
 
     let bar = bar(rows.len(), "evaluating");

@@ -18,9 +18,11 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::logset::{self, Log};
+use crate::classify::quality::QualityHead;
 use crate::classify::{IntentHead, TrainOptions, intent};
 use crate::config::Config;
-use crate::policy::bandit::{Bandit, BanditParams, BanditState};
+use crate::policy::bandit::{Anchor, Bandit, BanditParams, BanditState};
+use crate::policy::features;
 use crate::policy::file::{self, ArmPrior, Layout, Params, PolicyFile, Source};
 
 /// Prior quality for a model in the log but not in the configured catalog.
@@ -83,9 +85,10 @@ pub async fn run(args: &TrainArgs) -> anyhow::Result<PolicyFile> {
         "no usable reward in the selection (every decision served nothing)"
     );
     let arms = priors(&config, &log);
+    let layout = configured_layout(&config, dim);
     let mut params = config.bandit.params;
     let fitted_sigma = if args.fit_sigma {
-        fit_sigma(&log, &state, params, &arms)
+        fit_sigma(&log, &state, params, &arms, &layout.anchors(&arms))
     } else {
         None
     };
@@ -98,7 +101,6 @@ pub async fn run(args: &TrainArgs) -> anyhow::Result<PolicyFile> {
             params.exploration(),
         )?;
     }
-    let intent_labels = configured_labels(&config, dim);
     let head = retrain_head(&log, &args.out)?;
     let stored = Params::from(params);
     let priors: Vec<ArmPrior> = arms
@@ -119,7 +121,7 @@ pub async fn run(args: &TrainArgs) -> anyhow::Result<PolicyFile> {
             rows: used as u64,
             observations,
         },
-        layout: Layout { dim, intent_labels },
+        layout,
         params: stored,
         arms: priors,
         state,
@@ -195,11 +197,12 @@ fn fit_sigma(
     state: &BanditState,
     params: BanditParams,
     arms: &[(String, f64)],
+    anchors: &[Option<Anchor>],
 ) -> Option<f64> {
     if state.observations() < MIN_FIT_OBSERVATIONS {
         return None;
     }
-    let bandit = Bandit::build(state, params, arms);
+    let bandit = Bandit::build_anchored(state, params, arms, anchors);
     let (mut sq, mut n) = (0.0, 0.0);
     for row in log.rows.iter().filter(|r| r.context.len() == state.dim) {
         let Some(i) = row
@@ -219,15 +222,36 @@ fn fit_sigma(
 }
 
 /// The configured intent head's labels when they match the context length.
-fn configured_labels(config: &Config, dim: usize) -> Vec<String> {
-    config
-        .classifier
+/// The layout of the service's heads, when their sizes give the log's `dim`
+/// (the heads may have changed since it logged): which feature is which
+/// intent, and which is which model's predicted quality.
+fn configured_layout(config: &Config, dim: usize) -> Layout {
+    let c = &config.classifier;
+    let intent_labels: Vec<String> = c
         .intent_head
         .as_deref()
         .and_then(|p| IntentHead::load(p).ok())
         .map(|h| h.labels().to_vec())
-        .filter(|l| crate::policy::features::dim(l.len(), 0) == dim)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let quality_models: Vec<String> = c
+        .quality_head
+        .as_deref()
+        .and_then(|p| QualityHead::load(p).ok())
+        .map(|h| h.models)
+        .unwrap_or_default();
+    let fits = |q: usize| features::dim(intent_labels.len(), q) == dim;
+    let (intent_labels, quality_models) = if fits(quality_models.len()) {
+        (intent_labels, quality_models)
+    } else if fits(0) {
+        (intent_labels, Vec::new())
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    Layout {
+        dim,
+        intent_labels,
+        quality_models,
+    }
 }
 
 /// Retrains the intent head on (logged embedding, `intent_label`) pairs;

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::bandit::{BanditParams, BanditState};
+use super::bandit::{Anchor, BanditParams, BanditState};
+use super::features;
 
 /// The format tag of this layout; readers refuse any other.
 pub const FORMAT: &str = "switchyard-policy/1";
@@ -45,6 +46,24 @@ pub struct Layout {
     pub dim: usize,
     /// The intent head's labels in context order; empty when not known.
     pub intent_labels: Vec<String>,
+    /// The quality head's models in context order; empty without one or
+    /// when not known (files written before quality heads have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality_models: Vec<String>,
+}
+
+impl Layout {
+    /// The anchors the service gives `arms` under this layout (see
+    /// [`features::Layout`]), so that a policy is evaluated as it would run:
+    /// none when the layout has no quality head, or its heads' sizes do not
+    /// add up to `dim` (then which feature is whose is not known).
+    pub fn anchors(&self, arms: &[(String, f64)]) -> Vec<Option<Anchor>> {
+        let (intents, quality) = (self.intent_labels.len(), &self.quality_models);
+        if quality.is_empty() || features::dim(intents, quality.len()) != self.dim {
+            return Vec::new();
+        }
+        features::Layout::new(intents, quality, arms).anchors
+    }
 }
 
 /// [`BanditParams`] as stored.
@@ -217,12 +236,37 @@ mod tests {
             layout: Layout {
                 dim: 3,
                 intent_labels: vec!["x".into()],
+                quality_models: Vec::new(),
             },
             params,
             arms,
             state,
             intent_head: None,
         }
+    }
+
+    #[test]
+    fn a_layout_anchors_models_only_when_its_heads_make_up_its_width() {
+        let arms = [("cheap".to_string(), 0.6), ("strong".to_string(), 0.9)];
+        let quality = vec!["strong".to_string()];
+        let mut l = Layout {
+            dim: features::dim(2, 1),
+            intent_labels: vec!["a".into(), "b".into()],
+            quality_models: quality.clone(),
+        };
+        let anchors = l.anchors(&arms);
+        assert_eq!(anchors, features::Layout::new(2, &quality, &arms).anchors);
+        assert!(anchors.iter().all(Option::is_some));
+        l.dim += 1;
+        assert!(l.anchors(&arms).is_empty());
+        l.quality_models.clear();
+        l.dim = features::dim(2, 0);
+        assert!(l.anchors(&arms).is_empty());
+        // Files from before quality heads read as having none.
+        let old = r#"{"dim":6,"intent_labels":[]}"#;
+        let read: Layout = serde_json::from_str(old).unwrap();
+        assert!(read.quality_models.is_empty());
+        assert_eq!(serde_json::to_string(&read).unwrap(), old);
     }
 
     #[test]
