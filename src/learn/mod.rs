@@ -208,8 +208,9 @@ impl Policy for Learning {
     }
 }
 
-/// The warm start (widened to `dim`), or an empty state.
-fn warm(dim: usize, warm_start: Option<&Path>) -> anyhow::Result<BanditState> {
+/// The warm start (widened to `dim`), or an empty state; `eval --mode
+/// online` starts from it the same way.
+pub fn warm(dim: usize, warm_start: Option<&Path>) -> anyhow::Result<BanditState> {
     Ok(match warm_start {
         Some(p) => {
             let s = crate::policy::file::load_warm_start(p)?;

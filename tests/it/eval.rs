@@ -165,6 +165,25 @@ fn online_mode_learns_from_the_outcomes() {
     let lines = std::fs::read_to_string(tmp.path().join("decisions.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 300);
     assert!(tmp.path().join("online.png").is_file());
+
+    // Started from the prior an offline run fits on the same training rows,
+    // it does better over the late half than from nothing.
+    let fitted = tmp.path().join("fitted");
+    let mut f = o.clone();
+    f.mode = Mode::Offline;
+    f.out = fitted.clone();
+    eval::run(&f, &config()).unwrap();
+    let mut w = o.clone();
+    w.out = tmp.path().join("warm");
+    w.warm_start = Some(fitted.join("prior.json"));
+    let warm = eval::run(&w, &config()).unwrap();
+    let late_of = |s: &eval::Summary| s.online.as_ref().unwrap().late_half.objective;
+    assert!(
+        late_of(&warm) > late_of(&s),
+        "warm {:.3} vs cold {:.3}",
+        late_of(&warm),
+        late_of(&s)
+    );
 }
 
 #[test]
@@ -190,6 +209,15 @@ fn bad_input_is_refused_with_a_clear_message() {
     let mut o = opts(&dir, "llmrouter", tmp.path(), &cache);
     o.models = dir.join("mmlu-pro.models.json");
     assert!(err(o).contains("no outcome for model"));
+
+    // A warm start of another context's width.
+    let state = tmp.path().join("state.json");
+    let narrow = switchyard::policy::bandit::BanditState::new(3);
+    std::fs::write(&state, serde_json::to_string(&narrow).unwrap()).unwrap();
+    let mut o = opts(&dir, "llmrouter", tmp.path(), &cache);
+    o.mode = Mode::Online;
+    o.warm_start = Some(state);
+    assert!(err(o).contains("has dimension 3"));
 
     let bad = tmp.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"id\": 1}\n").unwrap();

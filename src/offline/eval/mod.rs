@@ -37,7 +37,6 @@ use anyhow::Context;
 
 use crate::classify::intent;
 use crate::config::Config;
-use crate::policy::bandit::BanditState;
 
 pub use write::Summary;
 
@@ -269,10 +268,7 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
         }
         Mode::Online => {
             let dim = prep_eval.first().map_or(2, |p| p.features.len());
-            let start = match &opts.warm_start {
-                Some(p) => read_state(p, dim)?,
-                None => BanditState::new(dim),
-            };
+            let start = crate::learn::warm(dim, opts.warm_start.as_deref())?;
             let choices = route::online(
                 &eval,
                 &prep_eval,
@@ -316,20 +312,6 @@ pub fn embed_sets<const N: usize>(
     }
     out.try_into()
         .map_err(|_| anyhow::anyhow!("one embedding set per input set: this is a bug"))
-}
-
-fn read_state(path: &Path, dim: usize) -> anyhow::Result<BanditState> {
-    let s: BanditState = serde_json::from_str(
-        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("{} is not a bandit state", path.display()))?;
-    anyhow::ensure!(
-        s.dim == dim,
-        "{} has {} features but this run's context has {dim}",
-        path.display(),
-        s.dim
-    );
-    Ok(s)
 }
 
 impl std::str::FromStr for HeadChoice {
