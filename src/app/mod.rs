@@ -71,7 +71,7 @@ impl App {
         );
         let rules = Arc::new(crate::rules::Rules::new(&config, &catalog)?);
         let layout = layout(reader.as_deref(), &catalog);
-        let variants = variant_policies(&rules, &catalog, &layout)?;
+        let variants = variant_policies(&rules, &catalog, &layout, config.bandit.new_models)?;
         let engine = Engine::new(Parts {
             cache: crate::cache::Cache::new(&config.cache, &metrics)?,
             rules,
@@ -237,11 +237,13 @@ async fn load_reader(config: &Config) -> anyhow::Result<Option<Arc<Reader>>> {
 
 /// The configured policy, and its learner when it learns.
 /// The policies A/B splits name as variants: the prior, or a trained
-/// policy directory (frozen: it chooses, the running policy learns).
+/// policy directory (frozen: it chooses, the running policy learns), with
+/// the running policy's bound on models it has little evidence of.
 fn variant_policies(
     rules: &crate::rules::Rules,
     catalog: &Catalog,
     layout: &features::Layout,
+    new_models: crate::policy::bandit::NewModels,
 ) -> anyhow::Result<Vec<Arc<dyn Policy>>> {
     let arms = catalog.arms();
     rules
@@ -257,12 +259,10 @@ fn variant_policies(
             let state = file.state.widen(layout.dim).with_context(|| {
                 format!("the A/B variant policy {name:?} does not fit this context")
             })?;
-            Ok(Arc::new(Bandit::build_anchored(
-                &state,
-                params,
-                &arms,
-                &layout.anchors,
-            )))
+            Ok(Arc::new(
+                Bandit::build_anchored(&state, params, &arms, &layout.anchors)
+                    .with_new_models(new_models),
+            ))
         })
         .collect()
 }

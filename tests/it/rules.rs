@@ -571,3 +571,89 @@ then = { split = { share = 0.5, policy = "prior", sticky = "session" } }
     }
     assert_eq!(arms.len(), 2, "both arms in 60 sessions");
 }
+
+/// A trained policy tried in a split keeps the running policy's bound on
+/// models it has little evidence of: one that never saw `strong` (declared
+/// 0.9, above the 0.5 it learned of `cheap`) would send it nearly every
+/// request; bounded, it sends it at most the default share, 0.2.
+#[tokio::test]
+async fn a_split_policy_bounds_the_models_it_has_no_evidence_of() {
+    use switchyard::policy::bandit::{BanditParams, BanditState};
+    use switchyard::policy::file::{ArmPrior, FORMAT, Layout, Params, PolicyFile, Source};
+
+    let head = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/intent-head.json");
+    let labels = switchyard::classify::IntentHead::load(&head)
+        .unwrap()
+        .labels()
+        .len();
+    let dim = switchyard::policy::features::dim(labels, 0);
+    let mut state = BanditState::new(dim);
+    let mut x = vec![0.0f32; dim];
+    x[0] = 1.0;
+    for _ in 0..100 {
+        state.observe("cheap", &x, 0.5).unwrap();
+    }
+    let params = Params::from(BanditParams::default());
+    let arms = vec![
+        ArmPrior {
+            name: "cheap".into(),
+            prior_quality: 0.6,
+        },
+        ArmPrior {
+            name: "strong".into(),
+            prior_quality: 0.9,
+        },
+    ];
+    let policy = PolicyFile {
+        format: FORMAT.into(),
+        version: PolicyFile::compute_version(&params, &arms, &state),
+        created_at_ms: 1,
+        source: Source {
+            database: "log.db".into(),
+            since_ms: 0,
+            trained_through_ms: 1,
+            rows: 100,
+            observations: 100,
+        },
+        layout: Layout {
+            dim,
+            intent_labels: Vec::new(),
+            quality_models: Vec::new(),
+        },
+        params,
+        arms,
+        state,
+        intent_head: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("variant");
+    policy.save(&path).unwrap();
+    let env = env_with(
+        &format!(
+            "[[routes]]\nname = \"trial\"\nthen = {{ split = {{ share = 1.0, policy = {:?} }} }}\n",
+            path.to_str().unwrap()
+        ),
+        |c| c.routing.policy = switchyard::config::PolicyKind::Bandit,
+    )
+    .await;
+    let mut client = env.server.client().await;
+    for i in 0..10 {
+        let mut req = route_req(&format!("which model answers this {i}"));
+        req.candidates = vec!["cheap".into(), "strong".into()];
+        req.cost_weight = Some(0.0);
+        let r = client.route(req).await.unwrap().into_inner();
+        let p = |m: &str| {
+            r.candidates
+                .iter()
+                .find(|c| c.model == m)
+                .unwrap()
+                .probability
+        };
+        assert!(p("strong") > 0.0 && p("strong") <= 0.2 + 1e-9, "{r:?}");
+        assert!(
+            r.policy_version.contains("-new0.2x30"),
+            "{}",
+            r.policy_version
+        );
+    }
+}
