@@ -10,6 +10,6 @@ python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requi
 cargo build --locked --bin switchyard
 target/debug/switchyard fetch-model --model-dir models/all-MiniLM-L6-v2
 cargo test --locked
-# Timing-sensitive: alone, after the suite (tests/it/overload.rs).
-cargo test --locked --test it -- --ignored overload
+# Timing-sensitive: alone and one at a time, after the suite (tests/it/overload.rs).
+cargo test --locked --test it -- --ignored overload --test-threads=1
 SWITCHYARD_BIN=target/debug/switchyard python3 -m pytest -q tests/python

@@ -10,7 +10,8 @@
 //! tasks; and that nothing fails.
 //!
 //! Timing-sensitive, so they do not run beside the other tests: `tests/run.sh`
-//! runs them alone (`cargo test --test it -- --ignored overload`).
+//! runs them alone, one at a time (`cargo test --test it -- --ignored overload
+//! --test-threads=1`): two at once on two cores measure each other.
 
 use crate::common;
 
