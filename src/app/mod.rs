@@ -26,7 +26,7 @@ use crate::engine::{Engine, Parts};
 use crate::learn::{Follow, Learning};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::policy::bandit::Bandit;
+use crate::policy::bandit::Serving;
 use crate::policy::features;
 use crate::policy::prior::PriorPolicy;
 use crate::store::{Store, WriterHandle};
@@ -56,8 +56,13 @@ impl App {
         let reader = load_reader(&config).await?;
         let catalog = Arc::new(catalog);
         let metrics = Metrics::new(config.telemetry.metric_tenants.iter().cloned());
-        let (policy, learning) =
-            policy(&config, &catalog, &store, reader.as_deref(), &metrics).await?;
+        let layout = layout(reader.as_deref(), &catalog);
+        let serving = Serving {
+            arms: catalog.arms(),
+            anchors: layout.anchors,
+            new_models: config.bandit.new_models,
+        };
+        let (policy, learning) = policy(&config, &serving, layout.dim, &store, &metrics).await?;
         let http = reqwest::Client::builder()
             .pool_idle_timeout(PROVIDER_POOL_IDLE)
             .build()
@@ -70,8 +75,7 @@ impl App {
             Arc::clone(&catalog),
         );
         let rules = Arc::new(crate::rules::Rules::new(&config, &catalog)?);
-        let layout = layout(reader.as_deref(), &catalog);
-        let variants = variant_policies(&rules, &catalog, &layout, config.bandit.new_models)?;
+        let variants = variant_policies(&rules, &serving, layout.dim)?;
         let engine = Engine::new(Parts {
             cache: crate::cache::Cache::new(&config.cache, &metrics)?,
             rules,
@@ -241,11 +245,9 @@ async fn load_reader(config: &Config) -> anyhow::Result<Option<Arc<Reader>>> {
 /// the running policy's bound on models it has little evidence of.
 fn variant_policies(
     rules: &crate::rules::Rules,
-    catalog: &Catalog,
-    layout: &features::Layout,
-    new_models: crate::policy::bandit::NewModels,
+    serving: &Serving,
+    dim: usize,
 ) -> anyhow::Result<Vec<Arc<dyn Policy>>> {
-    let arms = catalog.arms();
     rules
         .variant_policies()
         .iter()
@@ -256,13 +258,10 @@ fn variant_policies(
             let file = crate::policy::file::PolicyFile::load(std::path::Path::new(name))
                 .with_context(|| format!("the A/B variant policy {name:?}"))?;
             let params = file.params.validated()?;
-            let state = file.state.widen(layout.dim).with_context(|| {
+            let state = file.state.widen(dim).with_context(|| {
                 format!("the A/B variant policy {name:?} does not fit this context")
             })?;
-            Ok(Arc::new(
-                Bandit::build_anchored(&state, params, &arms, &layout.anchors)
-                    .with_new_models(new_models),
-            ))
+            Ok(Arc::new(serving.bandit(&state, params)))
         })
         .collect()
 }
@@ -278,9 +277,9 @@ fn layout(reader: Option<&Reader>, catalog: &Catalog) -> features::Layout {
 
 async fn policy(
     config: &Config,
-    catalog: &Arc<Catalog>,
+    serving: &Serving,
+    dim: usize,
     store: &Store,
-    reader: Option<&Reader>,
     metrics: &Metrics,
 ) -> anyhow::Result<(Arc<dyn Policy>, Option<Arc<Learning>>)> {
     Ok(match config.routing.policy {
@@ -293,14 +292,7 @@ async fn policy(
                 lag: metrics.learner_lag(),
             };
             let learning = Arc::new(
-                Learning::start(
-                    store,
-                    catalog,
-                    &config.bandit,
-                    layout(reader, catalog),
-                    follow,
-                )
-                .await?,
+                Learning::start(store, &config.bandit, serving.clone(), dim, follow).await?,
             );
             // Failed attempts are observations too (the failure policy).
             if p.learn_from_failures {

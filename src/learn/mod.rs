@@ -19,11 +19,9 @@ use arc_swap::ArcSwap;
 use rand::RngCore;
 use tokio::sync::mpsc;
 
-use crate::catalog::Catalog;
 use crate::config::BanditConfig;
 use crate::dispatch::Blame;
-use crate::policy::bandit::{Anchor, Bandit, BanditParams, BanditState, NewModels};
-use crate::policy::features::Layout;
+use crate::policy::bandit::{Bandit, BanditParams, BanditState, Serving};
 use crate::policy::{Candidate, Context, Decision, Policy};
 use crate::store::codec::unpack_f32;
 use crate::store::{FeedbackOutcome, Store, StoreError};
@@ -57,15 +55,16 @@ pub struct Learning {
 impl Learning {
     /// Rebuilds the state from the log (plus an optional warm start), or from
     /// the promoted policy when one is current (see `promoted`), and starts the
-    /// learner task. `layout` is the context the engine builds; `bandit.reload_interval`
+    /// learner task. `serving` is what each snapshot is built over and `dim`
+    /// the width of the context the engine builds; `bandit.reload_interval`
     /// is how often the learner polls for a newly promoted policy (`None`: never).
     /// On a shared log ([`Store::is_shared`]) the state is the warm start plus
     /// the shared observations, and the learner keeps following them (`follow`).
     pub async fn start(
         store: &Store,
-        catalog: &Catalog,
         bandit: &BanditConfig,
-        layout: Layout,
+        serving: Serving,
+        dim: usize,
         follow: Follow,
     ) -> anyhow::Result<Learning> {
         let (params, warm_start, reload) = (
@@ -73,7 +72,6 @@ impl Learning {
             bandit.warm_start.as_deref(),
             bandit.reload_interval,
         );
-        let dim = layout.dim;
         // Read first: a promoted policy loaded below covers at least this much.
         let cursor = store.learn_cursor().await?;
         let mut seen = store.latest_promotion_id().await?;
@@ -101,20 +99,13 @@ impl Learning {
             let n = c.catch_up(store, &mut state, dim).await?.len();
             tracing::info!(observations = n, "bandit state built from the shared log");
         }
-        let arms = catalog.arms();
-        let anchors = layout.anchors;
-        let new_models = bandit.new_models;
-        let snapshot = Arc::new(ArcSwap::from_pointee(
-            Bandit::build_anchored(&state, params, &arms, &anchors).with_new_models(new_models),
-        ));
+        let snapshot = Arc::new(ArcSwap::from_pointee(serving.bandit(&state, params)));
         record(store, &snapshot.load(), &state, &params, version.as_deref()).await;
         let (tx, rx) = mpsc::unbounded_channel();
         let learner = Learner {
             state,
             params,
-            arms,
-            anchors,
-            new_models,
+            serving,
             snapshot: Arc::clone(&snapshot),
             store: store.clone(),
             dim,
@@ -258,10 +249,8 @@ const COALESCE: Duration = Duration::from_millis(100);
 struct Learner {
     state: BanditState,
     params: BanditParams,
-    arms: Vec<(String, f64)>,
-    /// Where each model's prior is centred (see `policy::features::Layout`).
-    anchors: Vec<Option<Anchor>>,
-    new_models: NewModels,
+    /// The catalog, its anchors and the bound the snapshots are built over.
+    serving: Serving,
     snapshot: Arc<ArcSwap<Bandit>>,
     store: Store,
     dim: usize,
@@ -323,8 +312,7 @@ impl Learner {
     }
 
     async fn publish(&self) {
-        let bandit = Bandit::build_anchored(&self.state, self.params, &self.arms, &self.anchors)
-            .with_new_models(self.new_models);
+        let bandit = self.serving.bandit(&self.state, self.params);
         record(
             &self.store,
             &bandit,

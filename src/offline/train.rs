@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::logset::{self, Log};
@@ -68,6 +69,7 @@ pub async fn run(args: &TrainArgs) -> anyhow::Result<PolicyFile> {
 
     // The newest decision's layout is the one the service runs now.
     let dim = log.rows.last().map_or(0, |r| r.context.len());
+    let layout = configured_layout(&config, dim)?;
     let mut state = match &args.warm_start {
         // A warm start from before the shape features gains them as zeros.
         Some(p) => {
@@ -85,7 +87,6 @@ pub async fn run(args: &TrainArgs) -> anyhow::Result<PolicyFile> {
         "no usable reward in the selection (every decision served nothing)"
     );
     let arms = priors(&config, &log);
-    let layout = configured_layout(&config, dim);
     let mut params = config.bandit.params;
     let fitted_sigma = if args.fit_sigma {
         fit_sigma(&log, &state, params, &arms, &layout.anchors(&arms))
@@ -110,11 +111,9 @@ pub async fn run(args: &TrainArgs) -> anyhow::Result<PolicyFile> {
             prior_quality: *p,
         })
         .collect();
-    let policy = PolicyFile {
-        format: file::FORMAT.into(),
-        version: PolicyFile::compute_version(&stored, &priors, &state),
-        created_at_ms: now,
-        source: Source {
+    let policy = PolicyFile::new(
+        now,
+        Source {
             database: args.database.display().to_string(),
             since_ms,
             trained_through_ms: log.through_ms,
@@ -122,11 +121,11 @@ pub async fn run(args: &TrainArgs) -> anyhow::Result<PolicyFile> {
             observations,
         },
         layout,
-        params: stored,
-        arms: priors,
+        stored,
+        priors,
         state,
-        intent_head: head.as_ref().map(|_| file::INTENT_HEAD.to_owned()),
-    };
+        head.as_ref().map(|_| file::INTENT_HEAD.to_owned()),
+    );
     let path = policy.save(&args.out)?;
     println!("policy        {}", policy.version);
     println!(
@@ -221,24 +220,28 @@ fn fit_sigma(
     (n > 0.0).then(|| (sq / n).sqrt().clamp(SIGMA_RANGE.0, SIGMA_RANGE.1))
 }
 
-/// The configured intent head's labels when they match the context length.
 /// The layout of the service's heads, when their sizes give the log's `dim`
 /// (the heads may have changed since it logged): which feature is which
-/// intent, and which is which model's predicted quality.
-fn configured_layout(config: &Config, dim: usize) -> Layout {
+/// intent, and which is which model's predicted quality. A configured head
+/// that does not load is an error: leaving it out would write a policy that
+/// the service runs differently from how it is evaluated.
+fn configured_layout(config: &Config, dim: usize) -> anyhow::Result<Layout> {
     let c = &config.classifier;
-    let intent_labels: Vec<String> = c
-        .intent_head
-        .as_deref()
-        .and_then(|p| IntentHead::load(p).ok())
-        .map(|h| h.labels().to_vec())
-        .unwrap_or_default();
-    let quality_models: Vec<String> = c
-        .quality_head
-        .as_deref()
-        .and_then(|p| QualityHead::load(p).ok())
-        .map(|h| h.models)
-        .unwrap_or_default();
+    let intent_labels: Vec<String> = match c.intent_head.as_deref() {
+        Some(p) => IntentHead::load(p)
+            .with_context(|| format!("classifier.intent_head {}", p.display()))?
+            .labels()
+            .to_vec(),
+        None => Vec::new(),
+    };
+    let quality_models: Vec<String> = match c.quality_head.as_deref() {
+        Some(p) => {
+            QualityHead::load(p)
+                .with_context(|| format!("classifier.quality_head {}", p.display()))?
+                .models
+        }
+        None => Vec::new(),
+    };
     let fits = |q: usize| features::dim(intent_labels.len(), q) == dim;
     let (intent_labels, quality_models) = if fits(quality_models.len()) {
         (intent_labels, quality_models)
@@ -247,11 +250,11 @@ fn configured_layout(config: &Config, dim: usize) -> Layout {
     } else {
         (Vec::new(), Vec::new())
     };
-    Layout {
+    Ok(Layout {
         dim,
         intent_labels,
         quality_models,
-    }
+    })
 }
 
 /// Retrains the intent head on (logged embedding, `intent_label`) pairs;

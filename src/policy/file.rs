@@ -126,6 +126,36 @@ pub struct PolicyFile {
 }
 
 impl PolicyFile {
+    /// A policy of the current format, its version derived from what decides.
+    pub fn new(
+        created_at_ms: i64,
+        source: Source,
+        layout: Layout,
+        params: Params,
+        arms: Vec<ArmPrior>,
+        state: BanditState,
+        intent_head: Option<String>,
+    ) -> PolicyFile {
+        PolicyFile {
+            format: FORMAT.into(),
+            version: PolicyFile::compute_version(&params, &arms, &state),
+            created_at_ms,
+            source,
+            layout,
+            params,
+            arms,
+            state,
+            intent_head,
+        }
+    }
+
+    /// The same policy with other sums, under the version they give.
+    pub fn with_state(mut self, state: BanditState) -> PolicyFile {
+        self.version = PolicyFile::compute_version(&self.params, &self.arms, &state);
+        self.state = state;
+        self
+    }
+
     /// A version id that changes whenever what decides changes: a hash of
     /// parameters, priors and sums.
     pub fn compute_version(params: &Params, arms: &[ArmPrior], state: &BanditState) -> String {
@@ -222,18 +252,16 @@ mod tests {
             name: "a".into(),
             prior_quality: 0.6,
         }];
-        PolicyFile {
-            format: FORMAT.into(),
-            version: PolicyFile::compute_version(&params, &arms, &state),
-            created_at_ms: 1,
-            source: Source {
+        PolicyFile::new(
+            1,
+            Source {
                 database: "log.db".into(),
                 since_ms: 0,
                 trained_through_ms: 5,
                 rows: 1,
                 observations: 1,
             },
-            layout: Layout {
+            Layout {
                 dim: 3,
                 intent_labels: vec!["x".into()],
                 quality_models: Vec::new(),
@@ -241,8 +269,8 @@ mod tests {
             params,
             arms,
             state,
-            intent_head: None,
-        }
+            None,
+        )
     }
 
     #[test]

@@ -43,6 +43,14 @@ async fn cli(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `switchyard train --database <db> --out <out> <extra...>`.
+async fn train(db: &str, out: &Path, extra: &[&str]) -> Output {
+    let out = out.to_str().unwrap();
+    let mut args = vec!["train", "--database", db, "--out", out];
+    args.extend_from_slice(extra);
+    cli(&args).await
+}
+
 /// `switchyard <command> --database <db> --candidate <candidate> <extra...>`.
 async fn on_candidate(command: &str, db: &str, candidate: &Path, extra: &[&str]) -> Output {
     let candidate = candidate.to_str().unwrap();
@@ -100,7 +108,6 @@ async fn fill_log(c: &mut common::Client, n: usize) {
 /// A policy like `good` but whose state believes the strong model is the
 /// better one (and explores little): worse than the logging policy.
 fn worse_policy(good: &PolicyFile, dir: &Path) {
-    let mut bad = good.clone();
     let mut state = BanditState::new(good.layout.dim);
     let mut x = vec![0.0f32; good.layout.dim];
     x[0] = 1.0;
@@ -108,9 +115,7 @@ fn worse_policy(good: &PolicyFile, dir: &Path) {
         state.observe("strong", &x, 1.0).unwrap();
         state.observe("cheap", &x, 0.0).unwrap();
     }
-    bad.state = state;
-    bad.version = PolicyFile::compute_version(&bad.params, &bad.arms, &bad.state);
-    bad.save(dir).unwrap();
+    good.clone().with_state(state).save(dir).unwrap();
 }
 
 #[tokio::test]
@@ -127,16 +132,11 @@ async fn promotion_gates_on_the_lower_bound_and_the_server_swaps_without_restart
     let cfg = dir.join("train.toml");
     std::fs::write(&cfg, "[bandit]\nexplore_floor = 0.02\n").unwrap();
     let good = dir.join("good");
-    let out = cli(&[
-        "train",
-        "--database",
+    let out = train(
         &db,
-        "--out",
-        good.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-        "--fit-sigma",
-    ])
+        &good,
+        &["--config", cfg.to_str().unwrap(), "--fit-sigma"],
+    )
     .await;
     assert!(out.status.success(), "{}", text(&out));
     let policy = PolicyFile::load(&good).unwrap();
@@ -253,45 +253,40 @@ async fn offline_commands_fail_clearly_on_bad_input() {
     c.route(two_models(PROMPTS[0])).await.unwrap();
     let db = env.server.db.to_str().unwrap().to_owned();
     let out_dir = dir.path().join("p");
-    let out = cli(&[
-        "train",
-        "--database",
-        &db,
-        "--out",
-        out_dir.to_str().unwrap(),
-    ])
-    .await;
+    let out = train(&db, &out_dir, &[]).await;
     assert!(!out.status.success());
     assert!(text(&out).contains("no feedback"), "{}", text(&out));
 
     fill_log(&mut c, 8).await;
-    let out = cli(&[
-        "train",
-        "--database",
-        &db,
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--since",
-        "2999-01-01",
-    ])
-    .await;
+    let out = train(&db, &out_dir, &["--since", "2999-01-01"]).await;
     assert!(!out.status.success());
     assert!(
         text(&out).contains("select no decision with feedback"),
         "{}",
         text(&out)
     );
-    let out = cli(&[
-        "train",
-        "--database",
-        &db,
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--since",
-        "last tuesday",
-    ])
-    .await;
+    let out = train(&db, &out_dir, &["--since", "last tuesday"]).await;
     assert!(text(&out).contains("expected Unix ms"), "{}", text(&out));
+    // A configured quality head that does not load is named, not left out.
+    let broken = dir.path().join("broken-head.json");
+    std::fs::write(&broken, "{}").unwrap();
+    let cfg = dir.path().join("broken.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[classifier]\nquality_head = {:?}\n",
+            broken.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = train(&db, &out_dir, &["--config", cfg.to_str().unwrap()]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("classifier.quality_head"),
+        "{}",
+        text(&out)
+    );
+    assert!(!out_dir.join("policy.json").exists());
     let out = on_candidate("evaluate-policy", &db, &dir.path().join("none"), &[]).await;
     assert!(!out.status.success());
     assert!(text(&out).contains("reading policy"), "{}", text(&out));
@@ -308,7 +303,7 @@ async fn a_promotion_of_another_layout_is_ignored_not_fatal() {
     fill_log(&mut c, 8).await;
     let db = env.server.db.to_str().unwrap().to_owned();
     let good = env.dir.path().join("good");
-    let out = cli(&["train", "--database", &db, "--out", good.to_str().unwrap()]).await;
+    let out = train(&db, &good, &[]).await;
     assert!(out.status.success(), "{}", text(&out));
     let policy = PolicyFile::load(&good).unwrap();
 
@@ -393,24 +388,15 @@ async fn a_policy_with_a_quality_head_is_evaluated_as_the_service_runs_it() {
     )
     .unwrap();
     let trained = dir.path().join("trained");
-    let out = cli(&[
-        "train",
-        "--database",
-        &db,
-        "--out",
-        trained.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-    ])
-    .await;
+    let out = train(&db, &trained, &["--config", cfg.to_str().unwrap()]).await;
     assert!(out.status.success(), "{}", text(&out));
     let policy = PolicyFile::load(&trained).unwrap();
     assert_eq!(policy.layout.quality_models, ["cheap", "strong"]);
     assert!(!policy.layout.intent_labels.is_empty());
 
-    let mut blank = policy.clone();
-    blank.state = BanditState::new(policy.layout.dim);
-    blank.version = PolicyFile::compute_version(&blank.params, &blank.arms, &blank.state);
+    let blank = policy
+        .clone()
+        .with_state(BanditState::new(policy.layout.dim));
     let blank_dir = dir.path().join("blank");
     blank.save(&blank_dir).unwrap();
     let out = on_candidate(

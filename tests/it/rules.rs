@@ -579,7 +579,7 @@ then = { split = { share = 0.5, policy = "prior", sticky = "session" } }
 #[tokio::test]
 async fn a_split_policy_bounds_the_models_it_has_no_evidence_of() {
     use switchyard::policy::bandit::{BanditParams, BanditState};
-    use switchyard::policy::file::{ArmPrior, FORMAT, Layout, Params, PolicyFile, Source};
+    use switchyard::policy::file::{ArmPrior, Layout, Params, PolicyFile, Source};
 
     let head = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/intent-head.json");
     let labels = switchyard::classify::IntentHead::load(&head)
@@ -604,18 +604,16 @@ async fn a_split_policy_bounds_the_models_it_has_no_evidence_of() {
             prior_quality: 0.9,
         },
     ];
-    let policy = PolicyFile {
-        format: FORMAT.into(),
-        version: PolicyFile::compute_version(&params, &arms, &state),
-        created_at_ms: 1,
-        source: Source {
+    let policy = PolicyFile::new(
+        1,
+        Source {
             database: "log.db".into(),
             since_ms: 0,
             trained_through_ms: 1,
             rows: 100,
             observations: 100,
         },
-        layout: Layout {
+        Layout {
             dim,
             intent_labels: Vec::new(),
             quality_models: Vec::new(),
@@ -623,8 +621,8 @@ async fn a_split_policy_bounds_the_models_it_has_no_evidence_of() {
         params,
         arms,
         state,
-        intent_head: None,
-    };
+        None,
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("variant");
     policy.save(&path).unwrap();

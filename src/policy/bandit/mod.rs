@@ -337,6 +337,25 @@ impl Bandit {
     }
 }
 
+/// What every snapshot the service runs is built over: the catalog as
+/// (name, declared prior), where the quality head anchors each model, and
+/// the bound on models of little evidence. The running policy and the A/B
+/// variants are built from one value, so none of them goes without the bound.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    pub arms: Vec<(String, f64)>,
+    pub anchors: Vec<Option<Anchor>>,
+    pub new_models: NewModels,
+}
+
+impl Serving {
+    /// The snapshot of `state` under `params` for this catalog.
+    pub fn bandit(&self, state: &BanditState, params: BanditParams) -> Bandit {
+        Bandit::build_anchored(state, params, &self.arms, &self.anchors)
+            .with_new_models(self.new_models)
+    }
+}
+
 /// θ̂ and σ²A⁻¹ for one model, or `None` when A is not positive definite.
 fn posterior(
     stats: &ArmStats,
