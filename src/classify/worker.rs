@@ -10,11 +10,14 @@
 //! instead of building latency without bound.
 //!
 //! A count bounds memory, not time: with `max_queue_wait` the queue is also
-//! bounded by how long a text may wait. A text is refused at once when the
-//! texts ahead of it would take longer than that to clear (their count times
-//! the recent time per text, over the workers), and a text that has waited
-//! longer anyway is answered `Overloaded` without being encoded, so under
-//! overload the texts that are served are served about as fast as unloaded.
+//! bounded by how long a text may wait. A text is refused at once when it
+//! would wait longer than that for a worker, and a text that has waited longer
+//! anyway is answered `Overloaded` without being encoded, so under overload the
+//! texts that are served are served about as fast as unloaded. The wait is read
+//! off each worker's progress through its current text (not only the count
+//! waiting): counting whole texts refused too few at once and let up to a third of
+//! the refused ones wait out their budget first, and a worker that found only
+//! expired texts sat idle (docs/performance.md, "Admission by time").
 //!
 //! Threads: one inference per thread and as many workers as cores served best on the
 //! 2-core machines measured (see the stack notes); the int8 kernels are single-threaded,
@@ -81,22 +84,46 @@ struct Job {
     reply: oneshot::Sender<Result<Classification, ClassifyError>>,
 }
 
-/// What admission by time reads: texts waiting and the recent time per text.
+/// What admission by time reads: texts waiting, what each worker is doing and
+/// the recent time per text.
 #[derive(Debug)]
 struct Queue {
     max_wait: Option<Duration>,
-    workers: u64,
     waiting: AtomicUsize,
     /// EWMA of a worker's time per text, in µs (0 until one is encoded).
     per_text_us: AtomicU64,
+    /// When each worker started its current text, in µs after `epoch` plus
+    /// one (0: idle).
+    started_us: Vec<AtomicU64>,
+    epoch: Instant,
 }
 
 impl Queue {
     /// How long a text queued now would wait for a worker, about.
     fn expected_wait(&self) -> Duration {
-        let waiting = self.waiting.load(Ordering::Relaxed) as u64;
+        let waiting = self.waiting.load(Ordering::Relaxed);
         let per_text = self.per_text_us.load(Ordering::Relaxed);
-        Duration::from_micros(waiting * per_text / self.workers)
+        let now = self.now_us();
+        let mut left: Vec<u64> = (self.started_us.iter())
+            .map(|s| match s.load(Ordering::Relaxed) {
+                0 => 0,
+                started => per_text.saturating_sub(now.saturating_sub(started - 1)),
+            })
+            .collect();
+        Duration::from_micros(wait_at(waiting, &mut left, per_text))
+    }
+
+    fn now_us(&self) -> u64 {
+        self.epoch
+            .elapsed()
+            .as_micros()
+            .min(u128::from(u64::MAX - 1)) as u64
+    }
+
+    /// Marks worker `i` busy from now on, or idle.
+    fn set_busy(&self, i: usize, busy: bool) {
+        let v = if busy { self.now_us() + 1 } else { 0 };
+        self.started_us[i].store(v, Ordering::Relaxed);
     }
 
     /// Folds one text's encoding time into the EWMA (weight 1/8: a racy
@@ -147,15 +174,16 @@ impl Classifier {
         let rx = Arc::new(Mutex::new(rx));
         let queue = Arc::new(Queue {
             max_wait: cfg.max_queue_wait,
-            workers: cfg.workers as u64,
             waiting: AtomicUsize::new(0),
             per_text_us: AtomicU64::new(0),
+            started_us: (0..cfg.workers).map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
         });
         for i in 0..cfg.workers {
             let (enc, rx, queue) = (encoder.clone(), Arc::clone(&rx), Arc::clone(&queue));
             std::thread::Builder::new()
                 .name(format!("classify-{i}"))
-                .spawn(move || run_worker(enc, rx, &queue))
+                .spawn(move || run_worker(i, enc, rx, &queue))
                 .map_err(|e| {
                     ClassifyError::InvalidConfig(format!("cannot start worker thread: {e}"))
                 })?;
@@ -245,7 +273,7 @@ impl Classifier {
     }
 }
 
-fn run_worker(enc: Encoder, rx: Arc<Mutex<Receiver<Job>>>, queue: &Queue) {
+fn run_worker(i: usize, enc: Encoder, rx: Arc<Mutex<Receiver<Job>>>, queue: &Queue) {
     let mut ws = Workspace::default();
     loop {
         // Hold the lock only while waiting for one job; a poisoned lock means another
@@ -265,13 +293,49 @@ fn run_worker(enc: Encoder, rx: Arc<Mutex<Receiver<Job>>>, queue: &Queue) {
             continue;
         }
         let start = Instant::now();
+        queue.set_busy(i, true);
         let result = enc.embed(&job.text, &mut ws).map(|e| Classification {
             embedding: e.embedding,
             tokens: e.tokens,
             truncated: e.truncated,
             micros: start.elapsed().as_micros() as u64,
         });
+        queue.set_busy(i, false);
         queue.encoded(start.elapsed());
         let _ = job.reply.send(result); // the caller may have gone; nothing to do then
+    }
+}
+
+/// The wait of the text at `position` in the queue (0: next), given what is
+/// `left` of each worker's current text (0: idle) and the time per text: the
+/// texts ahead take workers in the order they free, a round of `left.len()`
+/// texts at a time.
+fn wait_at(position: usize, left: &mut [u64], per_text: u64) -> u64 {
+    if left.is_empty() {
+        return u64::MAX;
+    }
+    left.sort_unstable();
+    let rounds = (position / left.len()) as u64;
+    left[position % left.len()].saturating_add(rounds.saturating_mul(per_text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wait_at;
+
+    #[test]
+    fn a_text_waits_for_the_worker_that_frees_in_its_turn() {
+        // Two workers, one 150 µs from done and one 20 µs, 190 µs a text.
+        let wait = |position| wait_at(position, &mut [150, 20], 190);
+        assert_eq!(wait(0), 20);
+        assert_eq!(wait(1), 150);
+        assert_eq!(wait(2), 20 + 190);
+        assert_eq!(wait(5), 150 + 2 * 190);
+        assert_eq!(
+            wait_at(0, &mut [0, 40], 190),
+            0,
+            "an idle worker takes it at once"
+        );
+        assert_eq!(wait_at(0, &mut [], 190), u64::MAX);
     }
 }

@@ -158,7 +158,7 @@ impl PolicyFile {
 
     /// A version id that changes whenever what decides changes: a hash of
     /// parameters, priors and sums.
-    pub fn compute_version(params: &Params, arms: &[ArmPrior], state: &BanditState) -> String {
+    fn compute_version(params: &Params, arms: &[ArmPrior], state: &BanditState) -> String {
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(params).unwrap_or_default());
         h.update(serde_json::to_vec(arms).unwrap_or_default());

@@ -2,8 +2,9 @@
 //! MiniLM, real SQLite) is measured unloaded and at capacity, then driven
 //! open-loop at three times capacity with the classifier's queue bounded by
 //! time. What is answered stays fast, goodput stays near capacity, the rest is
-//! refused at once with RESOURCE_EXHAUSTED and a retry-after, memory does not
-//! grow, and the service is back to unloaded latency right after.
+//! refused with RESOURCE_EXHAUSTED and a retry-after (at least three in four at
+//! once, the rest after waiting out the bound), memory does not grow, and the
+//! service is back to unloaded latency right after.
 //!
 //! A soak at half capacity with mixed traffic (Route, Complete plain and
 //! streamed, Feedback) checks that nothing grows: memory, file descriptors,
@@ -45,6 +46,23 @@ async fn route(c: &mut Client, text: &str) -> Result<Duration, tonic::Status> {
     Ok(started.elapsed())
 }
 
+/// One Route: its latency, and whether it was answered (else refused with
+/// RESOURCE_EXHAUSTED; anything else fails the test).
+async fn route_or_shed(c: &mut Client, text: &str) -> (Duration, bool) {
+    let started = Instant::now();
+    match c.route(common::route_req(text)).await {
+        Ok(_) => (started.elapsed(), true),
+        Err(s) if s.code() == Code::ResourceExhausted => {
+            assert!(
+                s.metadata().get("retry-after").is_some(),
+                "every refusal says when to retry: {s:?}"
+            );
+            (started.elapsed(), false)
+        }
+        Err(s) => panic!("neither answered nor shed: {s:?}"),
+    }
+}
+
 fn quantile(sorted: &[Duration], q: f64) -> Duration {
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
@@ -57,7 +75,8 @@ fn rss_kib() -> u64 {
 }
 
 /// Unloaded latencies (one client, in order) and capacity (answers per
-/// second from 8 closed-loop clients).
+/// second from 8 closed-loop clients over 5 s: long enough that one answer
+/// more or less moves it by about 2%).
 async fn measure(c: &Client, prompts: &Arc<Vec<String>>) -> (Vec<Duration>, f64) {
     let mut one = c.clone();
     for p in prompts.iter().take(20) {
@@ -68,7 +87,7 @@ async fn measure(c: &Client, prompts: &Arc<Vec<String>>) -> (Vec<Duration>, f64)
         unloaded.push(route(&mut one, p).await.unwrap());
     }
     unloaded.sort();
-    let window = Duration::from_secs(3);
+    let window = Duration::from_secs(5);
     let started = Instant::now();
     let clients = (0..8).map(|k| {
         let (mut c, prompts) = (c.clone(), Arc::clone(prompts));
@@ -112,7 +131,7 @@ async fn three_times_overload_sheds_by_time_and_keeps_latency() {
 
     // Open loop at 3x capacity: requests go out on the clock, answered or not.
     let rate = 3.0 * capacity;
-    let window = Duration::from_secs(4);
+    let window = Duration::from_secs(8);
     let started = Instant::now();
     let mut sent = 0usize;
     let mut calls = Vec::new();
@@ -120,21 +139,19 @@ async fn three_times_overload_sheds_by_time_and_keeps_latency() {
         let due = (rate * started.elapsed().as_secs_f64()) as usize;
         while sent < due {
             let (mut c, text) = (c.clone(), prompts[sent % prompts.len()].clone());
-            calls.push(tokio::spawn(async move { route(&mut c, &text).await }));
+            calls.push(tokio::spawn(
+                async move { route_or_shed(&mut c, &text).await },
+            ));
             sent += 1;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let stopped = Instant::now();
-    let (mut answered, mut shed, mut with_retry_after) = (Vec::new(), 0usize, 0usize);
+    let (mut answered, mut shed) = (Vec::new(), Vec::new());
     for call in calls {
         match call.await.unwrap() {
-            Ok(took) => answered.push(took),
-            Err(s) if s.code() == Code::ResourceExhausted => {
-                shed += 1;
-                with_retry_after += usize::from(s.metadata().get("retry-after").is_some());
-            }
-            Err(s) => panic!("neither answered nor shed: {s:?}"),
+            (took, true) => answered.push(took),
+            (took, false) => shed.push(took),
         }
     }
     // Back to unloaded latency right after the load stops.
@@ -155,17 +172,24 @@ async fn three_times_overload_sheds_by_time_and_keeps_latency() {
     answered.sort();
     let goodput = answered.len() as f64 / window.as_secs_f64();
     let loaded_p99 = quantile(&answered, 0.99);
+    // Refused at once: before the bound passed (a late refusal waited it out).
+    let at_once = shed.iter().filter(|took| **took < budget).count();
     eprintln!(
-        "unloaded p50 {p50:?} p99 {p99:?}; capacity {capacity:.0}/s; queue bound {budget:?}; \
-         at {rate:.0}/s for {window:?}: {sent} sent, {} answered (goodput {goodput:.0}/s, {:.0}% \
-         of capacity), {shed} shed ({with_retry_after} with retry-after), answered p50 {:?} p99 \
+        "unloaded p50 {p50:?} p99 {p99:?}; capacity {capacity:.1}/s; queue bound {budget:?}; \
+         at {rate:.0}/s for {window:?}: {sent} sent, {} answered (goodput {goodput:.1}/s, {:.0}% \
+         of capacity), {} shed ({at_once} at once, all with retry-after), answered p50 {:?} p99 \
          {loaded_p99:?}; recovered {recovered:?} after; RSS +{rss_growth_kib} KiB",
         answered.len(),
         100.0 * goodput / capacity,
+        shed.len(),
         quantile(&answered, 0.5),
     );
-    assert!(shed > 0, "3x capacity shed nothing");
-    assert_eq!(with_retry_after, shed, "every refusal says when to retry");
+    assert!(!shed.is_empty(), "3x capacity shed nothing");
+    assert!(
+        4 * at_once >= 3 * shed.len(),
+        "only {at_once} of {} refusals came at once; the rest waited out the bound",
+        shed.len()
+    );
     assert!(
         goodput >= 0.9 * capacity,
         "goodput {goodput:.0}/s of {capacity:.0}/s"
