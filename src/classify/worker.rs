@@ -114,15 +114,17 @@ impl Queue {
     }
 
     fn now_us(&self) -> u64 {
-        self.epoch
-            .elapsed()
-            .as_micros()
-            .min(u128::from(u64::MAX - 1)) as u64
+        self.us_at(Instant::now())
     }
 
-    /// Marks worker `i` busy from now on, or idle.
-    fn set_busy(&self, i: usize, busy: bool) {
-        let v = if busy { self.now_us() + 1 } else { 0 };
+    /// `t` in µs after `epoch` (a u64 of µs outlasts any process).
+    fn us_at(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    /// Marks worker `i` busy since `started`, or idle.
+    fn set_busy(&self, i: usize, started: Option<Instant>) {
+        let v = started.map_or(0, |t| self.us_at(t) + 1);
         self.started_us[i].store(v, Ordering::Relaxed);
     }
 
@@ -293,14 +295,14 @@ fn run_worker(i: usize, enc: Encoder, rx: Arc<Mutex<Receiver<Job>>>, queue: &Que
             continue;
         }
         let start = Instant::now();
-        queue.set_busy(i, true);
+        queue.set_busy(i, Some(start));
         let result = enc.embed(&job.text, &mut ws).map(|e| Classification {
             embedding: e.embedding,
             tokens: e.tokens,
             truncated: e.truncated,
             micros: start.elapsed().as_micros() as u64,
         });
-        queue.set_busy(i, false);
+        queue.set_busy(i, None);
         queue.encoded(start.elapsed());
         let _ = job.reply.send(result); // the caller may have gone; nothing to do then
     }
