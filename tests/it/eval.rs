@@ -39,6 +39,7 @@ fn opts(dir: &Path, name: &str, out: &Path, cache: &Path) -> EvalOptions {
         models_subset: None,
         sweep_points: 8,
         knn_k: 10,
+        bootstrap: 50,
         cost_weight: 0.0,
         refit_every: 16,
         warm_start: None,
@@ -136,6 +137,15 @@ fn a_two_model_subset_reports_apgr_and_cpt() {
     // The baseline gets the same metrics.
     assert!(s.knn.as_ref().unwrap().two_model.is_some());
     assert!(s.logreg.as_ref().unwrap().curve.two_model.is_some());
+    // The paired bootstrap scores the router against both baselines on the same resamples.
+    let b = s.bootstrap.as_ref().unwrap();
+    assert_eq!(b.resamples, 50);
+    let names: Vec<&str> = b.leads.iter().map(|l| l.baseline.as_str()).collect();
+    assert_eq!(names, ["knn", "logreg"]);
+    let knn_apgr = s.knn.as_ref().unwrap().two_model.as_ref().unwrap().apgr;
+    let lead = b.leads[0].apgr.as_ref().unwrap();
+    assert!((lead.estimate - (t.apgr - knn_apgr)).abs() < 1e-12);
+    assert!(lead.lo <= lead.hi && (0.0..=1.0).contains(&lead.above_zero));
 }
 
 #[test]
@@ -196,6 +206,10 @@ fn bad_input_is_refused_with_a_clear_message() {
     let mut o = opts(&dir, "llmrouter", tmp.path(), &cache);
     o.holdout = 1.0;
     assert!(err(o).contains("--holdout"));
+
+    let mut o = opts(&dir, "llmrouter", tmp.path(), &cache);
+    o.bootstrap = 1_000_000;
+    assert!(err(o).contains("--bootstrap"));
 
     let mut o = opts(&dir, "llmrouter", tmp.path(), &cache);
     o.models_subset = Some(vec!["no-such-model".into()]);

@@ -45,6 +45,10 @@ pub struct EvalArgs {
     /// Neighbours of the kNN baseline.
     #[arg(long, default_value_t = 50)]
     knn_k: usize,
+    /// Paired bootstrap resamples of the evaluation rows: intervals for the
+    /// router's lead over each baseline (0: none).
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
     /// Online mode's cost weight (default: the config's routing.cost_weight).
     #[arg(long)]
     cost_weight: Option<f64>,
@@ -89,6 +93,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         models_subset: a.models_subset,
         sweep_points: a.sweep_points,
         knn_k: a.knn_k,
+        bootstrap: a.bootstrap,
         cost_weight: a.cost_weight.unwrap_or(config.routing.cost_weight),
         refit_every: a.refit_every,
         warm_start: a.warm_start,
@@ -140,6 +145,36 @@ pub fn headline(s: &Summary) -> String {
                     t.cpt50.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v)),
                     t.cpt80.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v))
                 );
+            }
+        }
+    }
+    if let Some(b) = &s.bootstrap {
+        let pct = 100.0 * b.level;
+        let c = &b.router_cost_to_match;
+        let show = |v: Option<f64>| v.map_or("never".into(), |v| format!("{:.1}%", 100.0 * v));
+        out += &format!(
+            "\nbootstrap ({} resamples, {pct:.0}% intervals): router matches best single at {} .. {}",
+            b.resamples,
+            show(c.lo),
+            show(c.hi)
+        );
+        for l in &b.leads {
+            let line = |what: &str, i: &super::bootstrap::Interval| {
+                format!(
+                    "{what} {:+.4} ({:+.4} .. {:+.4}, ahead in {:.0}%)",
+                    i.estimate,
+                    i.lo,
+                    i.hi,
+                    100.0 * i.above_zero
+                )
+            };
+            out += &format!(
+                "\nrouter - {}: {}",
+                l.baseline,
+                line("frontier area", &l.frontier_area)
+            );
+            if let Some(a) = &l.apgr {
+                out += &format!("; {}", line("APGR", a));
             }
         }
     }

@@ -256,13 +256,13 @@ impl<'a> Knn<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::HashMap;
 
     use super::*;
     use crate::offline::replay::Outcome;
 
-    fn model(name: &str, price: f64) -> DatasetModel {
+    pub(in crate::offline::eval) fn model(name: &str, price: f64) -> DatasetModel {
         DatasetModel {
             name: name.into(),
             input_usd_per_mtok: price,
@@ -270,7 +270,7 @@ mod tests {
         }
     }
 
-    fn row(prompt: &str, q: [f64; 2], cost: [f64; 2]) -> Row {
+    pub(in crate::offline::eval) fn row(prompt: &str, q: [f64; 2], cost: [f64; 2]) -> Row {
         let outcomes: HashMap<String, Outcome> = ["a", "b"]
             .iter()
             .enumerate()

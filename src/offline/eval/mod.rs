@@ -18,6 +18,7 @@
 //! `prior.json` (the bandit's sums, a `bandit.warm_start` file).
 //! Everything is seeded: the same inputs give byte-identical outputs.
 
+pub mod bootstrap;
 pub mod cache;
 pub mod cli;
 pub mod data;
@@ -114,6 +115,9 @@ pub struct EvalOptions {
     /// Geometric grid points of the offline sweep (besides cost weight 0).
     pub sweep_points: usize,
     pub knn_k: usize,
+    /// Offline: paired bootstrap resamples of the evaluation rows for the
+    /// router's lead over the baselines (0: none).
+    pub bootstrap: usize,
     /// The online run's cost weight.
     pub cost_weight: f64,
     /// Online: prompts between snapshot rebuilds.
@@ -136,6 +140,10 @@ impl EvalOptions {
             "--sweep-points must be in 2..=1000"
         );
         anyhow::ensure!(self.knn_k >= 1, "--knn-k must be at least 1");
+        anyhow::ensure!(
+            self.bootstrap <= 100_000,
+            "--bootstrap must be at most 100000 resamples"
+        );
         anyhow::ensure!(
             self.cost_weight.is_finite() && self.cost_weight >= 0.0,
             "--cost-weight must be finite and >= 0"
@@ -257,6 +265,12 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
             let by_task = fit::task_means(&train, &models);
             let task_q: Vec<Vec<f64>> = eval.iter().map(|r| by_task(&r.task)).collect();
             let task_choices = route::predicted(&task_q, &prep_eval, &costs, &weights);
+            let sweeps = bootstrap::Sweeps {
+                weights: &weights,
+                router: &router,
+                baselines: vec![("knn", &baseline), ("logreg", &lr_choices)],
+            };
+            let boot = bootstrap::run(&sweeps, &eval, &models, opts.bootstrap, opts.seed);
             write::offline(
                 &ctx,
                 &weights,
@@ -264,6 +278,7 @@ pub fn run(opts: &EvalOptions, config: &Config) -> anyhow::Result<Summary> {
                 &baseline,
                 (&lr_choices, lr.lambda),
                 &task_choices,
+                boot,
             )
         }
         Mode::Online => {

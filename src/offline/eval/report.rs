@@ -2,6 +2,7 @@
 //! setting, the single models and the oracle for reference, and the
 //! trade-off metrics of `metrics`.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -22,16 +23,28 @@ pub struct Point {
     pub share: BTreeMap<String, f64>,
 }
 
-pub fn point(setting: f64, choices: &[usize], rows: &[Row], models: &[DatasetModel]) -> Point {
+/// `rows` may be the rows or references to them (a bootstrap resample).
+pub fn point<R: Borrow<Row>>(
+    setting: f64,
+    choices: &[usize],
+    rows: &[R],
+    models: &[DatasetModel],
+) -> Point {
     let n = choices.len().max(1) as f64;
     let (mut q, mut c) = (0.0, 0.0);
-    let mut share = BTreeMap::new();
+    let mut counts = vec![0usize; models.len()];
     for (&m, r) in choices.iter().zip(rows) {
-        let o = &r.outcomes[&models[m].name];
+        let o = &r.borrow().outcomes[&models[m].name];
         q += o.quality;
         c += o.cost_usd;
-        *share.entry(models[m].name.clone()).or_insert(0.0) += 1.0 / n;
+        counts[m] += 1;
     }
+    let share = counts
+        .iter()
+        .zip(models)
+        .filter(|&(&k, _)| k > 0)
+        .map(|(&k, m)| (m.name.clone(), k as f64 / n))
+        .collect();
     Point {
         setting,
         quality: q / n,
@@ -62,7 +75,7 @@ pub struct Reference {
     pub oracle_frontier_area: f64,
 }
 
-pub fn reference(rows: &[Row], models: &[DatasetModel]) -> Reference {
+pub fn reference<R: Borrow<Row>>(rows: &[R], models: &[DatasetModel]) -> Reference {
     let n = rows.len().max(1) as f64;
     let single_models: Vec<Single> = models
         .iter()
@@ -70,12 +83,12 @@ pub fn reference(rows: &[Row], models: &[DatasetModel]) -> Reference {
             model: m.name.clone(),
             quality: rows
                 .iter()
-                .map(|r| r.outcomes[&m.name].quality)
+                .map(|r| r.borrow().outcomes[&m.name].quality)
                 .sum::<f64>()
                 / n,
             cost: rows
                 .iter()
-                .map(|r| r.outcomes[&m.name].cost_usd)
+                .map(|r| r.borrow().outcomes[&m.name].cost_usd)
                 .sum::<f64>()
                 / n,
         })
@@ -92,6 +105,7 @@ pub fn reference(rows: &[Row], models: &[DatasetModel]) -> Reference {
     let oracle_choices: Vec<usize> = rows
         .iter()
         .map(|r| {
+            let r = r.borrow();
             (0..models.len())
                 .max_by(|&a, &b| {
                     let (oa, ob) = (&r.outcomes[&models[a].name], &r.outcomes[&models[b].name]);
@@ -139,10 +153,10 @@ pub struct Curve {
     pub two_model: Option<TwoModel>,
 }
 
-pub fn curve(
+pub fn curve<R: Borrow<Row>>(
     settings: &[f64],
     choices: &[Choices],
-    rows: &[Row],
+    rows: &[R],
     models: &[DatasetModel],
     r: &Reference,
 ) -> Curve {

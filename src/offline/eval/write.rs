@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde::Serialize;
 
+use super::bootstrap::Bootstrap;
 use super::plot::{self, Chart, Series};
 use super::report::{self, Curve, Point, Reference};
 use super::route::Choices;
@@ -78,6 +79,9 @@ pub struct Summary {
     /// quality per task on the training rows), a reference no router can
     /// use: it reads the answer's label.
     pub task_oracle: Option<Curve>,
+    /// Offline: how far the router's lead over the baselines holds across
+    /// resamples of the evaluation rows.
+    pub bootstrap: Option<Bootstrap>,
     pub online: Option<Online>,
 }
 
@@ -150,6 +154,7 @@ fn summary(c: &Context<'_>) -> Summary {
         knn: None,
         logreg: None,
         task_oracle: None,
+        bootstrap: None,
         online: None,
     }
 }
@@ -196,6 +201,7 @@ pub fn offline(
     knn: &[Choices],
     (logreg, lambda): (&[Choices], f64),
     task_oracle: &[Choices],
+    bootstrap: Option<Bootstrap>,
 ) -> anyhow::Result<Summary> {
     let sets: Vec<(f64, &Choices)> = weights.iter().copied().zip(router).collect();
     decisions(&c.opts.out.join("decisions.jsonl"), c.eval, c.models, &sets)?;
@@ -225,6 +231,7 @@ pub fn offline(
     s.knn = Some(k);
     s.logreg = Some(LogRegCurve { lambda, curve: l });
     s.task_oracle = Some(t);
+    s.bootstrap = bootstrap;
     json(&c.opts.out.join("summary.json"), &s)?;
     Ok(s)
 }
