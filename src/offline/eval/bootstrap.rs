@@ -75,9 +75,10 @@ pub fn run(
         return None;
     }
     let all: Vec<&Row> = rows.iter().collect();
-    let full = score(sweeps, &all, models);
+    let full = Draw::of(&score(sweeps, &all, models));
     let mut rng = StdRng::seed_from_u64(seed);
-    let draws: Vec<Vec<Curve>> = (0..resamples)
+    // Each draw is reduced to its few statistics at once: its curves are not kept.
+    let draws: Vec<Draw> = (0..resamples)
         .map(|_| {
             let idx: Vec<usize> = (0..rows.len())
                 .map(|_| rng.random_range(0..rows.len()))
@@ -101,38 +102,58 @@ pub fn run(
                     .map(|((name, _), c)| (*name, c.as_slice()))
                     .collect(),
             };
-            score(&resampled, &sample, models)
+            Draw::of(&score(&resampled, &sample, models))
         })
-        .collect();
-    let costs: Vec<Option<f64>> = draws
-        .iter()
-        .map(|d| d[0].cost_fraction_to_match_best)
         .collect();
     let leads = sweeps
         .baselines
         .iter()
         .enumerate()
         .map(|(b, (name, _))| {
-            let diff = |f: fn(&Curve) -> Option<f64>, c: &[Curve]| Some(f(&c[0])? - f(&c[b + 1])?);
-            let area = |c: &Curve| Some(c.frontier_area);
-            let apgr = |c: &Curve| c.two_model.as_ref().map(|t| t.apgr);
-            let diffs = |f| -> Option<Interval> {
-                let d: Vec<f64> = draws.iter().filter_map(|c| diff(f, c)).collect();
-                interval(diff(f, &full)?, d)
-            };
+            let areas = draws.iter().map(|d| d.area[b]).collect();
+            let apgrs = draws.iter().filter_map(|d| d.apgr[b]).collect();
             Lead {
                 baseline: (*name).to_owned(),
-                frontier_area: diffs(area).expect("every curve has a frontier area"),
-                apgr: diffs(apgr),
+                frontier_area: interval(full.area[b], areas)
+                    .expect("there is at least one resample"),
+                apgr: full.apgr[b].and_then(|e| interval(e, apgrs)),
             }
         })
         .collect();
+    let costs = draws.iter().map(|d| d.cost_to_match).collect();
     Some(Bootstrap {
         resamples,
         level: LEVEL,
-        router_cost_to_match: cost_interval(full[0].cost_fraction_to_match_best, costs),
+        router_cost_to_match: cost_interval(full.cost_to_match, costs),
         leads,
     })
+}
+
+/// What one set of rows says: the router's cost to match, and router −
+/// baseline frontier area and APGR per baseline.
+struct Draw {
+    cost_to_match: Option<f64>,
+    area: Vec<f64>,
+    apgr: Vec<Option<f64>>,
+}
+
+impl Draw {
+    /// `curves`: the router's, then each baseline's.
+    fn of(curves: &[Curve]) -> Draw {
+        let (router, baselines) = curves.split_first().expect("the router's curve");
+        let apgr = |c: &Curve| c.two_model.as_ref().map(|t| t.apgr);
+        Draw {
+            cost_to_match: router.cost_fraction_to_match_best,
+            area: baselines
+                .iter()
+                .map(|b| router.frontier_area - b.frontier_area)
+                .collect(),
+            apgr: baselines
+                .iter()
+                .map(|b| Some(apgr(router)? - apgr(b)?))
+                .collect(),
+        }
+    }
 }
 
 /// The router's curve then each baseline's, on one set of rows.
