@@ -1,7 +1,7 @@
 //! Admission by time under overload: Route on ~250-token prompts (real
-//! MiniLM, real SQLite) is measured unloaded and at capacity, then driven
-//! open-loop at three times capacity with the classifier's queue bounded by
-//! time. What is answered stays fast, goodput stays near capacity, the rest is
+//! MiniLM, real SQLite) is measured unloaded, then driven open-loop at three
+//! times capacity with the classifier's queue bounded by time, capacity being
+//! measured around and between the overload's stretches. What is answered stays fast, goodput stays near capacity, the rest is
 //! refused with RESOURCE_EXHAUSTED and a retry-after (at least three in four at
 //! once, the rest after waiting out the bound), memory does not grow, and the
 //! service is back to unloaded latency right after.
@@ -74,25 +74,28 @@ fn rss_kib() -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Unloaded latencies (one client, in order) and capacity (answers per
-/// second from 8 closed-loop clients over 5 s: long enough that one answer
-/// more or less moves it by about 2%).
-async fn measure(c: &Client, prompts: &Arc<Vec<String>>) -> (Vec<Duration>, f64) {
+/// Unloaded latencies: one client, in order, after 20 to warm up.
+async fn unloaded(c: &Client, prompts: &[String]) -> Vec<Duration> {
     let mut one = c.clone();
     for p in prompts.iter().take(20) {
         route(&mut one, p).await.unwrap();
     }
-    let mut unloaded = Vec::new();
+    let mut took = Vec::new();
     for p in prompts.iter().cycle().skip(20).take(120) {
-        unloaded.push(route(&mut one, p).await.unwrap());
+        took.push(route(&mut one, p).await.unwrap());
     }
-    unloaded.sort();
-    let window = Duration::from_secs(5);
+    took.sort();
+    took
+}
+
+/// Answers from 8 closed-loop clients over `window` (the server has no time
+/// bound, so its workers never wait for work), and the time they took.
+async fn saturate(c: &Client, prompts: &Arc<Vec<String>>, window: Duration) -> (usize, Duration) {
     let started = Instant::now();
     let clients = (0..8).map(|k| {
         let (mut c, prompts) = (c.clone(), Arc::clone(prompts));
         async move {
-            let mut n = 0u64;
+            let mut n = 0;
             for p in prompts.iter().cycle().skip(k * 37) {
                 if started.elapsed() >= window {
                     break;
@@ -104,17 +107,64 @@ async fn measure(c: &Client, prompts: &Arc<Vec<String>>) -> (Vec<Duration>, f64)
             n
         }
     });
-    let answered: u64 = futures::future::join_all(clients).await.into_iter().sum();
-    (unloaded, answered as f64 / started.elapsed().as_secs_f64())
+    let answered = futures::future::join_all(clients).await.into_iter().sum();
+    (answered, started.elapsed())
 }
 
+/// Open loop at `rate` a second for `window`: requests go out on the clock,
+/// answered or not. Each one's latency and whether it was answered, once all
+/// are back, and when the last went out.
+async fn open_loop(
+    c: &Client,
+    prompts: &[String],
+    rate: f64,
+    window: Duration,
+) -> (Vec<(Duration, bool)>, Instant) {
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    while started.elapsed() < window {
+        let due = (rate * started.elapsed().as_secs_f64()) as usize;
+        while calls.len() < due {
+            let (mut c, text) = (c.clone(), prompts[calls.len() % prompts.len()].clone());
+            calls.push(tokio::spawn(
+                async move { route_or_shed(&mut c, &text).await },
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stopped = Instant::now();
+    (futures::future::try_join_all(calls).await.unwrap(), stopped)
+}
+
+/// How long after `stopped` a Route is back within `limit`.
+async fn recovery(c: &Client, text: &str, stopped: Instant, limit: Duration) -> Duration {
+    let mut probe = c.clone();
+    loop {
+        let since = stopped.elapsed();
+        if let Ok(took) = route(&mut probe, text).await
+            && took <= limit
+        {
+            return since;
+        }
+        assert!(
+            since < Duration::from_secs(5),
+            "not recovered after {since:?}"
+        );
+    }
+}
+
+/// The machine is shared and its speed drifts within seconds by a good part
+/// of the 10% margin (docs/performance.md, "Overload"), so capacity is
+/// measured around and between the overload's stretches (capacity, overload,
+/// capacity, overload, capacity) on a server without the time bound, and
+/// goodput is compared with the capacity of the same half-minute.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "timing-sensitive: tests/run.sh runs it alone after the suite"]
 async fn three_times_overload_sheds_by_time_and_keeps_latency() {
     let prompts = Arc::new(prompts());
-    let env = Env::start_with(|c| c.classifier.max_queue_wait = None).await;
-    let (unloaded, capacity) = measure(&env.server.client().await, &prompts).await;
-    env.server.stop().await;
+    let free = Env::start_with(|c| c.classifier.max_queue_wait = None).await;
+    let free_client = free.server.client().await;
+    let unloaded = unloaded(&free_client, &prompts).await;
     let (p50, p99) = (quantile(&unloaded, 0.5), quantile(&unloaded, 0.99));
 
     // Half a prompt's time in the queue: with a worker per core busy, the
@@ -129,56 +179,37 @@ async fn three_times_overload_sheds_by_time_and_keeps_latency() {
     }
     let rss_before = rss_kib();
 
-    // Open loop at 3x capacity: requests go out on the clock, answered or not.
-    let rate = 3.0 * capacity;
-    let window = Duration::from_secs(8);
-    let started = Instant::now();
-    let mut sent = 0usize;
-    let mut calls = Vec::new();
-    while started.elapsed() < window {
-        let due = (rate * started.elapsed().as_secs_f64()) as usize;
-        while sent < due {
-            let (mut c, text) = (c.clone(), prompts[sent % prompts.len()].clone());
-            calls.push(tokio::spawn(
-                async move { route_or_shed(&mut c, &text).await },
-            ));
-            sent += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let stretch = Duration::from_millis(2500);
+    let (mut capable, mut capable_for) = saturate(&free_client, &prompts, stretch).await;
+    // Three times the first stretch's capacity, open loop, 4 s at a time.
+    let rate = 3.0 * capable as f64 / capable_for.as_secs_f64();
+    let window = Duration::from_secs(4);
+    let (mut calls, mut recovered) = (Vec::new(), Duration::ZERO);
+    for _ in 0..2 {
+        let (these, stopped) = open_loop(&c, &prompts, rate, window).await;
+        calls.extend(these);
+        // Back to unloaded latency right after the load stops.
+        let since = recovery(&c, &prompts[0], stopped, 2 * p99).await;
+        recovered = recovered.max(since);
+        let (n, took) = saturate(&free_client, &prompts, stretch).await;
+        (capable, capable_for) = (capable + n, capable_for + took);
     }
-    let stopped = Instant::now();
-    let (mut answered, mut shed) = (Vec::new(), Vec::new());
-    for call in calls {
-        match call.await.unwrap() {
-            (took, true) => answered.push(took),
-            (took, false) => shed.push(took),
-        }
-    }
-    // Back to unloaded latency right after the load stops.
-    let mut probe = c.clone();
-    let recovered = loop {
-        let since = stopped.elapsed();
-        if let Ok(took) = route(&mut probe, &prompts[0]).await
-            && took <= 2 * p99
-        {
-            break since;
-        }
-        assert!(
-            since < Duration::from_secs(5),
-            "not recovered after {since:?}"
-        );
-    };
     let rss_growth_kib = rss_kib().saturating_sub(rss_before);
+    let capacity = capable as f64 / capable_for.as_secs_f64();
+    let took = |answered: bool| calls.iter().filter(move |c| c.1 == answered).map(|c| c.0);
+    let (mut answered, shed): (Vec<_>, Vec<_>) = (took(true).collect(), took(false).collect());
     answered.sort();
-    let goodput = answered.len() as f64 / window.as_secs_f64();
+    let goodput = answered.len() as f64 / (2 * window).as_secs_f64();
     let loaded_p99 = quantile(&answered, 0.99);
     // Refused at once: before the bound passed (a late refusal waited it out).
     let at_once = shed.iter().filter(|took| **took < budget).count();
     eprintln!(
-        "unloaded p50 {p50:?} p99 {p99:?}; capacity {capacity:.1}/s; queue bound {budget:?}; \
-         at {rate:.0}/s for {window:?}: {sent} sent, {} answered (goodput {goodput:.1}/s, {:.0}% \
-         of capacity), {} shed ({at_once} at once, all with retry-after), answered p50 {:?} p99 \
-         {loaded_p99:?}; recovered {recovered:?} after; RSS +{rss_growth_kib} KiB",
+        "unloaded p50 {p50:?} p99 {p99:?}; capacity {capacity:.1}/s over {capable_for:.1?}; \
+         queue bound {budget:?}; at {rate:.0}/s for 2 x {window:?}: {} sent, {} answered \
+         (goodput {goodput:.1}/s, {:.0}% of capacity), {} shed ({at_once} at once, all with \
+         retry-after), answered p50 {:?} p99 {loaded_p99:?}; recovered {recovered:?} after; \
+         RSS +{rss_growth_kib} KiB",
+        calls.len(),
         answered.len(),
         100.0 * goodput / capacity,
         shed.len(),
@@ -201,6 +232,7 @@ async fn three_times_overload_sheds_by_time_and_keeps_latency() {
     assert!(recovered <= Duration::from_secs(1), "{recovered:?}");
     assert!(rss_growth_kib < 64 * 1024, "RSS grew {rss_growth_kib} KiB");
     env.server.stop().await;
+    free.server.stop().await;
 }
 
 fn open_fds() -> usize {
