@@ -1,10 +1,11 @@
 //! Admission by time under overload: Route on ~250-token prompts (real
 //! MiniLM, real SQLite) is measured unloaded, then driven open-loop at three
 //! times capacity with the classifier's queue bounded by time, capacity being
-//! measured around and between the overload's stretches. What is answered stays fast, goodput stays near capacity, the rest is
-//! refused with RESOURCE_EXHAUSTED and a retry-after (at least three in four at
-//! once, the rest after waiting out the bound), memory does not grow, and the
-//! service is back to unloaded latency right after.
+//! measured around and between the overload's stretches. What is answered
+//! stays fast, goodput stays near capacity, the rest is refused with
+//! RESOURCE_EXHAUSTED and a retry-after (at least three in four at once, the
+//! rest after waiting out the bound), memory does not grow, and the service is
+//! back to unloaded latency right after.
 //!
 //! A soak at half capacity with mixed traffic (Route, Complete plain and
 //! streamed, Feedback) checks that nothing grows: memory, file descriptors,
@@ -90,10 +91,10 @@ async fn unloaded(c: &Client, prompts: &[String]) -> Vec<Duration> {
 
 /// Answers from 8 closed-loop clients over `window` (the server has no time
 /// bound, so its workers never wait for work), and the time they took.
-async fn saturate(c: &Client, prompts: &Arc<Vec<String>>, window: Duration) -> (usize, Duration) {
+async fn saturate(c: &Client, prompts: &[String], window: Duration) -> (usize, Duration) {
     let started = Instant::now();
     let clients = (0..8).map(|k| {
-        let (mut c, prompts) = (c.clone(), Arc::clone(prompts));
+        let mut c = c.clone();
         async move {
             let mut n = 0;
             for p in prompts.iter().cycle().skip(k * 37) {
@@ -161,7 +162,7 @@ async fn recovery(c: &Client, text: &str, stopped: Instant, limit: Duration) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "timing-sensitive: tests/run.sh runs it alone after the suite"]
 async fn three_times_overload_sheds_by_time_and_keeps_latency() {
-    let prompts = Arc::new(prompts());
+    let prompts = prompts();
     let free = Env::start_with(|c| c.classifier.max_queue_wait = None).await;
     let free_client = free.server.client().await;
     let unloaded = unloaded(&free_client, &prompts).await;
